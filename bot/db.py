@@ -1,0 +1,39 @@
+"""Engine and schema set-up. SQLite gets WAL, a busy timeout and foreign keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import SQLModel, create_engine
+
+from bot import models  # noqa: F401 - registers the tables on SQLModel.metadata
+from bot.settings import sqlalchemy_url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for `database_url`; creates the folder of a SQLite file."""
+    url = make_url(sqlalchemy_url(database_url))
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables (Alembic migrations replace this for upgrades)."""
+    SQLModel.metadata.create_all(engine)

@@ -1,0 +1,161 @@
+"""SQLModel tables. Unique constraints, not code, are what keep a row from being stored twice.
+
+Times are stored as naive UTC and handed back timezone-aware (`UTCDateTime`), the same on
+SQLite and PostgreSQL. Telegram chat ids need 64 bits.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store naive UTC, return aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+def _when(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
+
+
+class Feed(SQLModel, table=True):
+    """A polled feed and its health; the HTTP cache validators live here."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column=Column(Text, unique=True, nullable=False))
+    name: str = ""
+    language: str = "en"
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    last_status: str = "never"  # never | ok | not_modified | error
+    last_http_status: int | None = None
+    last_error: str | None = None
+    last_polled_at: datetime | None = _when()
+    last_success_at: datetime | None = _when()
+    consecutive_failures: int = 0
+    next_poll_at: datetime | None = _when()
+    lease_owner: str | None = None
+    lease_until: datetime | None = _when()
+    added_by_chat: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class Story(SQLModel, table=True):
+    """One development: the first item that reported it, plus everything that joined."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    title: str
+    link: str
+    feed_name: str
+    language: str = "en"
+    published: datetime | None = _when()
+    summary: str = Field(default="", sa_type=Text)
+    alerted: bool = True  # False for a stale story: stored for dedup, never sent
+
+
+class Item(SQLModel, table=True):
+    """Every entry ever seen, with the decision taken on it."""
+
+    __table_args__ = (UniqueConstraint("feed_id", "guid", name="uq_item_feed_guid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = Field(foreign_key="feed.id", index=True)
+    guid: str = Field(sa_type=Text)
+    link: str = Field(sa_type=Text, index=True)
+    title_key: str = Field(sa_type=Text, index=True)
+    title: str = Field(sa_type=Text)
+    text: str = Field(sa_type=Text)
+    language: str = "en"
+    published: datetime | None = _when()
+    first_seen: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    decision: str = Field(index=True)
+    story_id: int | None = Field(default=None, foreign_key="story.id", index=True)
+    reasons: str = Field(default="[]", sa_type=Text)  # JSON list of strings
+    fingerprint: str = Field(default="", sa_type=Text)  # bot.dedup serialisation
+
+
+class ItemKey(SQLModel, table=True):
+    """Inverted index for near-duplicate search: a key, and an item of a story that has it."""
+
+    __table_args__ = (Index("ix_itemkey_key_published", "key", "published"),)
+
+    key: str = Field(primary_key=True)
+    item_id: int = Field(foreign_key="item.id", primary_key=True)
+    story_id: int = Field(foreign_key="story.id")
+    published: datetime = Field(sa_type=UTCDateTime)
+
+
+class Subscriber(SQLModel, table=True):
+    """A chat (and forum topic, 0 for none) that receives alerts."""
+
+    __table_args__ = (UniqueConstraint("chat_id", "thread_id", name="uq_subscriber_chat"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger)
+    thread_id: int = Field(default=0, sa_type=BigInteger)
+    chat_type: str = "private"
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    deactivated_reason: str | None = None
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox: one row per (story, subscriber), written with the story."""
+
+    __table_args__ = (
+        UniqueConstraint("story_id", "subscriber_id", name="uq_delivery_story_subscriber"),
+        Index("ix_delivery_state_next", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    story_id: int = Field(foreign_key="story.id")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    state: str = "pending"  # pending | sending | sent | failed | skipped
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = _when()
+    message_id: int | None = Field(default=None, sa_type=BigInteger)
+    last_error: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = _when()
+
+
+class PollRun(SQLModel, table=True):
+    """One poll cycle, for /status and `health`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    finished_at: datetime | None = _when(index=True)
+    feeds_polled: int = 0
+    feeds_failed: int = 0
+    entries: int = 0
+    new_stories: int = 0
+    error: str | None = None
