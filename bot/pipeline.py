@@ -1,0 +1,296 @@
+"""One poll cycle, the only place that calls the stages in order:
+
+    fetch → parse → match → dedup → summarise → store (story + outbox rows)
+
+Fetching is async and concurrent; parsing runs in worker threads; deciding and storing run
+in one database transaction per cycle (in a thread), so a cycle's stories and their
+delivery rows land together or not at all, and a feed's new cache validators are only kept
+when its entries were stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from bot import store
+from bot.dedup import SeedPrint, fingerprint, index_keys, judge, seed_print, title_key
+from bot.errors import ParseError
+from bot.feeds.fetch import FetchOutcome, Fetcher, backoff_delay, make_client
+from bot.feeds.parse import parse_feed
+from bot.match import Matcher, compile_rules, load_rules
+from bot.models import utcnow
+from bot.records import Entry, Verdict
+from bot.seeds import load_seeds
+from bot.settings import Settings
+from bot.summarise import summarise
+
+log = logging.getLogger(__name__)
+
+IRRELEVANT_TEXT_CHARS = 1_000  # enough to show why; off-topic text is not worth keeping whole
+
+
+@dataclass(frozen=True, slots=True)
+class FeedResult:
+    """A fetched feed and what came out of it."""
+
+    feed: store.FeedState
+    outcome: FetchOutcome
+    entries: tuple[Entry, ...] = ()
+    error: str | None = None  # a parse error, when the fetch itself went fine
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    started: datetime
+    finished: datetime
+    verdicts: tuple[Verdict, ...] = ()
+    feeds_polled: int = 0
+    feeds_failed: int = 0
+    new_story_ids: tuple[int, ...] = ()
+    error: str | None = None  # the database failed: nothing of this cycle was stored
+    feed_errors: dict[str, str] = field(default_factory=dict)
+
+
+def make_owner_id() -> str:
+    """Who holds a lease: host, process and a random part (pids repeat in containers)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Pipeline:
+    """Holds the long-lived parts (HTTP client, compiled rules, seeds) between cycles."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        client: httpx.AsyncClient | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.owner = owner or make_owner_id()
+        self._client = client or make_client(settings.limits)
+        self._fetcher = Fetcher(self._client, settings.limits)
+        self._matcher: Matcher = compile_rules(load_rules(settings.topics))
+        self._seeds: list[SeedPrint] = [
+            seed_print(s) for s in load_seeds(Path(settings.seeds_dir))
+        ]
+        self._specs = settings.feed_specs()
+        with Session(engine) as session:
+            store.sync_feeds(session, self._specs)
+            session.commit()
+
+    @classmethod
+    def create(cls, settings: Settings, engine: Engine) -> Pipeline:
+        return cls(settings, engine)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def run_cycle(self, *, force: bool = False) -> CycleReport:
+        """Poll every due feed once; `force` ignores per-feed backoff."""
+        started = utcnow()
+        try:
+            feeds = await asyncio.to_thread(self._claim, started, force)
+        except SQLAlchemyError as exc:
+            return self._db_failure(started, exc)
+        results = await asyncio.gather(*(self._fetch_and_parse(f) for f in feeds))
+        try:
+            return await asyncio.to_thread(self._decide_and_store, started, results)
+        except SQLAlchemyError as exc:
+            await asyncio.to_thread(self._release, [f.id for f in feeds])
+            return self._db_failure(started, exc)
+
+    # --- stages -------------------------------------------------------------------------
+
+    def _claim(self, now: datetime, force: bool) -> list[store.FeedState]:
+        lease = timedelta(seconds=max(self.settings.poll_interval, 10 * self.settings.limits.total_timeout))
+        with Session(self.engine) as session:
+            claimed = store.claim_due_feeds(
+                session,
+                [s.url for s in self._specs],
+                now=now,
+                owner=self.owner,
+                lease=lease,
+                force=force,
+            )
+            session.commit()
+        return claimed
+
+    async def _fetch_and_parse(self, feed: store.FeedState) -> FeedResult:
+        outcome = await self._fetcher.fetch(feed.url, feed.validators)
+        if outcome.status != "changed" or outcome.body is None:
+            return FeedResult(feed, outcome)
+        try:
+            parsed = await asyncio.to_thread(
+                parse_feed,
+                outcome.body,
+                outcome.headers,
+                feed.spec(),
+                max_entries=self.settings.limits.max_entries_per_feed,
+            )
+        except ParseError as exc:
+            log.warning("feed %s: %s", feed.name, exc)
+            return FeedResult(feed, outcome, error=str(exc))
+        for warning in parsed.warnings:
+            log.info("feed %s: %s", feed.name, warning)
+        return FeedResult(feed, outcome, entries=parsed.entries)
+
+    def _decide_and_store(self, started: datetime, results: Sequence[FeedResult]) -> CycleReport:
+        now = utcnow()
+        verdicts: list[Verdict] = []
+        new_ids: list[int] = []
+        failed = 0
+        feed_errors: dict[str, str] = {}
+        with Session(self.engine) as session:
+            store.lock_for_decisions(session)
+            run_id = store.start_run(session, started)
+            for result in results:
+                error = result.error or (result.outcome.error if result.outcome.status == "failed" else None)
+                if error:
+                    failed += 1
+                    feed_errors[result.feed.name] = error
+                store.record_fetch(
+                    session,
+                    result.feed.id,
+                    result.outcome,
+                    now=now,
+                    next_poll_at=self._next_poll(result, now) if error else None,
+                    error=result.error,
+                )
+            for feed_id, entry in _oldest_first(results, now):
+                verdict = self._decide(session, feed_id, entry, now)
+                verdicts.append(verdict)
+                if verdict.decision == "new" and verdict.story_id is not None:
+                    new_ids.append(verdict.story_id)
+            finished = utcnow()
+            store.finish_run(
+                session,
+                run_id,
+                now=finished,
+                feeds_polled=len(results),
+                feeds_failed=failed,
+                entries=len(verdicts),
+                new_stories=len(new_ids),
+            )
+            session.commit()
+        return CycleReport(
+            started=started,
+            finished=finished,
+            verdicts=tuple(verdicts),
+            feeds_polled=len(results),
+            feeds_failed=failed,
+            new_story_ids=tuple(new_ids),
+            feed_errors=feed_errors,
+        )
+
+    def _decide(self, session: Session, feed_id: int, entry: Entry, now: datetime) -> Verdict:
+        window = timedelta(days=self.settings.dedup.window_days)
+        when = min(entry.published or now, now)
+        tkey = title_key(entry.title)
+
+        def keep(decision: str, reasons: Sequence[str], story_id: int | None = None, fp: str = "",
+                 text: str | None = None) -> int:
+            stored = entry if text is None else dataclasses.replace(entry, text=text)
+            return store.add_item(
+                session, feed_id=feed_id, entry=stored, title_key=tkey, decision=decision,
+                reasons=reasons, story_id=story_id, fingerprint=fp, now=now,
+            )
+
+        hit = store.find_exact(session, feed_id, entry, tkey, since=now - window)
+        if hit is not None:
+            if hit.same_feed_guid:
+                return Verdict(entry, "seen", hit.story_id, (f"already stored (same {hit.key})",))
+            reasons = (f"same {hit.key} as item {hit.item_id}",)
+            if hit.story_id is not None:
+                keep("duplicate", reasons, hit.story_id)
+                return Verdict(entry, "duplicate", hit.story_id, reasons)
+            keep("seen", reasons, text=entry.text[:IRRELEVANT_TEXT_CHARS])
+            return Verdict(entry, "seen", None, reasons)
+
+        match = self._matcher.match(entry.title, entry.text, entry.language)
+        if not match.relevant:
+            keep("irrelevant", match.reasons, text=entry.text[:IRRELEVANT_TEXT_CHARS])
+            return Verdict(entry, "irrelevant", None, match.reasons)
+
+        fp = fingerprint(entry.title, entry.text, entry.language)
+        keys = index_keys(fp)
+        candidates = store.find_candidates(
+            session, keys, low=when - window, high=when + window,
+            limit=self.settings.dedup.max_candidates,
+        )
+        novelty = judge(fp, self._seeds, candidates)
+        reasons = (*match.reasons, *novelty.reasons)
+        fp_json = fp.to_json()
+        if novelty.kind == "seed":
+            keep("seed", reasons, fp=fp_json)
+            return Verdict(entry, "seed", None, reasons)
+        if novelty.kind == "duplicate" and novelty.story_id is not None:
+            item_id = keep("duplicate", reasons, novelty.story_id, fp_json)
+            store.index_item(session, item_id, novelty.story_id, keys, when)
+            return Verdict(entry, "duplicate", novelty.story_id, reasons)
+
+        stale = self._is_stale(entry, now)
+        summary = summarise(entry.title, entry.text, known=[s.fingerprint for s in self._seeds])
+        story_id, _ = store.add_story(session, entry, summary=summary, alerted=not stale, now=now)
+        decision = "stale" if stale else "new"
+        if stale:
+            reasons = (*reasons, f"published more than {self.settings.max_age_hours:g} h ago")
+        item_id = keep(decision, reasons, story_id, fp_json)
+        store.index_item(session, item_id, story_id, keys, when)
+        return Verdict(entry, decision, story_id, reasons)
+
+    def _is_stale(self, entry: Entry, now: datetime) -> bool:
+        limit = self.settings.max_age_hours
+        if limit <= 0 or entry.published is None:
+            return False
+        return entry.published < now - timedelta(hours=limit)
+
+    def _next_poll(self, result: FeedResult, now: datetime) -> datetime:
+        limits = self.settings.limits
+        delay = backoff_delay(
+            result.feed.consecutive_failures + 1,
+            base=limits.backoff_base_seconds,
+            maximum=limits.backoff_max_seconds,
+            retry_after=result.outcome.retry_after,
+        )
+        return now + timedelta(seconds=delay)
+
+    def _release(self, feed_ids: list[int]) -> None:
+        try:
+            with Session(self.engine) as session:
+                store.release_feeds(session, feed_ids)
+                session.commit()
+        except SQLAlchemyError:
+            log.debug("could not release feed leases; they expire on their own", exc_info=True)
+
+    def _db_failure(self, started: datetime, exc: SQLAlchemyError) -> CycleReport:
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).splitlines() or [""])[0][:200]
+        reason = f"database error: {type(cause).__name__}: {first_line}"
+        log.error("poll cycle not stored, will retry next cycle (%s)", reason)
+        return CycleReport(started=started, finished=utcnow(), error=reason)
+
+
+def _oldest_first(results: Sequence[FeedResult], now: datetime) -> list[tuple[int, Entry]]:
+    """All entries of a cycle, oldest first; undated entries count as seen now."""
+    pairs = [(r.feed.id, e) for r in results for e in r.entries]
+    pairs.sort(key=lambda pair: pair[1].published or now)
+    return pairs
+
+
