@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from bot.db import make_engine, create_schema
+from bot.db import create_schema, make_engine
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.models import Feed
@@ -44,6 +44,7 @@ def print_report(report: CycleReport, *, as_json: bool) -> None:
                 "feed": v.entry.feed_name,
                 "title": v.entry.title,
                 "link": v.entry.link,
+                "guid": v.entry.guid,
                 "published": v.entry.published.isoformat() if v.entry.published else None,
                 "decision": v.decision,
                 "story_id": v.story_id if v.decision in ("new", "duplicate", "stale") else None,
@@ -52,8 +53,13 @@ def print_report(report: CycleReport, *, as_json: bool) -> None:
             print(json.dumps(row, ensure_ascii=False))
         return
     rows = [
-        [_fit(v.entry.feed_name, 20), _fit(v.entry.title, 64), v.decision,
-         str(v.story_id or ""), _fit("; ".join(v.reasons), 90)]
+        [
+            _fit(v.entry.feed_name, 20),
+            _fit(v.entry.title, 64),
+            v.decision,
+            str(v.story_id or ""),
+            _fit("; ".join(v.reasons), 90),
+        ]
         for v in report.verdicts
     ]
     print(render_table(["feed", "title", "decision", "story", "why"], rows))
@@ -91,7 +97,9 @@ def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
     create_schema(engine)
     urls = [f.url for f in settings.feeds]
     with Session(engine) as session:
-        rows = {f.url: f for f in session.execute(select(Feed).where(col(Feed.url).in_(urls))).scalars()}
+        rows = {
+            f.url: f for f in session.execute(select(Feed).where(col(Feed.url).in_(urls))).scalars()
+        }
     engine.dispose()
     table = []
     for spec in settings.feed_specs():
@@ -101,14 +109,21 @@ def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
             continue
         next_poll = feed.next_poll_at or (
             feed.last_polled_at + timedelta(seconds=settings.poll_interval)
-            if feed.last_polled_at else None
+            if feed.last_polled_at
+            else None
         )
         status = feed.last_status + (f" ({feed.last_http_status})" if feed.last_http_status else "")
-        table.append([
-            _fit(feed.name, 28), status, _when(feed.last_polled_at), _when(feed.last_success_at),
-            str(feed.consecutive_failures), _when(next_poll) if next_poll else "next cycle",
-            _fit(feed.last_error or "", 60),
-        ])
+        table.append(
+            [
+                _fit(feed.name, 28),
+                status,
+                _when(feed.last_polled_at),
+                _when(feed.last_success_at),
+                str(feed.consecutive_failures),
+                _when(next_poll) if next_poll else "next cycle",
+                _fit(feed.last_error or "", 60),
+            ]
+        )
     headers = ["feed", "last status", "last poll", "last success", "failures", "next poll", "error"]
     print(render_table(headers, table))
     return 0
@@ -144,14 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
         "environment (DATABASE_URL, TELEGRAM_BOT_TOKEN, TELEGRAM_API_URL, LOG_FORMAT, LOG_LEVEL).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="poll on a schedule and serve the Telegram bot (console output without a token)")
+    run = sub.add_parser(
+        "run", help="poll on a schedule and serve the Telegram bot (console output without a token)"
+    )
     run.set_defaults(func=cmd_run)
-    once = sub.add_parser("poll-once", help="run one poll cycle over every configured feed and print the decisions")
-    once.add_argument("--json", action="store_true", help="one JSON object per entry instead of a table")
+    once = sub.add_parser(
+        "poll-once", help="run one poll cycle over every configured feed and print the decisions"
+    )
+    once.add_argument(
+        "--json", action="store_true", help="one JSON object per entry instead of a table"
+    )
     once.set_defaults(func=cmd_poll_once)
     feeds = sub.add_parser("feeds", help="show each feed's health")
     feeds.set_defaults(func=cmd_feeds)
-    health = sub.add_parser("health", help="exit 0 when the database answers and polling is on time")
+    health = sub.add_parser(
+        "health", help="exit 0 when the database answers and polling is on time"
+    )
     health.set_defaults(func=cmd_health)
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")

@@ -1,11 +1,11 @@
 """The project's own error hierarchy; each stage translates its library's errors at the edge.
 
-    SahelWatchError
-    ├── ConfigError      a wrong config file, seed file or environment value (exit 2)
-    ├── FeedError        a feed could not be fetched or parsed (kept in the feed's health)
-    │   ├── FetchError
-    │   └── ParseError
-    └── StoreError       the database refused or is gone (retried next cycle)
+SahelWatchError
+├── ConfigError      a wrong config file, seed file or environment value (exit 2)
+├── FeedError        a feed could not be fetched or parsed (kept in the feed's health)
+│   ├── FetchError
+│   └── ParseError
+└── StoreError       the database refused or is gone (retried next cycle)
 """
 
 from __future__ import annotations

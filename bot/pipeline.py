@@ -26,10 +26,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from bot import store
+from bot import metrics, store
 from bot.dedup import SeedPrint, fingerprint, index_keys, judge, seed_print, title_key
 from bot.errors import ParseError
-from bot.feeds.fetch import FetchOutcome, Fetcher, backoff_delay, make_client
+from bot.feeds.fetch import Fetcher, FetchOutcome, backoff_delay, make_client
 from bot.feeds.parse import parse_feed
 from bot.match import Matcher, compile_rules, load_rules
 from bot.models import utcnow
@@ -87,9 +87,7 @@ class Pipeline:
         self._client = client or make_client(settings.limits)
         self._fetcher = Fetcher(self._client, settings.limits)
         self._matcher: Matcher = compile_rules(load_rules(settings.topics))
-        self._seeds: list[SeedPrint] = [
-            seed_print(s) for s in load_seeds(Path(settings.seeds_dir))
-        ]
+        self._seeds: list[SeedPrint] = [seed_print(s) for s in load_seeds(Path(settings.seeds_dir))]
         self._specs = settings.feed_specs()
         with Session(engine) as session:
             store.sync_feeds(session, self._specs)
@@ -111,15 +109,19 @@ class Pipeline:
             return self._db_failure(started, exc)
         results = await asyncio.gather(*(self._fetch_and_parse(f) for f in feeds))
         try:
-            return await asyncio.to_thread(self._decide_and_store, started, results)
+            report = await asyncio.to_thread(self._decide_and_store, started, results)
         except SQLAlchemyError as exc:
             await asyncio.to_thread(self._release, [f.id for f in feeds])
             return self._db_failure(started, exc)
+        _count(report)
+        return report
 
     # --- stages -------------------------------------------------------------------------
 
     def _claim(self, now: datetime, force: bool) -> list[store.FeedState]:
-        lease = timedelta(seconds=max(self.settings.poll_interval, 10 * self.settings.limits.total_timeout))
+        lease = timedelta(
+            seconds=max(self.settings.poll_interval, 10 * self.settings.limits.total_timeout)
+        )
         with Session(self.engine) as session:
             claimed = store.claim_due_feeds(
                 session,
@@ -161,7 +163,9 @@ class Pipeline:
             store.lock_for_decisions(session)
             run_id = store.start_run(session, started)
             for result in results:
-                error = result.error or (result.outcome.error if result.outcome.status == "failed" else None)
+                error = result.error or (
+                    result.outcome.error if result.outcome.status == "failed" else None
+                )
                 if error:
                     failed += 1
                     feed_errors[result.feed.name] = error
@@ -204,12 +208,24 @@ class Pipeline:
         when = min(entry.published or now, now)
         tkey = title_key(entry.title)
 
-        def keep(decision: str, reasons: Sequence[str], story_id: int | None = None, fp: str = "",
-                 text: str | None = None) -> int:
+        def keep(
+            decision: str,
+            reasons: Sequence[str],
+            story_id: int | None = None,
+            fp: str = "",
+            text: str | None = None,
+        ) -> int:
             stored = entry if text is None else dataclasses.replace(entry, text=text)
             return store.add_item(
-                session, feed_id=feed_id, entry=stored, title_key=tkey, decision=decision,
-                reasons=reasons, story_id=story_id, fingerprint=fp, now=now,
+                session,
+                feed_id=feed_id,
+                entry=stored,
+                title_key=tkey,
+                decision=decision,
+                reasons=reasons,
+                story_id=story_id,
+                fingerprint=fp,
+                now=now,
             )
 
         hit = store.find_exact(session, feed_id, entry, tkey, since=now - window)
@@ -231,7 +247,10 @@ class Pipeline:
         fp = fingerprint(entry.title, entry.text, entry.language)
         keys = index_keys(fp)
         candidates = store.find_candidates(
-            session, keys, low=when - window, high=when + window,
+            session,
+            keys,
+            low=when - window,
+            high=when + window,
             limit=self.settings.dedup.max_candidates,
         )
         novelty = judge(fp, self._seeds, candidates)
@@ -279,12 +298,22 @@ class Pipeline:
         except SQLAlchemyError:
             log.debug("could not release feed leases; they expire on their own", exc_info=True)
 
-    def _db_failure(self, started: datetime, exc: SQLAlchemyError) -> CycleReport:
+    @staticmethod
+    def _db_failure(started: datetime, exc: SQLAlchemyError) -> CycleReport:
         cause = getattr(exc, "orig", None) or exc
         first_line = (str(cause).splitlines() or [""])[0][:200]
         reason = f"database error: {type(cause).__name__}: {first_line}"
         log.error("poll cycle not stored, will retry next cycle (%s)", reason)
+        metrics.POLLS.labels(result="db_error").inc()
         return CycleReport(started=started, finished=utcnow(), error=reason)
+
+
+def _count(report: CycleReport) -> None:
+    metrics.POLLS.labels(result="ok").inc()
+    for name in report.feed_errors:
+        metrics.FETCH_ERRORS.labels(feed=name).inc()
+    for verdict in report.verdicts:
+        metrics.ITEMS.labels(decision=verdict.decision).inc()
 
 
 def _oldest_first(results: Sequence[FeedResult], now: datetime) -> list[tuple[int, Entry]]:
@@ -292,5 +321,3 @@ def _oldest_first(results: Sequence[FeedResult], now: datetime) -> list[tuple[in
     pairs = [(r.feed.id, e) for r in results for e in r.entries]
     pairs.sort(key=lambda pair: pair[1].published or now)
     return pairs
-
-

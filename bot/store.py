@@ -90,9 +90,7 @@ def claim_due_feeds(
     if not ids:
         return []
     session.execute(
-        update(Feed)
-        .where(col(Feed.id).in_(ids))
-        .values(lease_owner=owner, lease_until=now + lease)
+        update(Feed).where(col(Feed.id).in_(ids)).values(lease_owner=owner, lease_until=now + lease)
     )
     rows = session.execute(select(Feed).where(col(Feed.id).in_(ids))).scalars()
     return [
@@ -179,6 +177,7 @@ def find_exact(
     rows = session.execute(query).all()
     if not rows:
         return None
+
     # Prefer the strongest key: same guid in the same feed, then an item that has a story.
     def rank(row: tuple[object, ...]) -> tuple[int, int]:
         guid_hit = row[3] == feed_id and row[4] == entry.guid

@@ -23,7 +23,8 @@ def test_project_seed_story_loads_with_metadata() -> None:
 
 def test_second_seed_is_a_dropped_in_file(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text(
-        (REPO / "seeds" / "aes-algeria-drone-2025.toml").read_text(encoding="utf-8"), encoding="utf-8"
+        (REPO / "seeds" / "aes-algeria-drone-2025.toml").read_text(encoding="utf-8"),
+        encoding="utf-8",
     )
     (tmp_path / "b.toml").write_text(
         'id = "b"\ntitle = "Another"\nlanguage = "fr"\ntext = "Un texte."\n', encoding="utf-8"

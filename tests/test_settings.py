@@ -65,7 +65,10 @@ def test_default_config_file_is_valid_and_has_real_feeds() -> None:
         ('poll_interval = "often"\n[[feeds]]\nurl = "https://x.org"\n', "poll_interval"),
         ('[[feeds]]\nurl = "https://x.org"\nlanguge = "fr"\n', "feeds.0.languge"),
         ("feeds = []\n", "feeds"),
-        ('[limits]\nmax_body_bytes = -1\n[[feeds]]\nurl = "https://x.org"\n', "limits.max_body_bytes"),
+        (
+            '[limits]\nmax_body_bytes = -1\n[[feeds]]\nurl = "https://x.org"\n',
+            "limits.max_body_bytes",
+        ),
         ("[[feeds]\nurl=", "not valid TOML"),
     ],
 )

@@ -1,0 +1,123 @@
+"""Prometheus metrics and the small operations HTTP endpoint (`/healthz`, `/metrics`).
+
+Counters are updated by the pipeline and the sender in this process; the database-wide
+figures (stories, deliveries by state) are read at scrape time, so every replica reports
+the same totals for those.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from bot.models import Delivery, Story, Subscriber
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+POLLS = Counter("sahelwatch_poll_cycles_total", "Poll cycles run", ["result"], registry=REGISTRY)
+FETCH_ERRORS = Counter(
+    "sahelwatch_fetch_errors_total",
+    "Failed fetches or parses, per feed",
+    ["feed"],
+    registry=REGISTRY,
+)
+ITEMS = Counter(
+    "sahelwatch_items_total", "Entries decided, by decision", ["decision"], registry=REGISTRY
+)
+SENDS = Counter(
+    "sahelwatch_sends_total", "Telegram send attempts, by result", ["result"], registry=REGISTRY
+)
+SEND_LATENCY = Histogram(
+    "sahelwatch_send_latency_seconds",
+    "Time from a story's creation to its delivery being sent",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600),
+    registry=REGISTRY,
+)
+
+
+class DatabaseCollector(Collector):
+    """Stories, subscribers and deliveries by state, counted in the database at scrape time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stories = GaugeMetricFamily("sahelwatch_stories", "Stories stored", labels=["alerted"])
+        deliveries = GaugeMetricFamily(
+            "sahelwatch_deliveries", "Delivery rows by state", labels=["state"]
+        )
+        subscribers = GaugeMetricFamily("sahelwatch_subscribers", "Active subscribers")
+        try:
+            with Session(self._engine) as session:
+                for alerted, n in session.execute(
+                    select(Story.alerted, func.count()).group_by(Story.alerted)
+                ):
+                    stories.add_metric([str(bool(alerted)).lower()], n)
+                for state, n in session.execute(
+                    select(Delivery.state, func.count()).group_by(Delivery.state)
+                ):
+                    deliveries.add_metric([state], n)
+                active = session.execute(
+                    select(func.count()).select_from(Subscriber).where(Subscriber.active == True)  # noqa: E712
+                ).scalar_one()
+                subscribers.add_metric([], active)
+        except SQLAlchemyError:
+            log.warning("metrics: database did not answer", exc_info=False)
+            return
+        yield stories
+        yield deliveries
+        yield subscribers
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("ops http: " + format, *args)
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def ops_app(health: Callable[[], tuple[bool, str]], metrics_app: WsgiApp) -> WsgiApp:
+    """`/healthz` answers from `health()`; `/metrics` is Prometheus' exposition."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            ok, message = health()
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "text/plain; charset=utf-8")],
+            )
+            return [message.encode() + b"\n"]
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    return app
+
+
+def start_ops_server(
+    host: str, port: int, engine: Engine, health: Callable[[], tuple[bool, str]]
+) -> WSGIServer:
+    """Serve the ops endpoint from a daemon thread; `server.shutdown()` stops it."""
+    REGISTRY.register(DatabaseCollector(engine))
+    server = make_server(
+        host, port, ops_app(health, make_wsgi_app(REGISTRY)), handler_class=_QuietHandler
+    )
+    threading.Thread(target=server.serve_forever, name="ops-http", daemon=True).start()
+    log.info("ops endpoint on http://%s:%d (/healthz, /metrics)", host, server.server_port)
+    return server
