@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import SQLModel, create_engine
 
 from bot import models  # noqa: F401 - registers the tables on SQLModel.metadata
 from bot.settings import sqlalchemy_url
+
+MIGRATION_LOCK_KEY = 0x5A4E1_0002
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -37,3 +42,29 @@ def make_engine(database_url: str) -> Engine:
 def create_schema(engine: Engine) -> None:
     """Create missing tables (Alembic migrations replace this for upgrades)."""
     SQLModel.metadata.create_all(engine)
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Apply the Alembic migrations up to `revision`, in one transaction where the database allows.
+
+    On PostgreSQL an advisory lock keeps two replicas starting together from racing.
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        command.upgrade(alembic_config(connection), revision)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

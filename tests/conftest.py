@@ -12,6 +12,8 @@ from sqlalchemy.engine import Engine
 
 from bot.db import create_schema, make_engine
 
+pytest_plugins = ["tests.servers.fixtures", "tests.servers.bot_fixtures"]
+
 PG_ADMIN = os.environ.get("SAHEL_WATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 

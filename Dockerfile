@@ -1,0 +1,61 @@
+# Sahel Watch image.
+#
+#   docker build -t sahel-watch .
+#   podman build --format docker --build-arg BASE=localhost/debian-python:bookworm ...
+#
+# BASE must provide python3 (>= 3.11) with the venv module: the public slim image does, and
+# so does the debootstrap base made by .ci/make-base.sh where Docker Hub is out of reach.
+# Everything Python lives in the virtualenv /opt/venv, whichever python3 the base has.
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE}
+
+SHELL ["/bin/sh", "-eu", "-c"]
+
+ENV PATH=/opt/venv/bin:$PATH \
+    LANG=C.UTF-8 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+# An unprivileged user with fixed numeric ids (volume ownership does not depend on names),
+# the data directory it owns, and an empty virtualenv.
+RUN groupadd --gid 10001 sahel \
+ && useradd --uid 10001 --gid sahel --home-dir /app --no-create-home \
+      --shell /usr/sbin/nologin sahel \
+ && install -d -o 10001 -g 10001 -m 0750 /data \
+ && python3 -m venv /opt/venv
+
+# Dependencies in a layer of their own: rebuilt only when pyproject.toml changes.
+# The list is read from [project].dependencies, so there is one source of truth.
+COPY pyproject.toml /tmp/build/
+RUN python -c 'import tomllib; f = open("/tmp/build/pyproject.toml", "rb"); \
+print("\n".join(tomllib.load(f)["project"]["dependencies"]))' > /tmp/requirements.txt \
+ && pip install setuptools==80.9.0 -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+
+# The application itself: small, changes often, installed without touching the deps.
+COPY bot /tmp/build/bot
+RUN pip install --no-deps --no-build-isolation /tmp/build \
+ && rm -rf /tmp/build
+
+# Working directory: config and seeds, read relative to it (SAHEL_WATCH_CONFIG, seeds_dir).
+WORKDIR /app
+COPY config ./config
+COPY seeds ./seeds
+
+ENV SAHEL_WATCH_CONFIG=/app/config/sahel-watch.toml \
+    DATABASE_URL=sqlite:////data/sahel-watch.db
+
+USER 10001:10001
+VOLUME ["/data"]
+
+# `health` exits 0 when the database answers and the last poll finished in time.
+HEALTHCHECK --interval=60s --timeout=15s --start-period=120s --retries=3 \
+  CMD ["python", "-m", "bot", "health"]
+
+# The app handles SIGTERM itself (it is PID 1 here): scheduler and bot stop cleanly.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["python", "-m", "bot"]
+CMD ["run"]

@@ -1,0 +1,342 @@
+"""Poll-cycle benchmark (issue 2): prints two tables.
+
+1. A cycle over N feeds (default 1,000) served by a loopback feed server that adds 100 ms to
+   every response, with 1 % of the feeds changed since the previous cycle: wall time, CPU
+   time, peak memory, requests answered 304. Beside it, the same feeds fetched the way many
+   bots do: a sequential `feedparser.parse(url)` loop.
+2. The cost per decided item with 1,000 and with 100,000 items already stored.
+
+The feed server runs in its own process so its CPU is not counted; each measured run is a
+fresh process, so its peak RSS is its own.
+
+    python bench/poll.py [--feeds 1000] [--latency 0.1] [--stored 1000,100000] [--skip-naive]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+FEEDS_DIR = REPO.parent / "shared" / "data" / "feeds"
+
+
+# --- the feed server, in its own process ------------------------------------------------
+
+
+def _bodies() -> list[bytes]:
+    bodies = []
+    for path in sorted(FEEDS_DIR.glob("*")):
+        if path.name == "SOURCE.md":
+            continue
+        body = path.read_bytes()
+        if b"<item" in body or b"<entry" in body:
+            bodies.append(body)
+    return bodies
+
+
+def _with_new_entry(body: bytes, n: int) -> bytes:
+    """The same feed with one new entry in front, as a feed looks after a new post."""
+    if b"<entry" in body:
+        tag = b"<entry"
+        new = (
+            f"<entry><id>urn:bench:{n}</id><title>Bench post {n}</title>"
+            f'<link href="https://bench.example/{n}"/><updated>2026-11-24T10:00:00Z</updated>'
+            f"<summary>Fresh text {n}</summary></entry>"
+        ).encode()
+    else:
+        tag = b"<item"
+        new = (
+            f"<item><guid>urn:bench:{n}</guid><title>Bench post {n}</title>"
+            f"<link>https://bench.example/{n}</link>"
+            f"<pubDate>Tue, 24 Nov 2026 10:00:00 GMT</pubDate>"
+            f"<description>Fresh text {n}</description></item>"
+        ).encode()
+    at = body.index(tag)
+    return body[:at] + new + body[at:]
+
+
+def _serve(conn: Connection, feeds: int, latency: float) -> None:
+    from tests.servers.feed_server import FeedServer
+
+    bodies = _bodies()
+    server = FeedServer(latency=latency).start()
+    paths = [f"/feed/{i}.xml" for i in range(feeds)]
+    for i, path in enumerate(paths):
+        server.add(path, body=bodies[i % len(bodies)], etag=True)
+    conn.send([server.url(p) for p in paths])
+    while True:
+        command, arg = conn.recv()
+        if command == "change":
+            for i in arg:
+                server.set_body(paths[i], _with_new_entry(bodies[i % len(bodies)], i))
+            conn.send(len(arg))
+        elif command == "reset":
+            server.reset_stats()
+            conn.send(True)
+        elif command == "stats":
+            stats = server.stats()
+            conn.send({"requests": stats.requests, "not_modified": stats.not_modified})
+        else:
+            server.stop()
+            conn.send(True)
+            return
+
+
+# --- measured runs, each in a fresh process ---------------------------------------------
+
+
+def _in_child(target: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    parent, child = mp.Pipe()
+
+    def run() -> None:
+        child.send(target(*args))
+
+    proc = mp.Process(target=run)
+    proc.start()
+    result: dict[str, Any] = parent.recv()
+    proc.join()
+    return result
+
+
+def _usage() -> tuple[float, float]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), ru.ru_utime + ru.ru_stime
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _config(tmp: Path, urls: list[str]) -> Path:
+    lines = [
+        f'seeds_dir = "{REPO / "seeds"}"',
+        "[limits]",
+        "concurrency = 100",
+        "per_host_concurrency = 100",  # every bench feed is on 127.0.0.1
+    ]
+    for i, url in enumerate(urls):
+        lines += ["[[feeds]]", f'url = "{url}"', f'name = "feed {i}"']
+    path = tmp / "bench.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _cycle(config: Path, database_url: str) -> dict[str, Any]:
+    import asyncio
+
+    from bot.db import create_schema, make_engine
+    from bot.pipeline import Pipeline
+    from bot.settings import load_settings
+
+    settings = load_settings({"SAHEL_WATCH_CONFIG": str(config), "DATABASE_URL": database_url})
+    engine = make_engine(database_url)
+    create_schema(engine)
+    base_mb = _peak_mb()
+
+    async def go() -> dict[str, Any]:
+        pipeline = Pipeline.create(settings, engine)
+        try:
+            t0, c0 = _usage()
+            report = await pipeline.run_cycle(force=True)
+            t1, c1 = _usage()
+        finally:
+            await pipeline.aclose()
+        return {
+            "wall": t1 - t0,
+            "cpu": c1 - c0,
+            "peak_mb": _peak_mb(),
+            "base_mb": base_mb,
+            "entries": len(report.verdicts),
+            "failed": report.feeds_failed,
+        }
+
+    return asyncio.run(go())
+
+
+def _naive(urls: list[str]) -> dict[str, Any]:
+    import feedparser
+
+    base_mb = _peak_mb()
+    t0, c0 = _usage()
+    entries = 0
+    for url in urls:
+        entries += len(feedparser.parse(url).entries)
+    t1, c1 = _usage()
+    return {"wall": t1 - t0, "cpu": c1 - c0, "peak_mb": _peak_mb(), "base_mb": base_mb,
+            "entries": entries, "failed": 0}
+
+
+# --- table 2: cost per decided item --------------------------------------------------------
+
+PLACES = ["Bamako", "Niamey", "Ouagadougou", "Gao", "Kidal", "Tombouctou", "Menaka", "Djibo",
+          "Dori", "Agadez", "Arlit", "Tillaberi", "Kayes", "Mopti", "Tessalit", "Tamanrasset"]
+ACTORS = ["Mali", "Niger", "Burkina Faso", "Algeria", "the AES", "ECOWAS", "the junta",
+          "the army", "JNIM", "the UN"]
+EVENTS = ["closes its airspace", "recalls its ambassador", "signs a mining deal",
+          "reports an attack", "announces elections", "suspends a newspaper",
+          "nationalises a gold mine", "hosts a summit", "arrests officers",
+          "opens a border post", "receives drones", "expels a diplomat"]
+
+
+def _synthetic(i: int, rng: random.Random) -> tuple[str, str]:
+    actor, event, place = rng.choice(ACTORS), rng.choice(EVENTS), rng.choice(PLACES)
+    n = rng.randint(2, 5000)
+    title = f"{actor} {event} near {place}"
+    text = (f"{actor} {event} near {place} on day {i}, officials said. "
+            f"About {n} people were affected, according to sources in {rng.choice(PLACES)}.")
+    return title, text
+
+
+def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+    from sqlmodel import Session
+
+    from bot import store
+    from bot.db import create_schema, make_engine
+    from bot.dedup import fingerprint, index_keys, title_key
+    from bot.models import Feed, Item, ItemKey, Story, utcnow
+    from bot.pipeline import Pipeline
+    from bot.records import Entry
+    from bot.settings import load_settings
+
+    tmp = Path(tempfile.mkdtemp(prefix="sw-bench-"))
+    config = tmp / "c.toml"
+    config.write_text(f'seeds_dir = "{REPO / "seeds"}"\nmax_age_hours = 0\n'
+                      '[[feeds]]\nurl = "http://127.0.0.1:9/x"\nname = "bench"\n')
+    url = f"sqlite:///{tmp}/bench.db"
+    settings = load_settings({"SAHEL_WATCH_CONFIG": str(config), "DATABASE_URL": url})
+    engine = make_engine(url)
+    create_schema(engine)
+    pipeline = Pipeline(settings, engine, client=None)
+    rng = random.Random(7)
+    now = utcnow()
+    with Session(engine) as session:
+        feed_id = session.execute(insert(Feed).values(url="http://127.0.0.1:9/y", name="y")
+                                  .returning(Feed.id)).scalar_one()
+        stories, items, keys = [], [], []
+        for i in range(stored):
+            title, text = _synthetic(i, rng)
+            fp = fingerprint(title, text, "en")
+            when = now - timedelta(minutes=rng.randint(0, 20 * 24 * 60))
+            stories.append({"id": i + 1, "title": title, "link": f"https://s.example/{i}",
+                            "feed_name": "y", "created_at": when, "summary": "", "alerted": True,
+                            "language": "en"})
+            items.append({"id": i + 1, "feed_id": feed_id, "guid": f"g{i}",
+                          "link": f"https://s.example/{i}", "title_key": title_key(title) + str(i),
+                          "title": title, "text": text, "language": "en", "published": when,
+                          "first_seen": when, "decision": "new", "story_id": i + 1,
+                          "reasons": "[]", "fingerprint": fp.to_json()})
+            keys += [{"key": k, "item_id": i + 1, "story_id": i + 1, "published": when}
+                     for k in index_keys(fp)]
+        for table, rows in ((Story, stories), (Item, items), (ItemKey, keys)):
+            for start in range(0, len(rows), 20_000):
+                session.execute(insert(table), rows[start:start + 20_000])
+        session.commit()
+    entries = []
+    for j in range(to_decide):
+        title, text = _synthetic(stored + j, rng)
+        entries.append(Entry(feed_url="http://127.0.0.1:9/x", feed_name="bench", guid=f"new{j}",
+                             title=title, text=text, link=f"https://n.example/{j}",
+                             published=now, language="en"))
+    with Session(engine) as session:
+        bench_feed = session.execute(
+            Feed.__table__.select().where(Feed.url == "http://127.0.0.1:9/x")  # type: ignore[attr-defined]
+        ).one()
+        t0, c0 = _usage()
+        decisions: dict[str, int] = {}
+        for entry in entries:
+            verdict = pipeline._decide(session, bench_feed.id, entry, now)
+            decisions[verdict.decision] = decisions.get(verdict.decision, 0) + 1
+        session.commit()
+        t1, c1 = _usage()
+    store_size = stored
+    engine.dispose()
+    return {"stored": store_size, "decided": to_decide, "wall": t1 - t0, "cpu": c1 - c0,
+            "decisions": decisions}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feeds", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--changed", type=float, default=0.01)
+    parser.add_argument("--stored", default="1000,100000")
+    parser.add_argument("--decide", type=int, default=2000)
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    mp.set_start_method("fork")
+
+    parent, child = mp.Pipe()
+    server = mp.Process(target=_serve, args=(child, args.feeds, args.latency), daemon=True)
+    server.start()
+    urls: list[str] = parent.recv()
+    tmp = Path(tempfile.mkdtemp(prefix="sw-poll-"))
+    config = _config(tmp, urls)
+    db = f"sqlite:///{tmp}/poll.db"
+
+    print(f"# poll cycle: {args.feeds} feeds, +{args.latency * 1000:.0f} ms per response, "
+          f"{args.changed:.0%} changed since the last cycle (python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} cores)")
+    first = _in_child(_cycle, config, db)
+    changed = random.Random(1).sample(range(args.feeds), max(1, int(args.feeds * args.changed)))
+    parent.send(("change", changed))
+    parent.recv()
+    parent.send(("reset", None))
+    parent.recv()
+    second = _in_child(_cycle, config, db)
+    parent.send(("stats", None))
+    second_stats = parent.recv()
+    rows = [("Sahel Watch, first cycle (all new)", first, None),
+            ("Sahel Watch, next cycle (1% changed)", second, second_stats)]
+    if not args.skip_naive:
+        parent.send(("reset", None))
+        parent.recv()
+        naive = _in_child(_naive, urls)
+        parent.send(("stats", None))
+        rows.append(("sequential feedparser.parse(url) loop", naive, parent.recv()))
+    parent.send(("stop", None))
+    parent.recv()
+
+    print(f"| {'run':40} | {'wall s':>7} | {'CPU s':>6} | {'peak RSS MB':>11} | "
+          f"{'entries':>7} | {'304s':>5} | {'requests':>8} |")
+    print(f"|{'-' * 42}|{'-' * 9}|{'-' * 8}|{'-' * 13}|{'-' * 9}|{'-' * 7}|{'-' * 10}|")
+    for name, r, stats in rows:
+        n304 = str(stats["not_modified"]) if stats else "-"
+        nreq = str(stats["requests"]) if stats else "-"
+        print(f"| {name:40} | {r['wall']:7.2f} | {r['cpu']:6.2f} | {r['peak_mb']:11.0f} | "
+              f"{r['entries']:7d} | {n304:>5} | {nreq:>8} |")
+    print(f"(peak RSS includes the interpreter and imports: {second['base_mb']:.0f} MB "
+          f"before the cycle)\n")
+
+    print(f"# cost per decided item (match + fingerprint + index lookup + judge + store, "
+          f"SQLite), {args.decide} new items")
+    print(f"| {'stored items':>12} | {'µs/item wall':>12} | {'µs/item CPU':>11} | "
+          f"{'items/s':>8} | decisions |")
+    print(f"|{'-' * 14}|{'-' * 14}|{'-' * 13}|{'-' * 10}|{'-' * 11}|")
+    costs = []
+    for stored in (int(s) for s in args.stored.split(",")):
+        r = _in_child(_decide_cost, stored, args.decide)
+        per = r["wall"] / r["decided"] * 1e6
+        costs.append(per)
+        print(f"| {stored:12,d} | {per:12.0f} | {r['cpu'] / r['decided'] * 1e6:11.0f} | "
+              f"{r['decided'] / r['wall']:8.0f} | {r['decisions']} |")
+    if len(costs) > 1:
+        print(f"ratio largest/smallest store: {costs[-1] / costs[0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""Novelty: is an item a restatement of a seed story, another report of a known development,
+or something new?
+
+Items are compared by `Fingerprint`s: the language-neutral features of `bot.features`
+(concepts, names, numbers, dates, who-did-what roles), each with a weight and the place it
+first appears (title, lead sentence, body). The weight of a feature counts fully in the
+title, less in the lead, least in the body (`SALIENCE`).
+
+- **seed**: the item's salient features are covered by the seed story (what subscribers
+  already know), it touches the seed's core (its title, summary and main events, not only its
+  background), and its title says nothing the seed does not.
+- **duplicate**: the item shares most of its weight with an item of a recent story, and its
+  title adds no action the story lacks nor has a different actor doing the same thing
+  (Algeria closing its airspace is not Mali closing its own).
+- **new**: anything else.
+
+The cost of `judge` depends only on the item and the (bounded) candidates it is given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Literal
+
+from bot.features import BODY, LEAD, TITLE, item_features, sentence_roles
+from bot.fold import fold
+from bot.lexicon import default_lexicon
+from bot.records import Seed
+
+SALIENCE = (1.0, 0.6, 0.35)
+MAX_INDEX_KEYS = 40
+INDEX_MIN_WEIGHT = 1.5
+
+# Seed: coverage of the item by the seed, contact with the seed's core, new title weight.
+SEED_MIN_COVERAGE = 0.75
+SEED_MIN_CORE = 3.0
+PARTY_NOVELTY = 2.0
+SEED_MAX_TITLE_NOVELTY = 1.5
+# Duplicate: weighted overlap with a candidate, and new weight the item's title brings.
+DUP_MIN_SIMILARITY = 0.5
+DUP_MAX_TITLE_NOVELTY = 1.5
+
+_GENERIC_KINDS = frozenset({"country", "capital", "bloc", "generic", "demonym", "time", "number"})
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What an item says, as weighted language-neutral features (key, weight, position)."""
+
+    language: str
+    features: tuple[tuple[str, float, int], ...]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"v": 1, "lang": self.language, "f": [list(f) for f in self.features]},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, data: str) -> Fingerprint:
+        """Parse `to_json` output; anything else raises ValueError."""
+        try:
+            raw = json.loads(data)
+            if not isinstance(raw, dict) or raw.get("v") != 1:
+                raise ValueError("not a version 1 fingerprint")
+            feats = tuple((str(k), float(w), int(p)) for k, w, p in raw["f"])
+            return cls(language=str(raw["lang"]), features=feats)
+        except (TypeError, KeyError, json.JSONDecodeError) as exc:
+            raise ValueError(f"bad fingerprint: {exc}") from None
+
+    def as_map(self) -> dict[str, tuple[float, int]]:
+        return {k: (w, p) for k, w, p in self.features}
+
+
+@dataclass(frozen=True, slots=True)
+class SeedPrint:
+    seed_id: str
+    fingerprint: Fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    story_id: int
+    item_id: int
+    fingerprint: Fingerprint
+    published: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Novelty:
+    kind: Literal["seed", "duplicate", "new"]
+    story_id: int | None
+    score: float
+    reasons: tuple[str, ...]
+
+
+def title_key(title: str) -> str:
+    """Exact-dedup key of a title: folded, punctuation and extra spaces dropped."""
+    return " ".join("".join(c if c.isalnum() else " " for c in fold(title)).split())
+
+
+def _freeze(features: Mapping[str, tuple[float, int]], language: str) -> Fingerprint:
+    feats = tuple(sorted((k, round(w, 3), p) for k, (w, p) in features.items()))
+    return Fingerprint(language=language, features=feats)
+
+
+def fingerprint(title: str, text: str, language: str) -> Fingerprint:
+    """The fingerprint of one item (pure; the tokenising is shared with `bot.match`)."""
+    return _freeze(item_features(title, text, language), language)
+
+
+def index_keys(fp: Fingerprint) -> frozenset[str]:
+    """Up to 40 discriminative keys (entities, events, names, numbers) for an inverted index."""
+    ranked = sorted(
+        (f for f in fp.features if f[1] >= INDEX_MIN_WEIGHT),
+        key=lambda f: (-f[1] * SALIENCE[f[2]], f[0]),
+    )
+    return frozenset(k for k, _w, _p in ranked[:MAX_INDEX_KEYS])
+
+
+def seed_print(seed: Seed) -> SeedPrint:
+    """A seed's fingerprint: title, summary and main events are its core (position 0),
+    the text is known detail (1), events marked "Background:" are background (2)."""
+    merged: dict[str, tuple[float, int]] = {}
+
+    def add(features: Mapping[str, tuple[float, int]], pos: int) -> None:
+        for key, (weight, _p) in features.items():
+            old = merged.get(key)
+            merged[key] = (max(weight, old[0]) if old else weight, min(pos, old[1]) if old else pos)
+
+    core_events = [e for e in seed.events if not fold(e).startswith("background")]
+    background = [e for e in seed.events if fold(e).startswith("background")]
+    core_text = " ".join([seed.summary, *core_events]).strip()
+    add(item_features(seed.title, core_text, seed.language), TITLE)
+    add(sentence_roles(core_text, seed.language), TITLE)
+    add(item_features("", seed.text, seed.language), LEAD)
+    add(sentence_roles(seed.text, seed.language), LEAD)
+    add(item_features("", " ".join(background), seed.language), BODY)
+    return SeedPrint(seed_id=seed.id, fingerprint=_freeze(merged, seed.language))
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """What the rules need to know about a feature key, looked up once per key."""
+
+    specific: bool  # singles out an event (a place, a person, an act), not just a country
+    party: bool  # a state or bloc
+    decisive: bool  # a title action or town whose absence makes another development
+    family: str  # events telling the same kind of thing share it ("violence")
+    role: tuple[str, str] | None  # (actor, action) of an `act:` key
+
+
+_KEYS: dict[str, _Key] = {}
+
+
+def _key(key: str) -> _Key:
+    meta = _KEYS.get(key)
+    if meta is None:
+        meta = _KEYS[key] = _describe_key(key)
+    return meta
+
+
+def _describe_key(key: str) -> _Key:
+    if key.startswith("act:"):
+        _act, who, action = key.split(":", 2)
+        return _Key(True, False, False, "", (who, action))
+    if key.startswith(("n:", "date:", "pct:")):
+        return _Key(True, False, False, "", None)
+    if key.startswith("num:"):
+        return _Key(float(key[4:]) >= 10, False, False, "", None)
+    concept = default_lexicon().concepts.get(key)
+    if concept is None:
+        return _Key(False, False, False, "", None)
+    return _Key(
+        specific=concept.kind not in _GENERIC_KINDS and concept.weight >= 1.5,
+        party=concept.kind in ("country", "bloc"),
+        decisive=concept.kind in ("event", "place") and concept.weight >= 2.0,
+        family=concept.family,
+        role=None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SeedScore:
+    coverage: float  # share of the item's salient weight the seed already has
+    core: float  # salient weight of specific features found in the seed's core
+    title_novelty: float  # weight of title features the seed lacks
+    novel: tuple[str, ...]
+
+
+def seed_score(
+    item: Mapping[str, tuple[float, int]], seed: Mapping[str, tuple[float, int]]
+) -> SeedScore:
+    covered = total = core = title_novelty = 0.0
+    novel: list[tuple[float, str]] = []
+    for key, (weight, pos) in item.items():
+        mass = weight * SALIENCE[pos]
+        total += mass
+        known = seed.get(key)
+        if known is not None:
+            covered += mass
+            if known[1] == TITLE and _key(key).specific:
+                core += mass
+        else:
+            novel.append((mass, key))
+            meta = _key(key)
+            if pos == TITLE and meta.party:
+                title_novelty += max(weight, PARTY_NOVELTY)
+            elif pos == TITLE and meta.specific:
+                title_novelty += weight
+    novel.sort(reverse=True)
+    return SeedScore(
+        coverage=covered / total if total else 0.0,
+        core=core,
+        title_novelty=title_novelty,
+        novel=tuple(k for _m, k in novel[:4]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DupScore:
+    similarity: float
+    title_novelty: float  # weight of the item's title events and entities the candidate lacks
+    conflict: str  # a role the candidate has with another actor, "" if none
+    shared: tuple[str, ...]
+
+
+class _Probe:
+    """An item prepared once for comparison with many candidates."""
+
+    __slots__ = ("decisive", "feats", "mass", "roles")
+
+    def __init__(self, fp: Fingerprint) -> None:
+        self.feats = {k: w * SALIENCE[p] for k, w, p in fp.features}
+        self.mass = sum(self.feats.values())
+        self.decisive = [(k, w, _key(k).family) for k, w, p in fp.features if p == TITLE and _key(k).decisive]
+        self.roles: dict[str, set[str]] = {}
+        for k, _w, p in fp.features:
+            role = _key(k).role
+            if role is not None and p == TITLE:
+                self.roles.setdefault(role[1], set()).add(role[0])
+
+    def against(self, other: Fingerprint) -> DupScore:
+        feats = self.feats
+        get = feats.get
+        shared = other_mass = 0.0
+        keys: set[str] = set()
+        families: set[str] = set()
+        roles: dict[str, set[str]] = {}
+        for key, weight, pos in other.features:
+            mass = weight * SALIENCE[pos]
+            other_mass += mass
+            mine = get(key)
+            if mine is not None:
+                shared += mine if mine < mass else mass
+                keys.add(key)
+            meta = _KEYS.get(key) or _key(key)
+            if meta.family:
+                families.add(meta.family)
+            if meta.role is not None and pos == TITLE:
+                roles.setdefault(meta.role[1], set()).add(meta.role[0])
+        novelty = sum(w for k, w, fam in self.decisive if k not in keys and fam not in families)
+        denominator = 0.5 * (self.mass + other_mass)
+        return DupScore(
+            similarity=shared / denominator if denominator else 0.0,
+            title_novelty=novelty,
+            conflict=_conflict(self.roles, roles) if self.roles and roles else "",
+            shared=tuple(sorted(keys, key=lambda k: (-feats[k], k))[:5]),
+        )
+
+
+def dup_score(item: Fingerprint, other: Fingerprint) -> DupScore:
+    """How far `item` reports the same development as `other`."""
+    return _Probe(item).against(other)
+
+
+def _conflict(mine: Mapping[str, set[str]], theirs: Mapping[str, set[str]]) -> str:
+    """The same action done by different actors in the two titles ("" if none)."""
+    for action, whos in sorted(mine.items()):
+        rivals = theirs.get(action)
+        if rivals and not whos & rivals:
+            return f"{'/'.join(sorted(whos))} vs {'/'.join(sorted(rivals))} ({action})"
+    return ""
+
+
+@lru_cache(maxsize=16)
+def _seed_map(fp: Fingerprint) -> dict[str, tuple[float, int]]:
+    return fp.as_map()
+
+
+def judge(fp: Fingerprint, seeds: Sequence[SeedPrint], candidates: Sequence[Candidate]) -> Novelty:
+    """Decide whether `fp` restates a seed, duplicates a candidate's story, or is new."""
+    item = fp.as_map()
+    for seed in seeds:
+        s = seed_score(item, _seed_map(seed.fingerprint))
+        if (
+            s.coverage >= SEED_MIN_COVERAGE
+            and s.core >= SEED_MIN_CORE
+            and s.title_novelty <= SEED_MAX_TITLE_NOVELTY
+        ):
+            return Novelty(
+                kind="seed",
+                story_id=None,
+                score=round(s.coverage, 3),
+                reasons=(f"restates seed {seed.seed_id} ({s.coverage:.0%} of it already known)",),
+            )
+    best: tuple[float, Candidate, DupScore] | None = None
+    probe = _Probe(fp)
+    for cand in candidates:
+        d = probe.against(cand.fingerprint)
+        if d.conflict or d.title_novelty > DUP_MAX_TITLE_NOVELTY:
+            continue
+        if best is None or d.similarity > best[0]:
+            best = (d.similarity, cand, d)
+    if best is not None and best[0] >= DUP_MIN_SIMILARITY:
+        sim, cand, d = best
+        return Novelty(
+            kind="duplicate",
+            story_id=cand.story_id,
+            score=round(sim, 3),
+            reasons=(f"same development as story {cand.story_id}: {', '.join(d.shared)}",),
+        )
+    return Novelty(
+        kind="new",
+        story_id=None,
+        score=round(1 - (best[0] if best else 0.0), 3),
+        reasons=("new development",),
+    )

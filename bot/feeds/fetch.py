@@ -1,0 +1,438 @@
+"""Fetch feeds over HTTP: one shared client, bounded in concurrency, time and size.
+
+`Fetcher.fetch` answers one of four things and never raises for a feed problem:
+
+* ``changed``       a new body (bytes, decoded) with the validators to store;
+* ``unchanged``     200 with the same body hash as last time (nothing to parse);
+* ``not_modified``  304 to our conditional GET (ETag / Last-Modified);
+* ``failed``        a short reason safe to show users ("HTTP 404", "timed out after
+                    30 s", "body larger than 5000000 bytes", ...) and, for 429/503,
+                    the server's Retry-After in seconds.
+
+Bounds: `limits.concurrency` fetches at once and `limits.per_host_concurrency` per
+host (semaphores held here, so any caller gets them); connect and per-read timeouts
+from the client plus an overall deadline per fetch (`limits.total_timeout`, which
+also bounds a body that drips or never ends); the body cap is applied to the decoded
+bytes while they stream in, and decompression is done here with an output bound, so a
+gzip bomb costs at most the cap. Redirects are followed by hand, at most
+`limits.max_redirects` hops, each hop checked by the address guard when the feed is
+untrusted (`allow_private=False`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import httpx
+
+from bot.errors import FetchError
+from bot.feeds import guard
+from bot.settings import Limits
+
+log = logging.getLogger(__name__)
+
+FetchStatus = Literal["changed", "unchanged", "not_modified", "failed"]
+
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/feed+json;q=0.8, */*;q=0.5"
+)
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+_RETRY_AFTER_STATUSES = frozenset((429, 503))
+_DROPPED_HEADERS = frozenset(("content-encoding", "content-length", "transfer-encoding"))
+_MAX_ERROR_CHARS = 160
+_DRAIN_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What we remember about a feed's last body, for the next conditional GET."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOutcome:
+    """The answer of one fetch. `url` is the URL asked for; `final_url` after redirects."""
+
+    url: str
+    status: FetchStatus
+    body: bytes | None
+    headers: Mapping[str, str]
+    http_status: int | None
+    validators: Validators
+    error: str | None
+    retry_after: float | None
+    elapsed: float
+    final_url: str = field(default="")
+
+
+def make_client(limits: Limits) -> httpx.AsyncClient:
+    """The one shared client: our timeouts, pool size, User-Agent and address guard."""
+    # In-flight requests are bounded by Fetcher's semaphores. httpcore's pool does
+    # work quadratic in its size on every request, so it is kept at `concurrency`
+    # with half of it for idle keep-alive connections (measured: the cheapest).
+    pool = httpx.Limits(
+        max_connections=limits.concurrency,
+        max_keepalive_connections=max(1, limits.concurrency // 2),
+        keepalive_expiry=15.0,
+    )
+    timeout = httpx.Timeout(
+        connect=limits.connect_timeout,
+        read=limits.read_timeout,
+        write=limits.read_timeout,
+        pool=limits.total_timeout,
+    )
+    return httpx.AsyncClient(
+        transport=guard.guarded_transport(pool),
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        headers={
+            "User-Agent": limits.user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": "gzip, deflate",
+        },
+    )
+
+
+def backoff_delay(
+    consecutive_failures: int, *, base: float, maximum: float, retry_after: float | None
+) -> float:
+    """Seconds to wait before the next try: base·2^(n-1), at least Retry-After, at most maximum.
+
+    Deterministic (the caller adds jitter if it wants some); 0 when nothing failed.
+    """
+    if consecutive_failures <= 0 and retry_after is None:
+        return 0.0
+    delay = 0.0
+    if consecutive_failures > 0:
+        delay = base * 2.0 ** min(consecutive_failures - 1, 60)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return max(0.0, min(delay, maximum))
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date; None if unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _short(message: str) -> str:
+    flat = " ".join(message.split())
+    if len(flat) > _MAX_ERROR_CHARS:
+        flat = flat[: _MAX_ERROR_CHARS - 1] + "…"
+    return flat
+
+
+class _BodyTooLarge(FetchError):
+    pass
+
+
+class _Decoder:
+    """Content-Encoding decoding with a bound on output (so a gzip bomb stays small)."""
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+        self._wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else 32 + zlib.MAX_WBITS
+        self._z = zlib.decompressobj(self._wbits) if encoding else None
+        self._started = False
+        self._done = False
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """Decode `data`, returning at most `room` bytes (more means: over the cap)."""
+        if self._z is None:
+            return data
+        out: list[bytes] = []
+        while data and room > 0 and not self._done:
+            try:
+                piece = self._z.decompress(data, room)
+            except zlib.error as exc:
+                if self._encoding == "deflate" and not self._started:
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
+                    self._started = True
+                    continue
+                raise FetchError(f"cannot decode {self._encoding} body") from exc
+            self._started = True
+            out.append(piece)
+            room -= len(piece)
+            if self._z.eof:  # a gzip member ended; another may follow
+                data = self._z.unused_data
+                if not data.strip(b"\0"):
+                    self._done = True
+                else:
+                    self._z = zlib.decompressobj(self._wbits)
+            else:
+                data = self._z.unconsumed_tail
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        return self._z.flush() if self._z is not None and not self._done else b""
+
+
+async def _read_body(response: httpx.Response, cap: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity") and declared.isdigit() and int(declared) > cap:
+        raise _BodyTooLarge(f"body larger than {cap} bytes")
+    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+        raise FetchError(f"unsupported content-encoding {encoding[:20]!r}")
+    decoder = _Decoder("" if encoding == "identity" else encoding)
+    chunks: list[bytes] = []
+    total = 0
+    async for raw in response.aiter_raw():
+        piece = decoder.feed(raw, cap - total + 1)
+        total += len(piece)
+        if total > cap:
+            raise _BodyTooLarge(f"body larger than {cap} bytes")
+        chunks.append(piece)
+    tail = decoder.flush()
+    total += len(tail)
+    if total > cap:
+        raise _BodyTooLarge(f"body larger than {cap} bytes")
+    chunks.append(tail)
+    return b"".join(chunks)
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a small unwanted body so the connection can be reused; give up past 64 KB."""
+    received = 0
+    async for raw in response.aiter_raw():
+        received += len(raw)
+        if received > _DRAIN_BYTES:
+            break
+
+
+def _conditional_headers(validators: Validators) -> dict[str, str]:
+    headers = {}
+    if validators.etag:
+        headers["If-None-Match"] = validators.etag
+    if validators.last_modified:
+        headers["If-Modified-Since"] = validators.last_modified
+    return headers
+
+
+class _HostGates:
+    """One semaphore per host, created on demand and dropped when nobody uses it."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, host: str) -> AsyncIterator[None]:
+        sem, users = self._gates.get(host) or (asyncio.Semaphore(self._size), 0)
+        self._gates[host] = (sem, users + 1)
+        try:
+            async with sem:
+                yield
+        finally:
+            sem, users = self._gates[host]
+            if users <= 1:
+                del self._gates[host]
+            else:
+                self._gates[host] = (sem, users - 1)
+
+
+@dataclass(slots=True)
+class _Run:
+    """The state of one fetch while it follows redirects."""
+
+    url: str
+    validators: Validators
+    policy: guard.AddressPolicy | None
+    deadline: asyncio.Timeout
+    started: float = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started if self.started else 0.0
+
+
+class Fetcher:
+    """Fetches feeds with one shared client; see the module docstring for the bounds.
+
+    Each hop takes its host's slot, then an overall slot, and gives both back before
+    the next hop (no hop waits for a slot while holding one, so no deadlock). The
+    deadline starts when the first hop gets its slots: queueing is not a timeout.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        limits: Limits,
+        *,
+        address_policy: guard.AddressPolicy = guard.is_public_address,
+    ) -> None:
+        self._client = client
+        self._limits = limits
+        self._policy = address_policy
+        self._overall = asyncio.Semaphore(limits.concurrency)
+        self._hosts = _HostGates(limits.per_host_concurrency)
+
+    async def fetch(
+        self, url: str, validators: Validators, *, allow_private: bool = True
+    ) -> FetchOutcome:
+        """Fetch `url` with a conditional GET; never raises for a feed problem."""
+        run = _Run(
+            url=url,
+            validators=validators,
+            policy=None if allow_private else self._policy,
+            deadline=asyncio.timeout(None),
+        )
+        try:
+            with guard.address_policy(run.policy):
+                async with run.deadline:
+                    return await self._follow(run)
+        except TimeoutError:
+            if run.deadline.expired():
+                reason = f"timed out after {self._limits.total_timeout:g} s"
+            else:
+                reason = "timed out"
+        except FetchError as exc:
+            reason = str(exc)
+        except httpx.ConnectTimeout:
+            reason = "connect timeout"
+        except httpx.ReadTimeout:
+            reason = "read timeout (server stopped sending)"
+        except httpx.TimeoutException:
+            reason = "timed out"
+        except httpx.ConnectError as exc:
+            reason = f"cannot connect: {exc}" if str(exc) else "cannot connect"
+        except httpx.RemoteProtocolError as exc:
+            reason = f"protocol error: {exc}"
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            reason = "invalid URL"
+        except httpx.HTTPError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # one odd feed must not stop the cycle
+            log.exception("unexpected error while fetching a feed")
+            reason = f"internal error ({type(exc).__name__})"
+        return _failed(run, _short(reason))
+
+    async def _follow(self, run: _Run) -> FetchOutcome:
+        current = httpx.URL(run.url)
+        seen = {str(current)}
+        for _hop in range(self._limits.max_redirects + 1):
+            if current.scheme not in ("http", "https"):
+                raise FetchError("invalid URL: only http and https are fetched")
+            if not current.host:
+                raise FetchError("invalid URL: no host")
+            if run.policy is not None:
+                await guard.check_host(current.host, current.port or 0, run.policy)
+            async with self._hosts.hold(current.host.lower()), self._overall:
+                if not run.started:
+                    run.started = time.monotonic()
+                    loop = asyncio.get_running_loop()
+                    run.deadline.reschedule(loop.time() + self._limits.total_timeout)
+                request = self._client.build_request(
+                    "GET", current, headers=_conditional_headers(run.validators)
+                )
+                response = await self._client.send(request, stream=True)
+                try:
+                    if response.status_code in _REDIRECTS:
+                        await _drain(response)
+                        current = _next_hop(response, seen)
+                        continue
+                    return await self._answer(run, response)
+                finally:
+                    await response.aclose()
+        raise FetchError(f"too many redirects (more than {self._limits.max_redirects})")
+
+    async def _answer(self, run: _Run, response: httpx.Response) -> FetchOutcome:
+        status = response.status_code
+        headers = {
+            k.lower(): v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS
+        }
+        final_url = str(response.url)
+        old = run.validators
+        if status == 304:
+            await _drain(response)
+            kept = Validators(
+                etag=headers.get("etag") or old.etag,
+                last_modified=headers.get("last-modified") or old.last_modified,
+                content_hash=old.content_hash,
+            )
+            return FetchOutcome(
+                url=run.url, status="not_modified", body=None, headers=headers,
+                http_status=status, validators=kept, error=None, retry_after=None,
+                elapsed=run.elapsed(), final_url=final_url,
+            )
+        if not 200 <= status < 300:
+            await _drain(response)
+            retry_after = None
+            if status in _RETRY_AFTER_STATUSES:
+                retry_after = parse_retry_after(headers.get("retry-after"))
+            error = f"HTTP {status}"
+            if retry_after is not None:
+                error += f" (retry after {retry_after:.0f} s)"
+            return _failed(
+                run, error, http_status=status, headers=headers, retry_after=retry_after,
+                final_url=final_url,
+            )
+        body = await _read_body(response, self._limits.max_body_bytes)
+        digest = hashlib.sha256(body).hexdigest()
+        fresh = Validators(
+            etag=headers.get("etag"), last_modified=headers.get("last-modified"),
+            content_hash=digest,
+        )
+        unchanged = digest == old.content_hash
+        return FetchOutcome(
+            url=run.url, status="unchanged" if unchanged else "changed",
+            body=None if unchanged else body, headers=headers, http_status=status,
+            validators=fresh, error=None, retry_after=None, elapsed=run.elapsed(),
+            final_url=final_url,
+        )
+
+
+def _next_hop(response: httpx.Response, seen: set[str]) -> httpx.URL:
+    location = response.headers.get("location")
+    if not location:
+        raise FetchError(f"HTTP {response.status_code} redirect without a Location")
+    try:
+        target = response.url.join(location.strip()).copy_with(fragment=None)
+    except httpx.InvalidURL as exc:
+        raise FetchError("invalid redirect Location") from exc
+    if str(target) in seen:
+        raise FetchError("redirect loop")
+    seen.add(str(target))
+    return target
+
+
+def _failed(
+    run: _Run,
+    error: str,
+    *,
+    http_status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    retry_after: float | None = None,
+    final_url: str = "",
+) -> FetchOutcome:
+    return FetchOutcome(
+        url=run.url, status="failed", body=None, headers=headers or {},
+        http_status=http_status, validators=run.validators, error=error,
+        retry_after=retry_after, elapsed=run.elapsed(), final_url=final_url or run.url,
+    )

@@ -1,0 +1,164 @@
+"""Normalise untrusted feed strings: HTML to plain text, titles, canonical links.
+
+Pure functions over strings. Every output is plain text (no markup, entities decoded,
+control characters removed, whitespace folded) and bounded in length; escaping for
+Telegram happens later, at the rendering boundary.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+ELLIPSIS = "…"
+
+# Elements whose content is never text a reader sees.
+_INVISIBLE = re.compile(
+    r"<(script|style|noscript|template|head|svg|math|iframe|object|select)\b[^>]*>"
+    r".*?(?:</\1\s*>|\Z)",
+    re.IGNORECASE | re.DOTALL,
+)
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+_CDATA = re.compile(r"<!\[CDATA\[(.*?)(?:\]\]>|\Z)", re.DOTALL)
+_DECLARATION = re.compile(r"<[!?][^>]*>")
+_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+_UNFINISHED_TAG = re.compile(r"<[a-zA-Z/!?][^>]*\Z")
+
+_PARAGRAPH_TAG = re.compile(
+    r"</?(?:p|div|h[1-6]|blockquote|pre|table|ul|ol|dl|section|article|header|footer|aside"
+    r"|figure|figcaption|hr|address|main|nav|details|summary|form|fieldset)\b[^>]*>",
+    re.IGNORECASE,
+)
+_LINE_TAG = re.compile(r"</?(?:br|li|tr|dt|dd|caption|option)\b[^>]*>", re.IGNORECASE)
+_CELL_TAG = re.compile(r"</?t[dh]\b[^>]*>", re.IGNORECASE)
+# Private-use characters mark breaks while the markup is stripped (removed from input first).
+_PARAGRAPH_MARK = "\ue000"
+_LINE_MARK = "\ue001"
+_MARKS = re.compile("[\ue000\ue001]")
+# Control characters (C0 but tab/newline, DEL, C1), zero-width space and BOM: dropped.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+_TRACKING_PARAMS = frozenset(
+    (
+        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid",
+        "mc_cid", "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "vero_id", "oly_enc_id",
+        "oly_anon_id", "rb_clickid",
+    )
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _strip_markup(fragment: str, input_limit: int) -> str:
+    """Drop markup but keep block boundaries as private marks; entities still encoded."""
+    if len(fragment) > input_limit:
+        fragment = _UNFINISHED_TAG.sub("", fragment[:input_limit])
+    if _PARAGRAPH_MARK in fragment or _LINE_MARK in fragment:
+        fragment = _MARKS.sub("", fragment)
+    if "<" not in fragment:
+        return fragment
+    text = _COMMENT.sub(" ", fragment)
+    text = _CDATA.sub(r"\1", text)
+    text = _INVISIBLE.sub(" ", text)
+    text = _PARAGRAPH_TAG.sub(_PARAGRAPH_MARK, text)
+    text = _LINE_TAG.sub(_LINE_MARK, text)
+    text = _CELL_TAG.sub(" ", text)
+    text = _TAG.sub("", text)
+    return _DECLARATION.sub(" ", text)
+
+
+def _truncate(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    if max_chars <= 1:
+        return text[:max_chars]
+    cut = text[: max_chars - 1]
+    space = cut.rfind(" ")
+    if space > max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip() + ELLIPSIS
+
+
+def _clean_chars(text: str) -> str:
+    return _CONTROL.sub("", html.unescape(text))
+
+
+def html_to_text(fragment: str, *, max_chars: int = 20_000) -> str:
+    """Plain text of an HTML fragment: paragraphs separated by a blank line, bounded.
+
+    Scripts, styles and comments are dropped, block elements become paragraph or line
+    breaks, entities (named, decimal, hex) are decoded, whitespace is folded and the
+    result is cut at a word boundary with an ellipsis past `max_chars`.
+    """
+    if not fragment:
+        return ""
+    text = _clean_chars(_strip_markup(fragment, input_limit=max(8 * max_chars, 4096)))
+    text = " ".join(text.split())  # str.split() knows every Unicode space
+    if _PARAGRAPH_MARK in text or _LINE_MARK in text:
+        text = text.replace(_PARAGRAPH_MARK, "\n\n").replace(_LINE_MARK, "\n")
+        text = text.replace(" \n", "\n").replace("\n ", "\n")
+        text = _BLANK_LINES.sub("\n\n", text).strip()
+    return _truncate(text, max_chars)
+
+
+def clean_title(raw: str, *, max_chars: int = 500) -> str:
+    """A title as one line of plain text: tags dropped, entities decoded, bounded."""
+    if not raw:
+        return ""
+    text = _strip_markup(raw, input_limit=max(8 * max_chars, 4096))
+    text = text.replace(_PARAGRAPH_MARK, " ").replace(_LINE_MARK, " ")
+    return _truncate(" ".join(_clean_chars(text).split()), max_chars)
+
+
+def first_words(text: str, *, max_chars: int = 120) -> str:
+    """A stand-in title: the start of the text on one line, cut at a word boundary."""
+    return _truncate(" ".join(text.split()), max_chars)
+
+
+def _is_tracking(raw_key: str) -> bool:
+    key = unquote_plus(raw_key).strip().lower()
+    return key.startswith("utm_") or key in _TRACKING_PARAMS
+
+
+def canonical_url(url: str) -> str:
+    """The link used for dedup: no tracking parameters or fragment, lower-case host.
+
+    Drops `utm_*`, `fbclid`, `gclid`, `mc_cid`/`mc_eid` and similar click ids, the
+    fragment and a default port; lower-cases scheme and host; keeps the other query
+    parameters in their order and encoding; strips a trailing slash from the path
+    (an empty path becomes "/"). Anything that is not an absolute http(s) URL comes
+    back stripped of surrounding whitespace, otherwise unchanged.
+    """
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return url
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}" if userinfo else host
+    path = parts.path or "/"
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"
+    kept = [
+        pair
+        for pair in parts.query.split("&")
+        if pair and not _is_tracking(pair.partition("=")[0])
+    ]
+    return urlunsplit((scheme, netloc, path, "&".join(kept), ""))
+
+
+def fold(text: str) -> str:
+    """Case- and accent-folded text for matching: "Algérie" and "ALGERIE" fold alike."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))

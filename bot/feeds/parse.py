@@ -1,0 +1,406 @@
+"""Parse fetched feed bytes into `Entry` records (pure; CPU-bound, run it in a thread).
+
+feedparser reads RSS 0.9x/1.0/2.0 and Atom; a small reader here takes JSON Feed.
+Nothing downstream sees a feedparser dict. Before feedparser runs, the body is made
+safe and unambiguous:
+
+* UTF-16/32 bodies and bodies that are valid UTF-8 whatever they declare are read as
+  such (a wrong declared encoding is the commonest real-world fault);
+* a DOCTYPE internal subset (`<!DOCTYPE x [ <!ENTITY ...> ]>`) is removed, because
+  feedparser re-inserts "safe" entities and its lenient parser then expands them: one
+  large entity referenced many times turns kilobytes into hundreds of megabytes.
+
+Every failure is a `ParseError` with a short reason ("not a feed: got an HTML page");
+a feed that is not well-formed but still yields entries is used, with a warning.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+import json
+import re
+import xml.sax
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from bot.errors import ParseError
+from bot.feeds.normalise import canonical_url, clean_title, first_words, html_to_text
+from bot.records import Entry, FeedSpec
+
+MAX_TEXT_CHARS = 20_000
+MAX_TITLE_CHARS = 500
+MAX_GUID_CHARS = 1_000
+MAX_LINK_CHARS = 2_000
+_FALLBACK_TITLE_CHARS = 120
+
+_XML_DECL = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*)([\"'])[^\"']*\2")
+_CHARSET = re.compile(r";\s*charset\s*=\s*[^;]*", re.IGNORECASE)
+_FIRST_ELEMENT = re.compile(rb"<\w")
+_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+_DOCTYPE_SCAN = re.compile(rb"\"[^\"]*\"|'[^']*'|(?P<mark>[\[>])")
+_SUBSET_SCAN = re.compile(rb"\"[^\"]*\"|'[^']*'|<!--.*?-->|(?P<mark>\])", re.DOTALL)
+_HTML_START = re.compile(rb"<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
+_LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
+_UTF16_32 = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (b"<\0?\0", "utf-16-le"),
+    (b"\0<\0?", "utf-16-be"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A feed's entries (document order, bounded), what was odd about it, and its title."""
+
+    entries: tuple[Entry, ...]
+    warnings: tuple[str, ...]
+    title: str
+
+
+# -- making the body safe --------------------------------------------------------------
+
+
+def _with_utf8(headers: Mapping[str, str], body: bytes) -> tuple[bytes, dict[str, str]]:
+    """Declare UTF-8 in both the XML declaration and the Content-Type."""
+    fixed = dict(headers)
+    media = _CHARSET.sub("", fixed.get("content-type", "")).strip() or "application/xml"
+    fixed["content-type"] = f"{media}; charset=utf-8"
+    return _XML_DECL.sub(rb"\1\2utf-8\2", body, count=1), fixed
+
+
+def _declared(headers: Mapping[str, str], body: bytes) -> str:
+    match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", headers.get("content-type", ""), re.I)
+    if match:
+        return match.group(1).lower()
+    decl = re.match(rb"\s*<\?xml[^>]*?encoding\s*=\s*[\"']([\w.:-]+)", body)
+    return decl.group(1).decode("ascii").lower() if decl else ""
+
+
+def _fix_encoding(
+    body: bytes, headers: Mapping[str, str], warnings: list[str]
+) -> tuple[bytes, dict[str, str]]:
+    """Re-encode UTF-16/32 as UTF-8; trust valid UTF-8 over a declared legacy charset."""
+    for mark, codec in _UTF16_32:
+        if body.startswith(mark):
+            text = body.decode(codec, errors="replace").lstrip("\ufeff")
+            return _with_utf8(headers, text.encode("utf-8"))
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body, dict(headers)  # feedparser's own detection and fallbacks
+    declared = _declared(headers, body)
+    plain = declared.replace("-", "").replace("_", "")
+    if declared and plain not in ("utf8", "usascii", "ascii") and not body.isascii():
+        warnings.append(f"declared {declared[:30]} but the body is UTF-8; read as UTF-8")
+    return _with_utf8(headers, body)
+
+
+def _strip_internal_subset(body: bytes) -> tuple[bytes, bool]:
+    """Remove the `[ ... ]` part of a DOCTYPE in the prolog; True if one was removed."""
+    index = 3 if body.startswith(codecs.BOM_UTF8) else 0
+    while True:  # skip whitespace, processing instructions and comments
+        match = _PROLOG_ITEM.match(body, index)
+        if not match:
+            break
+        index = match.end()
+    if body[index : index + 9].upper() != b"<!DOCTYPE":
+        return body, False
+    opening = _first_unquoted(_DOCTYPE_SCAN, body, index + 9)
+    if opening < 0:
+        raise ParseError("refused: unterminated DOCTYPE")
+    if body[opening] == ord(">"):
+        return body, False
+    closing = _first_unquoted(_SUBSET_SCAN, body, opening + 1)
+    end = body.find(b">", closing) if closing >= 0 else -1
+    if end < 0:
+        raise ParseError("refused: unterminated DOCTYPE with entity declarations")
+    head = body[index:opening].rstrip()
+    return body[:index] + head + b">" + body[end + 1 :], True
+
+
+def _first_unquoted(scan: re.Pattern[bytes], body: bytes, start: int) -> int:
+    """Start of the first match of `scan` that is a bare mark (not a quoted string)."""
+    for match in scan.finditer(body, start):
+        if match.lastgroup == "mark":
+            return match.start()
+    return -1
+
+
+def _make_safe(
+    body: bytes, headers: Mapping[str, str], warnings: list[str]
+) -> tuple[bytes, dict[str, str]]:
+    body, fixed = _fix_encoding(body, headers, warnings)
+    body = body.lstrip(b" \t\r\n")  # whitespace before <?xml makes strict XML fail
+    body, stripped = _strip_internal_subset(body)
+    if stripped:
+        warnings.append("removed a DOCTYPE with entity declarations (entities are not expanded)")
+    first = _FIRST_ELEMENT.search(body)
+    prolog = body[: first.start()] if first else body
+    if _ENTITY_DECL.search(prolog):
+        raise ParseError("refused: XML entity declarations outside a well-formed DOCTYPE")
+    return body, fixed
+
+
+# -- explaining failures ---------------------------------------------------------------
+
+
+def _describe(exc: object) -> str:
+    if isinstance(exc, xml.sax.SAXParseException):
+        return f"line {exc.getLineNumber()}: {exc.getMessage()}"[:120]
+    if isinstance(exc, feedparser.NonXMLContentType):
+        return f"served as non-XML type ({str(exc).split(' is ', 1)[0][:40]})"
+    if isinstance(exc, feedparser.CharacterEncodingOverride):
+        return str(exc)[:120]
+    return f"{type(exc).__name__}: {exc}"[:120]
+
+
+def _not_a_feed(result: Mapping[str, Any], body: bytes, headers: Mapping[str, str]) -> str:
+    head = body[:4096]
+    if "html" in headers.get("content-type", "").lower() or _HTML_START.search(head):
+        return "not a feed: got an HTML page"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "not a feed: got JSON that is not a JSON Feed"
+    if result.get("bozo"):
+        return f"not a feed: {_describe(result.get('bozo_exception'))}"
+    return "not a feed: no RSS, RDF or Atom root element"
+
+
+# -- building entries ------------------------------------------------------------------
+
+
+def _language(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    match = _LANGUAGE.match(value.strip())
+    return match.group(0).lower() if match else None
+
+
+def _when(raw: Mapping[str, Any]) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        parsed = raw.get(key)
+        if parsed:
+            try:
+                year, month, day, hour, minute, second = parsed[:6]
+                return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+            except (TypeError, ValueError, OverflowError):
+                continue
+    return None
+
+
+def _text(raw: Mapping[str, Any]) -> str:
+    """Plain text from the longest of content and summary."""
+    best: Mapping[str, Any] | None = None
+    candidates: list[Any] = [*raw.get("content", ()), raw.get("summary_detail")]
+    for candidate in candidates:
+        if (
+            isinstance(candidate, Mapping)
+            and isinstance(candidate.get("value"), str)
+            and (best is None or len(candidate["value"]) > len(best["value"]))
+        ):
+            best = candidate
+    if best is None:
+        summary = raw.get("summary")
+        return html_to_text(summary, max_chars=MAX_TEXT_CHARS) if isinstance(summary, str) else ""
+    value: str = best["value"]
+    if best.get("type") == "text/plain":
+        value = value.replace("&", "&amp;").replace("<", "&lt;")
+    return html_to_text(value, max_chars=MAX_TEXT_CHARS)
+
+
+def _web_url(value: object, base: str) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    url = urljoin(base, value.strip())
+    if not url.startswith(("http://", "https://")) or len(url) > MAX_LINK_CHARS:
+        return None
+    return canonical_url(url)
+
+
+def _entry_link(raw: Mapping[str, Any], base: str) -> str | None:
+    link = _web_url(raw.get("link"), base)
+    if link:
+        return link
+    for candidate in raw.get("links", ()):
+        if isinstance(candidate, Mapping) and candidate.get("rel", "alternate") == "alternate":
+            link = _web_url(candidate.get("href"), base)
+            if link:
+                return link
+    guid = raw.get("id")
+    if isinstance(guid, str) and guid.strip().startswith(("http://", "https://")):
+        return _web_url(guid, base)
+    return None
+
+
+def _guid(raw: Mapping[str, Any], link: str | None, title: str, text: str) -> str:
+    guid = raw.get("id")
+    if isinstance(guid, str) and guid.strip():
+        guid = guid.strip()
+        if len(guid) <= MAX_GUID_CHARS:
+            return guid
+        return "sha256:" + hashlib.sha256(guid.encode("utf-8", "replace")).hexdigest()
+    if link:
+        return link
+    digest = hashlib.sha256(f"{title}\n{text}".encode("utf-8", "replace")).hexdigest()
+    return "sha256:" + digest[:32]
+
+
+def _entry(raw: Mapping[str, Any], feed: FeedSpec, language: str) -> Entry | None:
+    text = _text(raw)
+    title = clean_title(raw.get("title") or "", max_chars=MAX_TITLE_CHARS)
+    link = _entry_link(raw, feed.url)
+    if not title:
+        title = first_words(text, max_chars=_FALLBACK_TITLE_CHARS) or first_words(
+            link or "", max_chars=MAX_TITLE_CHARS
+        )
+    if not title:
+        return None
+    detail = (raw.get("content") or [None])[0] or raw.get("summary_detail")
+    own_language = _language(detail.get("language")) if isinstance(detail, Mapping) else None
+    return Entry(
+        feed_url=feed.url,
+        feed_name=feed.name,
+        guid=_guid(raw, link, title, text),
+        title=title,
+        text=text,
+        link=link or canonical_url(feed.url),
+        published=_when(raw),
+        language=own_language or language,
+    )
+
+
+def _entries(
+    raws: Sequence[Mapping[str, Any]], feed: FeedSpec, language: str, warnings: list[str]
+) -> tuple[Entry, ...]:
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    empty = repeated = broken = 0
+    for raw in raws:
+        try:
+            entry = _entry(raw, feed, language)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+            broken += 1
+            continue
+        if entry is None:
+            empty += 1
+        elif entry.guid in seen:
+            repeated += 1
+        else:
+            seen.add(entry.guid)
+            entries.append(entry)
+    for count, what in (
+        (empty, "without title, text or link"),
+        (repeated, "repeating an earlier id"),
+        (broken, "that could not be read"),
+    ):
+        if count:
+            warnings.append(f"skipped {count} entries {what}")
+    return tuple(entries)
+
+
+def _json_feed(body: bytes, feed: FeedSpec, max_entries: int) -> ParsedFeed | None:
+    """Read a JSON Feed (jsonfeed.org); None if the body is not one."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith(
+        "https://jsonfeed.org/version/"
+    ):
+        return None
+    items = doc.get("items")
+    if not isinstance(items, list):
+        raise ParseError("JSON Feed without an items list")
+    raws: list[dict[str, Any]] = []
+    for item in items[:max_entries]:
+        if not isinstance(item, dict):
+            continue
+        html_part = item.get("content_html") or item.get("summary") or ""
+        plain = item.get("content_text")
+        detail = (
+            {"value": plain, "type": "text/plain"}
+            if isinstance(plain, str) and not html_part
+            else {"value": html_part if isinstance(html_part, str) else "", "type": "text/html"}
+        )
+        raws.append(
+            {
+                "id": str(item["id"]) if item.get("id") is not None else None,
+                "title": item.get("title") if isinstance(item.get("title"), str) else "",
+                "link": item.get("url") or item.get("external_url"),
+                "summary_detail": {**detail, "language": item.get("language")},
+                "published_parsed": _iso_time(
+                    item.get("date_published") or item.get("date_modified")
+                ),
+            }
+        )
+    warnings: list[str] = []
+    if len(items) > max_entries:
+        warnings.append(f"feed has {len(items)} entries; kept the first {max_entries}")
+    language = _language(doc.get("language")) or feed.language
+    entries = _entries(raws, feed, language, warnings)
+    title = doc.get("title")
+    title = clean_title(title, max_chars=MAX_TITLE_CHARS) if isinstance(title, str) else ""
+    return ParsedFeed(entries, tuple(warnings), title)
+
+
+def _iso_time(value: object) -> tuple[int, ...] | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return tuple(when.astimezone(UTC).timetuple())[:6]
+
+
+# -- the entry point -------------------------------------------------------------------
+
+
+def parse_feed(
+    body: bytes, headers: Mapping[str, str], feed: FeedSpec, *, max_entries: int = 200
+) -> ParsedFeed:
+    """Entries of one fetched feed body; raises `ParseError` with a short reason."""
+    if not body.strip():
+        raise ParseError("empty body")
+    headers = {k.lower(): v for k, v in headers.items()}
+    if body.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] == b"{":
+        parsed = _json_feed(body, feed, max_entries)
+        if parsed is not None:
+            return parsed
+    warnings: list[str] = []
+    safe_body, safe_headers = _make_safe(body, headers, warnings)
+    try:
+        result = feedparser.parse(
+            io.BytesIO(safe_body),
+            response_headers=safe_headers,
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except Exception as exc:  # feedparser on hostile input: never let it escape
+        raise ParseError(f"feed parser failed ({type(exc).__name__})") from exc
+    raws = result.get("entries") or []
+    if not raws and not result.get("version"):
+        raise ParseError(_not_a_feed(result, safe_body, headers))
+    if result.get("bozo"):
+        warnings.append(f"read leniently: {_describe(result.get('bozo_exception'))}")
+    if not raws:
+        warnings.append("feed has no entries")
+    if len(raws) > max_entries:
+        warnings.append(f"feed has {len(raws)} entries; kept the first {max_entries}")
+    meta = result.get("feed") or {}
+    language = _language(meta.get("language")) or feed.language
+    entries = _entries(raws[:max_entries], feed, language, warnings)
+    title = clean_title(meta.get("title") or "", max_chars=MAX_TITLE_CHARS)
+    return ParsedFeed(entries=entries, warnings=tuple(warnings), title=title)

@@ -1,0 +1,219 @@
+"""`python -m bot run`: the long-running process.
+
+    scheduler ──► poll job (Pipeline.run_cycle: stories + outbox rows) ──► wakes the deliverer
+              └─► housekeeping job (renew delivery leases, recover interrupted deliveries)
+    deliverer ──► drains the outbox to Telegram (or to stdout in console mode)
+    Telegram  ──► long polling (or webhook) for the chat commands
+
+With TELEGRAM_BOT_TOKEN unset, the bot runs in console mode: a console pseudo-subscriber
+receives every alert through the same outbox path and the deliverer prints its text.
+
+SIGTERM or SIGINT stops it cleanly: no new poll or claim starts; a running poll cycle
+finishes (its transaction commits or rolls back whole); in-flight sends get a few seconds
+to finish and be recorded, and whatever was claimed but not sent goes back to pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol, TextIO
+from wsgiref.simple_server import WSGIServer
+
+from sqlalchemy.engine import Engine
+from telegram.error import NetworkError
+
+from bot import subscriptions
+from bot.db import create_schema, make_engine
+from bot.errors import SahelWatchError
+from bot.outbox import make_owner
+from bot.scheduler import Jobs, build_scheduler
+from bot.seeds import load_seeds
+from bot.settings import Settings
+from bot.telegram.app import App, build_application, start_application, stop_application
+from bot.telegram.deliver import Deliverer, Policy
+from bot.telegram.sender import ConsoleSender, Sender, TelegramSender
+
+log = logging.getLogger(__name__)
+
+POLL_SETTLE_SECONDS = 30.0
+
+CONSOLE_BANNER = (
+    "Sahel Watch is running in console mode: TELEGRAM_BOT_TOKEN is not set, so every alert "
+    "is printed here instead of being sent to Telegram. Set TELEGRAM_BOT_TOKEN to run the "
+    "Telegram bot. Stop with Ctrl-C."
+)
+
+
+class TelegramUnavailable(SahelWatchError):
+    """The Bot API could not be reached at start-up."""
+
+
+class Cycle(Protocol):
+    async def run_cycle(self) -> object: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _DropFloodNoise(logging.Filter):
+    """AIORateLimiter logs every RetryAfter with a traceback; deliver.py handles and logs it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Rate limit hit after maximum")
+
+
+def quiet_libraries() -> None:
+    """Per-request and per-job chatter off: httpx logs URLs (with the token), APScheduler
+    logs every run, and the rate limiter logs every 429 that deliver.py already handles."""
+    for name in ("httpx", "httpcore", "apscheduler.executors", "apscheduler.scheduler"):
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    limiter = logging.getLogger("telegram.ext.AIORateLimiter")
+    if not any(isinstance(f, _DropFloodNoise) for f in limiter.filters):
+        limiter.addFilter(_DropFloodNoise())
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def seed_lines(settings: Settings) -> tuple[str, ...]:
+    return tuple(seed.title for seed in load_seeds(Path(settings.seeds_dir)))
+
+
+def _pipeline(settings: Settings, engine: Engine) -> Cycle:
+    from bot.pipeline import Pipeline  # the ingestion half loads only when the bot runs
+
+    return Pipeline.create(settings, engine)
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    out: TextIO | None = None,
+    policy: Policy | None = None,
+) -> None:
+    """Run until `stop` is set (or SIGTERM/SIGINT), then shut down cleanly."""
+    stop = stop or asyncio.Event()
+    out = out or sys.stdout
+    quiet_libraries()
+    engine = make_engine(settings.database_url)
+    try:
+        await asyncio.to_thread(create_schema, engine)
+        with _signals(stop):
+            await _serve(settings, engine, stop, out, policy)
+    finally:
+        engine.dispose()
+
+
+async def _serve(
+    settings: Settings, engine: Engine, stop: asyncio.Event, out: TextIO, policy: Policy | None
+) -> None:
+    seeds = seed_lines(settings)
+    owner = make_owner()
+    policy = policy or Policy(max_attempts=settings.telegram.max_send_attempts)
+    application: App | None = None
+    sender: Sender
+    if settings.telegram_bot_token is None:
+        print(CONSOLE_BANNER, file=out, flush=True)
+        log.info("console mode: no TELEGRAM_BOT_TOKEN")
+        await asyncio.to_thread(subscriptions.ensure_console, engine)
+        sender = ConsoleSender(out)
+    else:
+        application = build_application(settings, engine, seeds=seeds)
+        try:
+            await start_application(application, settings)
+        except NetworkError as exc:
+            await _close_quietly(application)
+            raise TelegramUnavailable(
+                f"cannot reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}"
+            ) from None
+        await asyncio.to_thread(subscriptions.retire_console, engine)
+        sender = TelegramSender(application.bot)
+
+    pipeline = _pipeline(settings, engine)
+    deliverer = Deliverer(engine, sender, owner=owner, policy=policy, console=application is None)
+    await deliverer.recover()  # rows a dead local process left mid-send: pending again
+
+    async def poll() -> None:
+        report = await pipeline.run_cycle()
+        if getattr(report, "new_story_ids", None):
+            deliverer.wake()
+
+    async def housekeeping() -> None:
+        await deliverer.renew()
+        await deliverer.recover()
+
+    jobs = Jobs()
+    scheduler = build_scheduler(
+        jobs, poll=poll, poll_interval=settings.poll_interval, housekeeping=housekeeping
+    )
+    ops = _start_ops(settings, engine)
+    stop_delivery = asyncio.Event()
+    drain = asyncio.create_task(deliverer.run(stop_delivery), name="deliverer")
+    scheduler.start()
+    log.info("running: polling %d feeds every %g s", len(settings.feeds), settings.poll_interval)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        scheduler.shutdown(wait=False)
+        if application is not None and application.updater is not None:
+            with contextlib.suppress(Exception):
+                await application.updater.stop()
+        await jobs.settle(POLL_SETTLE_SECONDS)
+        stop_delivery.set()
+        await drain
+        if application is not None:
+            await _close_quietly(application)
+        await pipeline.aclose()
+        if ops is not None:
+            ops.shutdown()
+        log.info("stopped")
+
+
+async def _close_quietly(application: App) -> None:
+    try:
+        await stop_application(application)
+    except Exception:
+        log.warning("Telegram client did not shut down cleanly", exc_info=True)
+
+
+def _start_ops(settings: Settings, engine: Engine) -> WSGIServer | None:
+    if not settings.ops.metrics_port:
+        return None
+    from bot.health import check_health
+    from bot.metrics import start_ops_server
+
+    return start_ops_server(
+        settings.ops.metrics_host, settings.ops.metrics_port, engine, lambda: check_health(settings)
+    )
+
+
+def main_run(settings: Settings) -> int:
+    """Entry point of `python -m bot run`: 0 after a clean stop, 1 if Telegram is unreachable."""
+    try:
+        asyncio.run(run(settings))
+    except TelegramUnavailable as exc:
+        print(f"sahel-watch: {exc}", file=sys.stderr)
+        return 1
+    return 0

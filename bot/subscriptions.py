@@ -1,0 +1,183 @@
+"""Who receives alerts: subscribe, unsubscribe, deactivate, migrate. Sync, one transaction each.
+
+A subscriber is a chat plus a forum topic (`thread_id`, 0 for none). Subscribing twice or
+unsubscribing twice changes nothing and says so. Turning a subscriber off also skips its
+pending deliveries in the same transaction, so the outbox never sends to a chat that left.
+The console pseudo-subscriber (`chat_type == "console"`, chat id 0) receives the alerts of
+a bot run without a token; it is retired when the bot runs with one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot.models import Delivery, Subscriber, utcnow
+
+CONSOLE = "console"
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """Where a command came from, or where alerts go."""
+
+    chat_id: int
+    thread_id: int = 0
+    chat_type: str = "private"
+
+
+def _find(session: Session, chat_id: int, thread_id: int) -> Subscriber | None:
+    query = select(Subscriber).where(
+        Subscriber.chat_id == chat_id, Subscriber.thread_id == thread_id
+    )
+    return session.exec(query).first()
+
+
+def _skip_pending(session: Session, subscriber_id: int, reason: str) -> None:
+    session.execute(
+        update(Delivery)
+        .where(col(Delivery.subscriber_id) == subscriber_id, col(Delivery.state) == "pending")
+        .values(state="skipped", last_error=reason[:500])
+    )
+
+
+def subscribe(engine: Engine, chat: Chat, *, now: datetime | None = None) -> bool:
+    """Activate `chat`; True if this call turned it on, False if it already was."""
+    now = now or utcnow()
+    for _ in range(2):  # a concurrent insert of the same chat loses the race once, then finds it
+        with Session(engine) as session:
+            row = _find(session, chat.chat_id, chat.thread_id)
+            if row is not None and row.active:
+                return False
+            if row is None:
+                row = Subscriber(
+                    chat_id=chat.chat_id,
+                    thread_id=chat.thread_id,
+                    chat_type=chat.chat_type,
+                    created_at=now,
+                    updated_at=now,
+                )
+            else:
+                row.active, row.deactivated_reason, row.updated_at = True, None, now
+                row.chat_type = chat.chat_type
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                continue
+            return True
+    return False
+
+
+def unsubscribe(
+    engine: Engine, chat_id: int, thread_id: int = 0, *, now: datetime | None = None
+) -> bool:
+    """Deactivate the chat (topic); True if it was active."""
+    with Session(engine) as session:
+        row = _find(session, chat_id, thread_id)
+        if row is None or not row.active:
+            return False
+        _turn_off(session, row, "unsubscribed", now or utcnow())
+        session.commit()
+        return True
+
+
+def _turn_off(session: Session, row: Subscriber, reason: str, now: datetime) -> None:
+    row.active, row.deactivated_reason, row.updated_at = False, reason[:500], now
+    session.add(row)
+    assert row.id is not None
+    _skip_pending(session, row.id, f"subscriber inactive: {reason}")
+
+
+def is_active(engine: Engine, chat_id: int, thread_id: int = 0) -> bool:
+    with Session(engine) as session:
+        row = _find(session, chat_id, thread_id)
+        return bool(row is not None and row.active)
+
+
+def deactivate(
+    session: Session, subscriber_id: int, reason: str, *, now: datetime | None = None
+) -> None:
+    """Turn a subscriber off inside the caller's transaction (Forbidden, chat gone)."""
+    row = session.get(Subscriber, subscriber_id)
+    if row is not None and row.active:
+        _turn_off(session, row, reason, now or utcnow())
+
+
+def deactivate_chat(engine: Engine, chat_id: int, reason: str) -> int:
+    """Turn off every topic of a chat (the bot was blocked or removed); how many were on."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Subscriber).where(
+                Subscriber.chat_id == chat_id, col(Subscriber.active).is_(True)
+            )
+        ).all()
+        now = utcnow()
+        for row in rows:
+            _turn_off(session, row, reason, now)
+        session.commit()
+        return len(rows)
+
+
+def migrate(engine: Engine, old_chat_id: int, new_chat_id: int) -> int:
+    """A group became a supergroup: move its subscribers to the new id; how many moved.
+
+    A topic already subscribed under the new id keeps that row; the old one is turned off.
+    """
+    moved = 0
+    with Session(engine) as session:
+        now = utcnow()
+        for row in session.exec(select(Subscriber).where(Subscriber.chat_id == old_chat_id)).all():
+            assert row.id is not None
+            existing = _find(session, new_chat_id, row.thread_id)
+            if existing is not None:
+                if row.active:
+                    _turn_off(session, row, f"migrated to {new_chat_id}", now)
+                continue
+            row.chat_id, row.chat_type, row.updated_at = new_chat_id, "supergroup", now
+            session.add(row)
+            moved += 1
+        session.commit()
+    return moved
+
+
+def ensure_console(engine: Engine) -> int:
+    """The console pseudo-subscriber, active; its id."""
+    subscribe(engine, Chat(0, 0, CONSOLE))
+    with Session(engine) as session:
+        row = _find(session, 0, 0)
+        assert row is not None and row.id is not None
+        return row.id
+
+
+def retire_console(engine: Engine) -> bool:
+    """Turn the console pseudo-subscriber off (the bot now has a token)."""
+    with Session(engine) as session:
+        row = session.exec(
+            select(Subscriber).where(
+                Subscriber.chat_type == CONSOLE, col(Subscriber.active).is_(True)
+            )
+        ).first()
+        if row is None:
+            return False
+        _turn_off(session, row, "console mode ended", utcnow())
+        session.commit()
+        return True
+
+
+def counts(engine: Engine) -> tuple[int, int]:
+    """(active, inactive) real subscribers, the console excluded."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Subscriber.active, func.count())
+            .where(Subscriber.chat_type != CONSOLE)
+            .group_by(col(Subscriber.active))
+        ).all()
+    by_state = {bool(active): int(n) for active, n in rows}
+    return by_state.get(True, 0), by_state.get(False, 0)

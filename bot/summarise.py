@@ -1,0 +1,75 @@
+"""Extractive summaries that lead with what is new.
+
+A summary is 1 to `max_sentences` sentences copied verbatim from the item's text (never
+rewritten, never invented). The first is the sentence whose language-neutral features
+(`bot.features`) are least covered by what the reader already knows: the seed story and
+the earlier items of the same story, given as fingerprints. The others are picked the same
+way, greedily, and kept in the order of the text. The whole stays within `max_chars`; a
+first sentence that alone is too long is cut at a word boundary and ends with "…".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from bot.dedup import Fingerprint
+from bot.features import guess_language, snippet_features, split_sentences
+from bot.fold import fold
+
+ELLIPSIS = "…"
+
+
+def _known_keys(known: Iterable[Fingerprint]) -> set[str]:
+    return {key for fp in known for key, _w, _p in fp.features}
+
+
+def _cut(sentence: str, max_chars: int) -> str:
+    """`sentence` shortened to at most `max_chars` characters, at a word boundary, with "…"."""
+    if len(sentence) <= max_chars:
+        return sentence
+    if max_chars <= len(ELLIPSIS):
+        return ELLIPSIS[:max_chars]
+    room = sentence[: max_chars - len(ELLIPSIS) + 1]
+    head = room.rsplit(None, 1)[0] if " " in room.strip() else room[:-1]
+    return head.rstrip(" ,;:-–—(") + ELLIPSIS
+
+
+def summarise(
+    title: str,
+    text: str,
+    *,
+    known: Sequence[Fingerprint],
+    max_sentences: int = 3,
+    max_chars: int = 600,
+) -> str:
+    """Up to `max_sentences` sentences of `text`, the most novel first; "" for an empty text."""
+    if max_sentences < 1 or max_chars < 1:
+        return ""
+    folded_title = fold(title)
+    sentences = [
+        s for s in split_sentences(text) if s and fold(s).rstrip(" .!?…") not in folded_title
+    ]
+    if not sentences:
+        return ""
+    language = guess_language(text)
+    features = [snippet_features(s, language) for s in sentences]
+    seen = _known_keys(known)
+
+    def gain(k: int) -> float:
+        return sum(w for key, w in features[k].items() if key not in seen)
+
+    lead = max(range(len(sentences)), key=lambda k: (gain(k), -k))
+    chosen = [lead]
+    seen |= features[lead].keys()
+    used = len(_cut(sentences[lead], max_chars))
+    rest = [k for k in range(len(sentences)) if k != lead]
+    while len(chosen) < max_sentences and rest:
+        best = max(rest, key=lambda k: (gain(k), -k))
+        rest.remove(best)
+        if used + 1 + len(sentences[best]) > max_chars:
+            continue
+        chosen.append(best)
+        seen |= features[best].keys()
+        used += 1 + len(sentences[best])
+    ordered = [chosen[0], *sorted(chosen[1:])]
+    return " ".join(_cut(sentences[k], max_chars) if k == lead else sentences[k] for k in ordered)

@@ -1,0 +1,161 @@
+"""The python-telegram-bot `Application`: built, wired and started here, and nowhere else.
+
+The Bot API root is a setting (`TELEGRAM_API_URL`), so the same code talks to Telegram, to a
+self-hosted Bot API server, or to the tests' server. Requests go through `AIORateLimiter`
+set a little under Telegram's published limits (29/s overall, 19/min per group) and with
+small bursts (4 overall, 5 per group): AIORateLimiter is a leaky bucket whose burst equals
+its rate, and a full-size burst of requests whose sends are delayed unequally (event loop,
+network) can reach Telegram bunched closer than allowed. With a small client burst the
+server's bucket stays nearly full and absorbs that jitter; the sustained rate is the same.
+`max_retries=0`, because a `RetryAfter` is handled by rescheduling the delivery
+(bot/telegram/deliver.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import Engine
+from telegram import BotCommand, Update
+from telegram.error import InvalidToken
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ChatMemberHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.errors import ConfigError
+from bot.settings import Settings
+from bot.telegram import commands, replies
+
+log = logging.getLogger(__name__)
+
+OVERALL_PER_SECOND = 29
+OVERALL_BURST = 4
+GROUP_PER_MINUTE = 19
+GROUP_BURST = 5
+POLL_TIMEOUT = 10  # seconds a getUpdates long poll waits
+ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.MY_CHAT_MEMBER]
+
+App = Application[Any, Any, Any, Any, Any, Any]
+
+
+def token_of(settings: Settings) -> str:
+    if settings.telegram_bot_token is None:
+        raise ConfigError("TELEGRAM_BOT_TOKEN is not set")
+    return settings.telegram_bot_token.get_secret_value()
+
+
+def webhook_secret(token: str) -> str:
+    """A stable X-Telegram-Bot-Api-Secret-Token, derived from (never equal to) the token."""
+    return hashlib.sha256(b"sahel-watch webhook\0" + token.encode()).hexdigest()
+
+
+def rate_limiter() -> AIORateLimiter:
+    """Telegram's limits as leaky buckets: a sustained rate, a small burst."""
+    return AIORateLimiter(
+        overall_max_rate=OVERALL_BURST,
+        overall_time_period=OVERALL_BURST / OVERALL_PER_SECOND,
+        group_max_rate=GROUP_BURST,
+        group_time_period=GROUP_BURST * 60 / GROUP_PER_MINUTE,
+        max_retries=0,
+    )
+
+
+def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, ...]) -> App:
+    """The Application with every handler; nothing is contacted until it is initialised."""
+    api = settings.telegram_api_url.rstrip("/")
+    application: App = (
+        ApplicationBuilder()
+        .token(token_of(settings))
+        .base_url(f"{api}/bot")
+        .base_file_url(f"{api}/file/bot")
+        .rate_limiter(rate_limiter())
+        .job_queue(None)
+        .get_updates_read_timeout(POLL_TIMEOUT + 10)
+        .build()
+    )
+    application.bot_data[commands.DEPS] = commands.BotDeps(settings, engine, seeds)
+    for names, handler in (
+        (["start"], commands.start),
+        (["subscribe"], commands.subscribe),
+        (["unsubscribe", "stop"], commands.unsubscribe),
+        (["latest"], commands.latest),
+        (["status"], commands.status),
+        (["help"], commands.help_command),
+        (["sources"], commands.sources),
+        (["stats"], commands.stats),
+    ):
+        application.add_handler(CommandHandler(names, handler))
+    application.add_handler(MessageHandler(filters.COMMAND, commands.unknown))
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, commands.migrated))
+    application.add_handler(
+        ChatMemberHandler(commands.membership, ChatMemberHandler.MY_CHAT_MEMBER)
+    )
+    application.add_error_handler(commands.on_error)
+    return application
+
+
+async def start_application(application: App, settings: Settings) -> None:
+    """Initialise (getMe), register the commands, and start receiving updates."""
+    try:
+        await application.initialize()
+    except InvalidToken:
+        # PTB's message quotes the token; ours must not
+        raise ConfigError(
+            f"TELEGRAM_BOT_TOKEN was rejected by the Bot API at {settings.telegram_api_url}"
+        ) from None
+    await application.bot.set_my_commands([BotCommand(n, d) for n, d in replies.COMMANDS])
+    await application.start()
+    updater = application.updater
+    assert updater is not None
+    if settings.telegram.mode == "webhook":
+        if not settings.telegram.webhook_url:
+            raise ConfigError("telegram.webhook_url is required when telegram.mode is 'webhook'")
+        token = token_of(settings)
+        path = urlsplit(settings.telegram.webhook_url).path.strip("/") or "telegram"
+        await updater.start_webhook(
+            listen=settings.telegram.webhook_listen,
+            port=settings.telegram.webhook_port,
+            url_path=path,
+            webhook_url=settings.telegram.webhook_url,
+            secret_token=webhook_secret(token),
+            allowed_updates=ALLOWED_UPDATES,
+        ) if _webhooks_available() else _no_webhooks()
+        log.info(
+            "Telegram: webhook on %s:%d/%s",
+            settings.telegram.webhook_listen,
+            settings.telegram.webhook_port,
+            path,
+        )
+    else:
+        await updater.start_polling(timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES)
+        log.info("Telegram: long polling as @%s", application.bot.username)
+
+
+async def stop_application(application: App) -> None:
+    updater = application.updater
+    if updater is not None and updater.running:
+        await updater.stop()
+    if application.running:
+        await application.stop()
+    await application.shutdown()
+
+
+def _webhooks_available() -> bool:
+    return importlib.util.find_spec("tornado") is not None
+
+
+def _no_webhooks() -> None:
+    raise ConfigError(
+        "telegram.mode = 'webhook' needs the webhooks extra: "
+        "pip install 'python-telegram-bot[webhooks]' (or use mode = 'polling')"
+    )

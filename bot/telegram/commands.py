@@ -1,0 +1,234 @@
+"""Chat commands: one plain `async def verb(update, context)` each, wired in `bot.telegram.app`.
+
+Database work runs in a thread (`asyncio.to_thread`); answers come from `replies` (pure).
+A command in a forum topic acts on that topic: its subscription delivers there. Anything
+unknown, or a wrong argument, gets a short helpful answer, never silence or a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from telegram import ChatMember, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.ext import CallbackContext, ExtBot
+
+from bot import subscriptions
+from bot.models import utcnow
+from bot.settings import Settings
+from bot.subscriptions import Chat
+from bot.telegram import queries, replies
+from bot.telegram.render import render_latest
+
+log = logging.getLogger(__name__)
+
+DEPS = "sahel_watch"
+
+# the bot has an AIORateLimiter, whose per-call argument is the number of 429 retries
+Context = CallbackContext[ExtBot[int], dict[Any, Any], dict[Any, Any], dict[Any, Any]]
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+REPLY_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class BotDeps:
+    """What the handlers need, kept in `application.bot_data[DEPS]`."""
+
+    settings: Settings
+    engine: Engine
+    seeds: tuple[str, ...]  # one line per seed story
+
+
+def deps(context: Context) -> BotDeps:
+    found = context.bot_data.get(DEPS)
+    if not isinstance(found, BotDeps):
+        raise RuntimeError("the application was built without BotDeps")
+    return found
+
+
+def where(update: Update) -> Chat | None:
+    """The chat and forum topic a command came from."""
+    message, chat = update.effective_message, update.effective_chat
+    if message is None or chat is None:
+        return None
+    thread = (
+        message.message_thread_id if message.is_topic_message and message.message_thread_id else 0
+    )
+    return Chat(chat.id, thread, chat.type)
+
+
+async def answer(update: Update, context: Context, texts: str | Sequence[str]) -> None:
+    """Reply in the same chat and topic, in HTML, one message per text.
+
+    A 429 on a reply is waited out and retried by the rate limiter (`rate_limit_args`):
+    a person who types commands quickly still gets every answer.
+    """
+    message, chat = update.effective_message, where(update)
+    if message is None or chat is None:
+        return
+    for text in [texts] if isinstance(texts, str) else texts:
+        await context.bot.send_message(
+            chat.chat_id,
+            text,
+            parse_mode=ParseMode.HTML,
+            message_thread_id=chat.thread_id or None,
+            link_preview_options=NO_PREVIEW,
+            rate_limit_args=REPLY_RETRIES,
+        )
+
+
+def is_admin(update: Update, settings: Settings) -> bool:
+    ids = set(settings.admin_chat_ids)
+    user, chat = update.effective_user, update.effective_chat
+    return bool((user is not None and user.id in ids) or (chat is not None and chat.id in ids))
+
+
+async def start(update: Update, context: Context) -> None:
+    """Welcome, say what the bot watches, and subscribe this chat."""
+    d, chat = deps(context), where(update)
+    if chat is None:
+        return
+    newly = await asyncio.to_thread(subscriptions.subscribe, d.engine, chat)
+    await answer(
+        update, context, replies.welcome(d.seeds, newly=newly, feeds=len(d.settings.feeds))
+    )
+
+
+async def subscribe(update: Update, context: Context) -> None:
+    """Receive alerts in this chat (or forum topic)."""
+    d, chat = deps(context), where(update)
+    if chat is None:
+        return
+    newly = await asyncio.to_thread(subscriptions.subscribe, d.engine, chat)
+    await answer(update, context, replies.subscribed(newly=newly))
+
+
+async def unsubscribe(update: Update, context: Context) -> None:
+    """Stop alerts in this chat (or forum topic); /stop does the same."""
+    d, chat = deps(context), where(update)
+    if chat is None:
+        return
+    was = await asyncio.to_thread(subscriptions.unsubscribe, d.engine, chat.chat_id, chat.thread_id)
+    await answer(update, context, replies.unsubscribed(was=was))
+
+
+def parse_count(args: Sequence[str]) -> int | None:
+    """/latest's argument: nothing → the default, else a whole number in range, else None."""
+    if not args:
+        return replies.LATEST_DEFAULT
+    if len(args) > 1 or not args[0].isdecimal() or not args[0].isascii():
+        return None
+    count = int(args[0])
+    return count if 1 <= count <= replies.LATEST_MAX else None
+
+
+async def latest(update: Update, context: Context) -> None:
+    """The most recent developments, newest first."""
+    d = deps(context)
+    args = list(context.args or [])
+    count = parse_count(args)
+    if count is None:
+        await answer(update, context, replies.latest_usage(" ".join(args)))
+        return
+    stories = await asyncio.to_thread(queries.latest, d.engine, count)
+    await answer(update, context, render_latest(stories) if stories else replies.no_stories())
+
+
+async def status(update: Update, context: Context) -> None:
+    """This chat's subscription, the last poll, feed health and the last 24 hours."""
+    d, chat = deps(context), where(update)
+    if chat is None:
+        return
+    view = await asyncio.to_thread(
+        queries.status_view,
+        d.engine,
+        d.settings.feed_specs(),
+        chat_id=chat.chat_id,
+        thread_id=chat.thread_id,
+    )
+    await answer(update, context, replies.status(view, now=utcnow()))
+
+
+async def help_command(update: Update, context: Context) -> None:
+    """Every command, in one message."""
+    await answer(update, context, replies.help_text(admin=is_admin(update, deps(context).settings)))
+
+
+async def sources(update: Update, context: Context) -> None:
+    """The feeds watched, with their health."""
+    d = deps(context)
+    feeds = await asyncio.to_thread(queries.feed_health, d.engine, d.settings.feed_specs())
+    await answer(update, context, replies.sources(feeds))
+
+
+async def stats(update: Update, context: Context) -> None:
+    """Subscribers, stories, deliveries by state and feed health: admins only."""
+    d = deps(context)
+    if not is_admin(update, d.settings):
+        await answer(update, context, replies.not_admin())
+        return
+    view = await asyncio.to_thread(queries.stats_view, d.engine, d.settings.feed_specs())
+    await answer(update, context, replies.stats(view, now=utcnow()))
+
+
+async def unknown(update: Update, context: Context) -> None:
+    """A command the bot does not have: say so, unless it was meant for another bot."""
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    word = message.text.split()[0]
+    command, _, target = word.partition("@")
+    if target and target.lower() != (context.bot.username or "").lower():
+        return  # /cmd@otherbot in a group
+    chat = update.effective_chat
+    if not target and chat is not None and chat.type != "private":
+        return  # a bare unknown command in a group is probably for another bot
+    await answer(update, context, replies.unknown_command(command))
+
+
+async def migrated(update: Update, context: Context) -> None:
+    """The group became a supergroup: follow it to its new chat id."""
+    message = update.effective_message
+    if message is None or not message.migrate_to_chat_id:
+        return
+    moved = await asyncio.to_thread(
+        subscriptions.migrate, deps(context).engine, message.chat_id, message.migrate_to_chat_id
+    )
+    log.info(
+        "chat %s migrated to %s (%d subscriptions moved)",
+        message.chat_id,
+        message.migrate_to_chat_id,
+        moved,
+    )
+
+
+async def membership(update: Update, context: Context) -> None:
+    """The bot was blocked, kicked or left a chat: stop sending there."""
+    change = update.my_chat_member
+    if change is None:
+        return
+    if change.new_chat_member.status in (ChatMember.BANNED, ChatMember.LEFT):
+        reason = (
+            "bot blocked by the user"
+            if change.chat.type == "private"
+            else "bot removed from the chat"
+        )
+        count = await asyncio.to_thread(
+            subscriptions.deactivate_chat, deps(context).engine, change.chat.id, reason
+        )
+        log.info("chat %s: %s (%d subscriptions turned off)", change.chat.id, reason, count)
+
+
+async def on_error(update: object, context: Context) -> None:
+    """Log the error (the logging set-up redacts secrets) and apologise if a user is waiting."""
+    log.error("error while handling an update", exc_info=context.error)
+    if isinstance(update, Update) and update.effective_message is not None:
+        try:
+            await answer(update, context, replies.failure())
+        except Exception:  # the chat may be the problem (blocked, gone): nothing more to do
+            log.debug("could not send the apology", exc_info=True)

@@ -1,0 +1,167 @@
+"""The bot's answers to commands, in Telegram HTML: pure functions over plain views.
+
+Feed and seed strings are escaped here; everything else is our own text.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.telegram.render import clean, pack, shorten, when
+from bot.telegram.views import FeedHealth, StatsView, StatusView
+
+LATEST_DEFAULT = 5
+LATEST_MAX = 20
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", "Subscribe this chat and see what the bot watches"),
+    ("latest", "The most recent developments: /latest [1-20]"),
+    ("status", "This chat's subscription and the bot's health"),
+    ("sources", "The news feeds watched"),
+    ("subscribe", "Receive alerts in this chat (or forum topic)"),
+    ("unsubscribe", "Stop alerts in this chat (also /stop)"),
+    ("help", "How to use the bot"),
+)
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 90:
+        span = f"{seconds} s"
+    elif seconds < 90 * 60:
+        span = f"{seconds // 60} min"
+    elif seconds < 48 * 3600:
+        span = f"{seconds // 3600} h"
+    else:
+        span = f"{seconds // 86400} days"
+    return f"{when(moment)} ({span} ago)"
+
+
+def welcome(seeds: Sequence[str], *, newly: bool, feeds: int) -> str:
+    """/start: what the bot watches, how to use it, and the subscription it just made."""
+    watched = (
+        "\n".join(f"• <i>{_e(shorten(clean(s), 300))}</i>" for s in seeds)
+        or "• (no seed story loaded)"
+    )
+    state = "✅ This chat is now subscribed." if newly else "✅ This chat was already subscribed."
+    return (
+        "<b>Sahel Watch</b> sends a short alert when the news moves on from the story you already "
+        f"know:\n{watched}\n\n"
+        f"It reads {feeds} news feed{'s' if feeds != 1 else ''} in English and French and stays "
+        "quiet about reprints of that story and about unrelated news.\n\n"
+        f"{state}\n/latest shows recent developments, /unsubscribe stops the alerts, "
+        "/help lists every command."
+    )
+
+
+def help_text(*, admin: bool) -> str:
+    lines = ["<b>Sahel Watch commands</b>"]
+    lines += [f"/{name} — {_e(about)}" for name, about in COMMANDS]
+    if admin:
+        lines.append("/stats — subscribers, stories, deliveries and feed health (admins)")
+    lines.append(
+        "\nIn a group, commands also work as /command@botname; a subscription made in a "
+        "forum topic delivers to that topic."
+    )
+    return "\n".join(lines)
+
+
+def subscribed(*, newly: bool) -> str:
+    if newly:
+        return "✅ Subscribed: new developments will be sent here. /unsubscribe to stop."
+    return "✅ Already subscribed here; nothing changed. /unsubscribe to stop."
+
+
+def unsubscribed(*, was: bool) -> str:
+    if was:
+        return "🔕 Unsubscribed: no more alerts here. /subscribe to start again."
+    return "🔕 This chat was not subscribed; nothing changed. /subscribe to start."
+
+
+def latest_usage(arg: str) -> str:
+    shown = _e(shorten(clean(arg), 40))
+    return (
+        f"“{shown}” is not a number from 1 to {LATEST_MAX}. Try /latest for the "
+        f"{LATEST_DEFAULT} newest developments, or /latest 10."
+    )
+
+
+def no_stories() -> str:
+    return "No new developments yet. You will get an alert here as soon as there is one."
+
+
+def unknown_command(command: str) -> str:
+    return f"I don't know {_e(shorten(clean(command), 40))}. /help lists what I can do."
+
+
+def not_admin() -> str:
+    return "Sorry, /stats is for the bot's administrators."
+
+
+def failure() -> str:
+    return "Sorry, something went wrong on my side. Please try again in a minute."
+
+
+def status(view: StatusView, *, now: datetime) -> str:
+    sub = "✅ subscribed" if view.subscribed else "🔕 not subscribed (/subscribe)"
+    return "\n".join(
+        [
+            "<b>Status</b>",
+            f"This chat: {sub}",
+            f"Last poll: {_ago(view.last_poll, now)}",
+            f"Feeds: {view.feeds_ok} healthy, {view.feeds_failing} failing"
+            + (f", {view.feeds_waiting} not polled yet" if view.feeds_waiting else ""),
+            f"Last 24 h: {view.stories_24h} new development{'s' if view.stories_24h != 1 else ''}, "
+            f"{view.alerts_24h} alert{'s' if view.alerts_24h != 1 else ''} delivered here",
+        ]
+    )
+
+
+def _health(feed: FeedHealth) -> str:
+    if feed.status == "never":
+        return "⏳"
+    return "⚠️" if feed.failing else "✅"
+
+
+def sources(feeds: Sequence[FeedHealth]) -> list[str]:
+    lines = [
+        f"{_health(f)} {_e(shorten(clean(f.name), 80))} ({_e(clean(f.language))}) — "
+        f"{_e(shorten(clean(f.url), 200))}"
+        for f in feeds
+    ]
+    header = f"<b>Feeds watched ({len(feeds)})</b>"
+    return pack(lines, header=header, sep="\n") if lines else [header + "\nnone configured"]
+
+
+def stats(view: StatsView, *, now: datetime) -> list[str]:
+    states = ", ".join(f"{state} {count}" for state, count in view.deliveries) or "none"
+    head = "\n".join(
+        [
+            "<b>Stats</b>",
+            f"Subscribers: {view.subscribers_active} active, {view.subscribers_inactive} inactive",
+            f"Stories: {view.stories_total} ({view.stories_24h} in the last 24 h)",
+            f"Deliveries: {states}",
+            f"Last poll: {_ago(view.last_poll, now)}",
+            "<b>Feeds</b>",
+        ]
+    )
+    lines = []
+    for feed in view.feeds:
+        error = (
+            f" — {_e(shorten(clean(feed.last_error), 120))}"
+            if feed.failing and feed.last_error
+            else ""
+        )
+        lines.append(
+            f"{_health(feed)} {_e(shorten(clean(feed.name), 80))}: {feed.status}, "
+            f"{feed.consecutive_failures} failures, last ok {_ago(feed.last_success, now)}{error}"
+        )
+    return pack(lines, header=head, sep="\n")

@@ -1,0 +1,193 @@
+"""Sending one message, with python-telegram-bot's errors translated into plain outcomes.
+
+    Sent(message_id)        delivered
+    RetryLater(seconds)     429 flood control: wait, do not count an attempt
+    Moved(new_chat_id)      the group became a supergroup: update the chat, resend
+    Gone(reason)            403 blocked / deactivated / kicked, chat or topic not found
+    Rejected(reason)        400 for this message: record, do not retry
+    Transient(reason)       timeout or network error: retry with backoff (a timed-out
+                            request may have been delivered: at least once)
+
+`TelegramSender` paces each chat to one message per `chat_interval` seconds (the rate
+limiter has no per-private-chat limit) and, after a 429, holds every send for the time
+Telegram asked. `ConsoleSender` prints the message text instead (no token configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol, TextIO
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.warnings import PTBDeprecationWarning
+
+from bot.telegram.render import html_to_text
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    new_chat_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transient:
+    reason: str
+
+
+Outcome = Sent | RetryLater | Moved | Gone | Rejected | Transient
+
+# BadRequest descriptions meaning the chat (or topic) cannot receive anything from us.
+_GONE_HINTS = (
+    "chat not found",
+    "thread not found",
+    "bot was kicked",
+    "have no rights to send",
+    "not enough rights to send",
+    "chat_write_forbidden",
+    "user is deactivated",
+)
+
+
+class Sender(Protocol):
+    async def send(self, chat_id: int, thread_id: int, text: str) -> Outcome: ...
+
+
+def retry_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class ChatPacer:
+    """At most one send per `interval` seconds to any one chat (in this process)."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+        self._next: dict[int, float] = {}
+
+    @asynccontextmanager
+    async def turn(self, chat_id: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(chat_id) or (asyncio.Lock(), 0)
+        self._locks[chat_id] = (lock, users + 1)
+        try:
+            async with lock:
+                wait = self._next.get(chat_id, 0.0) - self._clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                try:
+                    yield
+                finally:
+                    self._next[chat_id] = self._clock() + self.interval
+        finally:
+            lock, users = self._locks[chat_id]
+            if users <= 1:
+                del self._locks[chat_id]
+            else:
+                self._locks[chat_id] = (lock, users - 1)
+            if len(self._next) > 10_000:
+                now = self._clock()
+                self._next = {c: t for c, t in self._next.items() if t > now}
+
+
+class TelegramSender:
+    """Sends through a PTB `Bot` (give it an AIORateLimiter for the overall and group limits)."""
+
+    def __init__(self, bot: Bot, *, chat_interval: float = 1.0) -> None:
+        self._bot = bot
+        self._pacer = ChatPacer(chat_interval)
+        self._resume_at = 0.0
+
+    async def send(self, chat_id: int, thread_id: int, text: str) -> Outcome:
+        async with self._pacer.turn(chat_id):
+            wait = self._resume_at - time.monotonic()
+            if wait > 0:  # Telegram asked every send to hold off
+                await asyncio.sleep(wait)
+            return await self._attempt(chat_id, thread_id, text, ParseMode.HTML)
+
+    async def _attempt(self, chat_id: int, thread_id: int, text: str, mode: str | None) -> Outcome:
+        try:
+            message = await self._bot.send_message(
+                chat_id=chat_id,
+                text=text,
+                parse_mode=mode,
+                message_thread_id=thread_id or None,
+                link_preview_options=LinkPreviewOptions(prefer_small_media=True),
+            )
+        except RetryAfter as exc:
+            seconds = retry_seconds(exc)
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+            return RetryLater(seconds, f"flood control: retry after {seconds:g} s")
+        except ChatMigrated as exc:
+            return Moved(exc.new_chat_id)
+        except Forbidden as exc:
+            return Gone(exc.message)
+        except BadRequest as exc:
+            reason = exc.message
+            if mode is not None and "can't parse entities" in reason.lower():
+                # our renderer escapes everything, but never lose an alert over markup
+                return await self._attempt(chat_id, thread_id, html_to_text(text), None)
+            if any(hint in reason.lower() for hint in _GONE_HINTS):
+                return Gone(reason)
+            return Rejected(reason)
+        except TimedOut as exc:
+            return Transient(f"timed out ({exc.message}); the message may have been delivered")
+        except InvalidToken:
+            return Transient("the bot token was rejected")
+        except (NetworkError, TelegramError) as exc:
+            return Transient(f"{type(exc).__name__}: {exc.message}")
+        return Sent(message.message_id)
+
+
+class ConsoleSender:
+    """Prints each alert's text (links spelled out) instead of sending it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._count = 0
+
+    async def send(self, chat_id: int, thread_id: int, text: str) -> Outcome:
+        self._count += 1
+        rule = "─" * 60
+        print(f"{rule}\n{html_to_text(text)}\n{rule}", file=self._stream, flush=True)
+        return Sent(self._count)

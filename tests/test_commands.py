@@ -1,0 +1,231 @@
+"""Chat commands end to end: the real PTB Application long-polls the Bot API test server and
+answers from the real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from bot.models import Feed, PollRun, Subscriber
+from bot.telegram.app import App
+from tests.servers.bot_api import BotApiServer, Limits, SentMessage
+from tests.servers.bot_fixtures import ADMIN_ID
+
+
+@pytest.fixture(autouse=True)
+def _typing_fast(bot_api: BotApiServer) -> None:
+    """Tests type faster than people: allow bursts per chat (test_replies_survive_a_429 aside)."""
+    bot_api.set_limits(Limits(chat_burst=50))
+
+
+async def ask(server: BotApiServer, chat_id: int, text: str, **options: object) -> SentMessage:
+    """Send `text` as a user and return the bot's next message to that chat."""
+    before = len(server.sent(chat_id))
+    server.send_text(chat_id, text, **options)  # type: ignore[arg-type]
+    messages = await asyncio.to_thread(server.wait_sent, chat_id, before + 1, 10.0)
+    return messages[before]
+
+
+async def silent(server: BotApiServer, chat_id: int, text: str, **options: object) -> None:
+    """`text` gets no answer: the next message the chat gets is the answer to /help."""
+    before = len(server.sent(chat_id))
+    server.send_text(chat_id, text, **options)  # type: ignore[arg-type]
+    reply = await ask(server, chat_id, "/help", **options)
+    assert reply.plain.startswith("Sahel Watch commands")
+    assert len(server.sent(chat_id)) == before + 1
+
+
+def subscribers(engine: Engine) -> list[tuple[int, int, str, bool]]:
+    with Session(engine) as session:
+        rows = session.exec(select(Subscriber).order_by(col(Subscriber.id))).all()
+        return [(s.chat_id, s.thread_id, s.chat_type, s.active) for s in rows]
+
+
+async def test_commands_are_registered(running_bot: App, bot_api: BotApiServer) -> None:
+    names = [c["command"] for c in bot_api.commands]
+    assert names == ["start", "latest", "status", "sources", "subscribe", "unsubscribe", "help"]
+
+
+async def test_start_welcomes_and_subscribes_once(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    welcome = await ask(bot_api, 501, "/start")
+    assert "The seed story, in one line" in welcome.plain
+    assert "This chat is now subscribed" in welcome.plain
+    assert welcome.parse_mode == "HTML"
+    again = await ask(bot_api, 501, "/start")
+    assert "already subscribed" in again.plain
+    assert subscribers(engine) == [(501, 0, "private", True)]
+
+
+async def test_subscribe_unsubscribe_and_stop_are_idempotent(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    assert "Subscribed" in (await ask(bot_api, 502, "/subscribe")).plain
+    assert "Already subscribed" in (await ask(bot_api, 502, "/subscribe")).plain
+    assert "Unsubscribed" in (await ask(bot_api, 502, "/unsubscribe")).plain
+    assert "was not subscribed" in (await ask(bot_api, 502, "/stop")).plain
+    assert subscribers(engine) == [(502, 0, "private", False)]
+    assert "Subscribed" in (await ask(bot_api, 502, "/subscribe")).plain
+    assert "Unsubscribed" in (await ask(bot_api, 502, "/stop")).plain
+
+
+async def test_latest_default_count_and_bad_arguments(
+    running_bot: App, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    assert "No new developments yet" in (await ask(bot_api, 503, "/latest")).plain
+    start = datetime.now(UTC) - timedelta(hours=7)
+    for n in range(7):
+        add_story(
+            title=f"Development {n}",
+            link=f"https://wire.test/{n}",
+            created_at=start + timedelta(hours=n),
+            summary=f"Summary of development {n}.",
+        )
+    add_story(title="Stale one", alerted=False)
+    latest = await ask(bot_api, 503, "/latest")
+    assert latest.plain.startswith("Latest 5 developments")
+    order = [latest.plain.index(f"Development {n}") for n in (6, 5, 4, 3, 2)]
+    assert order == sorted(order)
+    assert "Development 1" not in latest.plain and "Stale one" not in latest.plain
+    assert ("Development 6", "https://wire.test/6") in latest.links
+    assert "Summary of development 6." in latest.plain
+    two = await ask(bot_api, 503, "/latest 2")
+    assert two.plain.startswith("Latest 2 developments") and "Development 4" not in two.plain
+    for wrong in (
+        "/latest abc",
+        "/latest 500",
+        "/latest 0",
+        "/latest 1 2",
+        "/latest -3",
+        "/latest ٣",
+    ):
+        answer = await ask(bot_api, 503, wrong)
+        assert "is not a number from 1 to 20" in answer.plain, wrong
+
+
+async def test_status_reports_subscription_poll_feeds_and_day(
+    running_bot: App, bot_api: BotApiServer, engine: Engine, add_story: Callable[..., int]
+) -> None:
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        session.add(
+            PollRun(
+                started_at=now - timedelta(seconds=305), finished_at=now - timedelta(seconds=300)
+            )
+        )
+        session.add(Feed(url="http://127.0.0.1:9/feed.xml", name="Test Wire", last_status="error",
+                         consecutive_failures=2, last_error="HTTP 500"))  # fmt: skip
+        session.commit()
+    before = await ask(bot_api, 504, "/status")
+    assert "This chat: 🔕 not subscribed" in before.plain
+    assert "Feeds: 0 healthy, 1 failing" in before.plain
+    assert "(5 min ago)" in before.plain
+    await ask(bot_api, 504, "/subscribe")
+    add_story(title="Today's news")
+    after = await ask(bot_api, 504, "/status")
+    assert "This chat: ✅ subscribed" in after.plain
+    assert "Last 24 h: 1 new development, 0 alerts delivered here" in after.plain
+
+
+async def test_help_and_sources(running_bot: App, bot_api: BotApiServer) -> None:
+    help_text = (await ask(bot_api, 505, "/help")).plain
+    for command in ("/start", "/latest", "/status", "/sources", "/subscribe", "/unsubscribe"):
+        assert command in help_text
+    assert "/stats" not in help_text
+    sources = (await ask(bot_api, 505, "/sources")).plain
+    assert "Feeds watched (1)" in sources and "Test Wire (en)" in sources
+
+
+async def test_stats_is_for_admins_only(
+    running_bot: App, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    await ask(bot_api, 506, "/start")
+    add_story()
+    refused = await ask(bot_api, 506, "/stats")
+    assert refused.plain == "Sorry, /stats is for the bot's administrators."
+    stats = await ask(bot_api, ADMIN_ID, "/stats")
+    assert "Subscribers: 1 active, 0 inactive" in stats.plain
+    assert "Deliveries: pending 1" in stats.plain
+    assert "Test Wire" in stats.plain
+    assert "/stats" in (await ask(bot_api, ADMIN_ID, "/help")).plain
+
+
+async def test_unknown_commands_get_a_short_answer(running_bot: App, bot_api: BotApiServer) -> None:
+    answer = await ask(bot_api, 507, "/frobnicate now")
+    assert answer.plain == "I don't know /frobnicate. /help lists what I can do."
+    plain_text = await ask(bot_api, 507, "/<b>&")
+    assert "I don't know /<b>&" in plain_text.plain
+
+
+async def test_group_commands_with_and_without_the_bot_name(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    group = -600
+    bot_api.add_chat(group, "group", title="Sahel desk")
+    reply = await ask(bot_api, group, "/start@sahel_test_bot", user_id=42)
+    assert "now subscribed" in reply.plain
+    assert subscribers(engine) == [(group, 0, "group", True)]
+    await silent(bot_api, group, "/unsubscribe@another_bot", user_id=42)
+    await silent(bot_api, group, "/frobnicate", user_id=42)  # probably for another bot
+    await silent(bot_api, group, "/frobnicate@another_bot", user_id=42)
+    unknown = await ask(bot_api, group, "/frobnicate@sahel_test_bot", user_id=42)
+    assert "I don't know /frobnicate" in unknown.plain
+    assert subscribers(engine) == [(group, 0, "group", True)]
+
+
+async def test_forum_topic_subscription_is_per_topic(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    forum = -1006000
+    bot_api.add_chat(forum, "supergroup", title="Newsroom", is_forum=True)
+    reply = await ask(bot_api, forum, "/subscribe", user_id=42, thread_id=77)
+    assert reply.thread_id == 77 and "Subscribed" in reply.plain
+    status = await ask(bot_api, forum, "/status", user_id=42)  # General topic: not subscribed
+    assert status.thread_id is None and "not subscribed" in status.plain
+    assert subscribers(engine) == [(forum, 77, "supergroup", True)]
+
+
+async def test_blocked_or_removed_bot_turns_the_chat_off(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    await ask(bot_api, 508, "/start")
+    when = int(datetime.now(UTC).timestamp())
+    user = {"id": 508, "is_bot": False, "first_name": "U"}
+    me = {"id": bot_api.bot_id, "is_bot": True, "first_name": "Bot", "username": bot_api.username}
+    bot_api.inject_update({"my_chat_member": {
+        "chat": {"id": 508, "type": "private", "first_name": "U"}, "from": user, "date": when,
+        "old_chat_member": {"status": "member", "user": me},
+        "new_chat_member": {"status": "kicked", "user": me, "until_date": 0},
+    }})  # fmt: skip
+    await asyncio.to_thread(bot_api.wait_updates_consumed)
+    await asyncio.sleep(0.2)
+    with Session(engine) as session:
+        row = session.exec(select(Subscriber).where(Subscriber.chat_id == 508)).one()
+        assert not row.active and row.deactivated_reason == "bot blocked by the user"
+
+
+async def test_group_upgrade_moves_the_subscription(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    await ask(bot_api, -700, "/subscribe", user_id=42)
+    bot_api.inject_update({"message": {
+        "message_id": 9, "date": int(datetime.now(UTC).timestamp()),
+        "chat": {"id": -700, "type": "group", "title": "G"}, "migrate_to_chat_id": -1000700,
+    }})  # fmt: skip
+    await asyncio.to_thread(bot_api.wait_updates_consumed)
+    await asyncio.sleep(0.2)
+    assert subscribers(engine) == [(-1000700, 0, "supergroup", True)]
+
+
+async def test_replies_survive_a_429(running_bot: App, bot_api: BotApiServer) -> None:
+    bot_api.set_limits(Limits())
+    bot_api.flood(times=1, retry_after=1, chat_id=509)
+    answers = [await ask(bot_api, 509, "/help") for _ in range(5)]  # also past the 1/s burst
+    assert all(a.plain.startswith("Sahel Watch commands") for a in answers)
+    assert bot_api.rate_limited >= 1

@@ -1,0 +1,355 @@
+"""The outbox drained through the real PTB client to the Bot API test server, on SQLite and
+PostgreSQL: sent once with the message id, Telegram's errors each handled as documented."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from telegram import Bot
+
+from bot import outbox, subscriptions
+from bot.models import Delivery, Subscriber
+from bot.outbox import make_owner, owner_is_dead
+from bot.subscriptions import Chat
+from bot.telegram.deliver import Deliverer, Policy, backoff
+from bot.telegram.sender import ConsoleSender, TelegramSender
+from tests.servers.bot_api import BotApiServer, Limits
+from tests.servers.bot_fixtures import subscribe_chats, wait_until
+
+FAST = Policy(backoff_base=0.05, backoff_max=0.2, idle_poll=0.05, grace=2.0)
+
+
+def rows(engine: Engine) -> list[Delivery]:
+    with Session(engine) as session:
+        return list(session.exec(select(Delivery).order_by(col(Delivery.id))).all())
+
+
+def subscriber(engine: Engine, chat_id: int, thread_id: int = 0) -> Subscriber:
+    with Session(engine) as session:
+        found = session.exec(
+            select(Subscriber).where(
+                Subscriber.chat_id == chat_id, Subscriber.thread_id == thread_id
+            )
+        ).one()
+        return found
+
+
+def settled(engine: Engine) -> bool:
+    return all(r.state not in ("pending", "sending") for r in rows(engine))
+
+
+async def deliver_until_settled(deliverer: Deliverer, engine: Engine, within: float = 20.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(deliverer.run(stop))
+    try:
+        await wait_until(lambda: settled(engine), within=within)
+    finally:
+        stop.set()
+        await task
+
+
+def deliverer_for(engine: Engine, bot: Bot, policy: Policy = FAST) -> Deliverer:
+    return Deliverer(engine, TelegramSender(bot), owner=make_owner(), policy=policy)
+
+
+async def test_broadcast_is_sent_once_with_message_ids(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    chats = [1001, 1002, 1003, 1004, 1005]
+    subscribe_chats(engine, chats)
+    add_story(title="Mali takes Algeria to the ICJ", link="https://wire.test/icj")
+    deliverer = deliverer_for(engine, ptb_bot)
+    await deliverer.drain()
+    await deliverer.drain()  # nothing left: nothing sent again
+    for chat in chats:
+        [message] = bot_api.sent(chat)
+        assert message.parse_mode == "HTML"
+        assert message.links[0] == ("Mali takes Algeria to the ICJ", "https://wire.test/icj")
+    by_chat = {m.chat_id: m.message_id for m in bot_api.sent()}
+    for row in rows(engine):
+        assert row.state == "sent" and row.attempts == 1 and row.sent_at is not None
+        assert row.lease_owner is None
+    sent_ids = sorted(r.message_id for r in rows(engine) if r.message_id is not None)
+    assert sent_ids == sorted(by_chat.values())
+
+
+async def test_blocked_chat_is_deactivated_and_its_rows_skipped(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    subscribe_chats(engine, [2001, 2002])
+    add_story(title="first")
+    add_story(title="second")
+    bot_api.block(2002)
+    await deliverer_for(engine, ptb_bot).drain()
+    assert len(bot_api.sent(2001)) == 2 and bot_api.sent(2002) == []
+    gone = subscriber(engine, 2002)
+    assert not gone.active and gone.deactivated_reason == "Forbidden: bot was blocked by the user"
+    states = sorted((r.subscriber_id == gone.id, r.state) for r in rows(engine))
+    assert states == [(False, "sent"), (False, "sent"), (True, "skipped"), (True, "skipped")]
+    assert subscriptions.subscribe(engine, Chat(2002)) is True  # /start again turns it back on
+
+
+async def test_flood_of_429s_delays_but_loses_nothing(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    chats = [3001, 3002, 3003, 3004]
+    subscribe_chats(engine, chats)
+    add_story()
+    bot_api.flood(times=6, retry_after=1)
+    deliverer = deliverer_for(engine, ptb_bot)
+    started = time.monotonic()
+    await deliver_until_settled(deliverer, engine)
+    assert time.monotonic() - started >= 1.0
+    assert [len(bot_api.sent(c)) for c in chats] == [1, 1, 1, 1]
+    assert deliverer.tally.rate_limited >= 1
+    assert {(r.state, r.attempts) for r in rows(engine)} == {("sent", 1)}  # 429s are not attempts
+
+
+async def test_telegram_limits_are_kept_without_a_single_429(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    chats = list(range(4000, 4070))
+    groups = [-4100, -4101]
+    subscribe_chats(engine, chats)
+    subscribe_chats(engine, groups, chat_type="group")
+    for n in range(3):  # three stories: each group gets 3, each private chat 3, paced
+        add_story(title=f"story {n}", link=f"https://wire.test/{n}")
+    started = time.monotonic()
+    await deliver_until_settled(deliverer_for(engine, ptb_bot), engine, within=60)
+    elapsed = time.monotonic() - started
+    assert bot_api.rate_limited == 0, bot_api.rate_limited_by
+    assert len(bot_api.sent()) == 3 * (len(chats) + len(groups))
+    assert elapsed >= (3 * 72 - 30) / 30  # 216 messages at most 30/s after the first burst
+    one_chat = [m.at for m in bot_api.sent(4000)]
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(one_chat))
+
+
+async def test_bad_request_is_recorded_and_not_retried(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    subscribe_chats(engine, [5001])
+    add_story()
+    bot_api.fail("sendMessage", status=400, description="Bad Request: something permanent")
+    await deliver_until_settled(deliverer_for(engine, ptb_bot), engine)
+    [row] = rows(engine)
+    assert (row.state, row.attempts, row.last_error) == ("failed", 1, "Something permanent")
+    assert bot_api.sent(5001) == []
+    assert len(bot_api.calls("sendMessage")) == 1
+
+
+async def test_markup_refused_falls_back_to_plain_text(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    subscribe_chats(engine, [5101])
+    add_story(title="A & B", link="https://wire.test/ab")
+    bot_api.fail(
+        "sendMessage", status=400, description="Bad Request: can't parse entities: Unsupported"
+    )
+    await deliverer_for(engine, ptb_bot).drain()
+    [message] = bot_api.sent(5101)
+    assert message.parse_mode is None
+    assert message.text.startswith("A & B <https://wire.test/ab>")
+    assert rows(engine)[0].state == "sent"
+
+
+async def test_migrated_group_is_followed_and_resent(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    subscribe_chats(engine, [-5500], chat_type="group")
+    add_story()
+    bot_api.migrate(-5500, -1005500)
+    await deliverer_for(engine, ptb_bot).drain()
+    assert len(bot_api.sent(-1005500)) == 1 and bot_api.sent(-5500) == []
+    moved = subscriber(engine, -1005500)
+    assert moved.active and moved.chat_type == "supergroup"
+    assert rows(engine)[0].state == "sent"
+
+
+async def test_network_errors_are_retried_with_backoff(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    subscribe_chats(engine, [6001])
+    add_story()
+    bot_api.fail("sendMessage", status=None, times=2)  # connection dropped, nothing delivered
+    await deliver_until_settled(deliverer_for(engine, ptb_bot), engine)
+    [row] = rows(engine)
+    assert (row.state, row.attempts) == ("sent", 3)
+    assert len(bot_api.sent(6001)) == 1
+
+
+async def test_gives_up_after_max_attempts(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    subscribe_chats(engine, [6101])
+    add_story()
+    bot_api.fail("sendMessage", status=502, description="Bad Gateway", times=10)
+    policy = Policy(max_attempts=3, backoff_base=0.02, backoff_max=0.05, idle_poll=0.05)
+    await deliver_until_settled(deliverer_for(engine, ptb_bot, policy), engine)
+    [row] = rows(engine)
+    assert row.state == "failed" and row.attempts == 3
+    assert row.last_error is not None and row.last_error.startswith("gave up after 3 attempts")
+    assert len(bot_api.calls("sendMessage")) == 3
+
+
+async def test_lost_answer_is_sent_again_at_least_once(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    """Telegram delivered, the answer was lost: the documented duplicate window (one)."""
+    subscribe_chats(engine, [6201])
+    add_story()
+    bot_api.fail("sendMessage", lose_response=True)
+    await deliver_until_settled(deliverer_for(engine, ptb_bot), engine)
+    assert len(bot_api.sent(6201)) == 2
+    assert rows(engine)[0].state == "sent"
+
+
+async def test_forum_topic_subscription_delivers_to_the_topic(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    bot_api.add_chat(-1007000, "supergroup", is_forum=True)
+    subscribe_chats(engine, [-1007000], chat_type="supergroup", thread_id=42)
+    subscribe_chats(engine, [-1007000], chat_type="supergroup", thread_id=0)
+    add_story()
+    await deliverer_for(engine, ptb_bot).drain()
+    assert sorted(m.thread_id or 0 for m in bot_api.sent(-1007000)) == [0, 42]
+
+
+async def test_deleted_topic_turns_that_subscription_off(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    subscribe_chats(engine, [-1007100], chat_type="supergroup", thread_id=9)  # not a forum
+    add_story()
+    await deliverer_for(engine, ptb_bot).drain()
+    assert not subscriber(engine, -1007100, 9).active
+    assert rows(engine)[0].state == "skipped"
+
+
+async def test_two_deliverers_never_send_a_row_twice(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    bot_api.set_limits(Limits(enforce=False))
+    chats = list(range(7000, 7120))
+    subscribe_chats(engine, chats)
+    add_story()
+    first = deliverer_for(engine, ptb_bot, Policy(window=16))
+    second = deliverer_for(engine, ptb_bot, Policy(window=16))
+    await asyncio.gather(first.drain(), second.drain())
+    assert sorted(m.chat_id for m in bot_api.sent()) == chats
+    assert first.tally.sent > 0 and second.tally.sent > 0
+    assert first.tally.sent + second.tally.sent == len(chats)
+
+
+def test_concurrent_claims_are_disjoint(engine: Engine, add_story: Callable[..., int]) -> None:
+    subscribe_chats(engine, list(range(8000, 8200)))
+    add_story()
+    claimed: list[list[int]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        owner = make_owner()
+        while batch := outbox.claim(engine, owner=owner, limit=7, lease_seconds=30):
+            with lock:
+                claimed.append([c.delivery_id for c in batch])
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [i for batch in claimed for i in batch]
+    assert len(ids) == len(set(ids)) == 200
+    assert {r.state for r in rows(engine)} == {"sending"}
+
+
+def test_recovery_of_dead_and_expired_owners(engine: Engine, add_story: Callable[..., int]) -> None:
+    subscribe_chats(engine, [9001, 9002, 9003])
+    add_story()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    host, namespace, _, nonce = make_owner().split("|")
+    dead_owner_id = f"{host}|{namespace}|{dead.stdout.strip()}|{nonce}"
+    live_owner = f"{host}|{namespace}|{alive.pid}|{nonce}"
+    try:
+        assert owner_is_dead(dead_owner_id, me="me") and not owner_is_dead(live_owner, me="me")
+        assert not owner_is_dead(f"otherhost|{namespace}|{dead.stdout.strip()}|x", me="me")
+        _recover(engine, dead_owner_id, live_owner)
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def _recover(engine: Engine, dead_owner_id: str, live_owner: str) -> None:
+    now = datetime.now(UTC)
+    [a] = outbox.claim(engine, owner=dead_owner_id, limit=1, lease_seconds=300, now=now)
+    [b] = outbox.claim(engine, owner="elsewhere|x|1|y", limit=1, lease_seconds=5, now=now)
+    [c] = outbox.claim(engine, owner=live_owner, limit=1, lease_seconds=300, now=now)
+    me = make_owner()
+    assert outbox.recover(engine, me=me, max_attempts=8, now=now) == 1  # the dead local one
+    later = now + timedelta(seconds=10)
+    assert outbox.recover(engine, me=me, max_attempts=8, now=later) == 1  # the expired lease
+    by_id = {r.id: r for r in rows(engine)}
+    assert (by_id[a.delivery_id].state, by_id[a.delivery_id].attempts) == ("pending", 1)
+    assert by_id[b.delivery_id].state == "pending"
+    assert by_id[c.delivery_id].state == "sending"  # a live owner keeps its row
+
+
+async def test_shutdown_finishes_or_releases_nothing_half_done(
+    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    bot_api.set_limits(Limits(enforce=False))
+    bot_api.set_delay("sendMessage", 0.2)
+    subscribe_chats(engine, list(range(9100, 9160)))
+    add_story()
+    deliverer = deliverer_for(engine, ptb_bot, Policy(window=20, grace=0.3))
+    stop = asyncio.Event()
+    task = asyncio.create_task(deliverer.run(stop))
+    await wait_until(lambda: len(bot_api.sent()) >= 5)
+    stop.set()
+    await task
+    states = [r.state for r in rows(engine)]
+    assert "sending" not in states
+    assert states.count("sent") == deliverer.tally.sent
+    sent_chats = {m.chat_id for m in bot_api.sent()}
+    recorded = {r.subscriber_id for r in rows(engine) if r.state == "sent"}
+    assert len(recorded) <= len(sent_chats) <= len(recorded) + 20  # cancelled mid-request: window
+    assert states.count("pending") > 0
+
+
+async def test_console_mode_prints_and_records(
+    engine: Engine, add_story: Callable[..., int]
+) -> None:
+    subscriptions.ensure_console(engine)
+    subscribe_chats(engine, [9500])  # a Telegram subscriber: not the console's to deliver
+    add_story(title="Console <story> & co", link="https://wire.test/c")
+    out = io.StringIO()
+    console = Deliverer(engine, ConsoleSender(out), owner=make_owner(), policy=FAST, console=True)
+    await console.drain()
+    assert "Console <story> & co <https://wire.test/c>" in out.getvalue()
+    states = sorted(r.state for r in rows(engine))
+    assert states == ["pending", "sent"]
+    assert subscriptions.retire_console(engine) is True
+
+
+def test_unsubscribe_skips_pending_rows(engine: Engine, add_story: Callable[..., int]) -> None:
+    subscribe_chats(engine, [9600])
+    add_story()
+    assert subscriptions.unsubscribe(engine, 9600) is True
+    assert subscriptions.unsubscribe(engine, 9600) is False
+    assert rows(engine)[0].state == "skipped"
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    delays = [backoff(n, base=2, cap=60, rand=lambda: 0.5) for n in range(1, 9)]
+    assert delays == [2, 4, 8, 16, 32, 60, 60, 60]
+    assert backoff(3, base=2, cap=60, rand=lambda: 0.0) == 4.0

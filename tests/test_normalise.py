@@ -1,0 +1,162 @@
+"""bot.feeds.normalise: HTML to text, titles, canonical links, folding."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.feeds.normalise import canonical_url, clean_title, first_words, fold, html_to_text
+
+REPO = Path(__file__).resolve().parent.parent
+LABELLED = REPO.parent / "shared" / "data" / "labelled_items.json"
+
+TAG = re.compile(r"<[a-zA-Z/][^>]*>")
+ENTITY = re.compile(r"&(?:[a-zA-Z]+|#\d+|#x[0-9a-fA-F]+);")
+
+
+def labelled() -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads(LABELLED.read_text(encoding="utf-8"))
+    return items
+
+
+# -- html_to_text -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fragment", "expected"),
+    [
+        ("caf&#233; &amp; cr&egrave;me", "café & crème"),
+        ("&laquo;&nbsp;Bamako&nbsp;&raquo;", "« Bamako »"),
+        ("it&#x27;s &#39;fine&#39;", "it's 'fine'"),
+        ("<b>bold</b> and <i>italic</i>", "bold and italic"),
+        ("a &lt;b&gt; tag", "a <b> tag"),  # escaped markup is text, not markup
+        ("3 < 5 and 7 > 2", "3 < 5 and 7 > 2"),
+        ("one\n\n  two\t three", "one two three"),
+        ("x<script>alert('no')</script>y<style>p{}</style>z", "x y z"),
+        ("keep<!-- a comment -->this", "keep this"),
+        ("E = mc<sup>2</sup>", "E = mc2"),
+        ("", ""),
+    ],
+)
+def test_html_to_text_decodes_and_drops_markup(fragment: str, expected: str) -> None:
+    assert html_to_text(fragment) == expected
+
+
+def test_block_elements_become_paragraph_and_line_breaks() -> None:
+    text = html_to_text("<h2>Head</h2><p>First  para.</p><p>Second<br>line</p><ul><li>a</li></ul>")
+    assert text == "Head\n\nFirst para.\n\nSecond\nline\n\na"
+
+
+def test_control_characters_and_zero_width_spaces_are_removed() -> None:
+    assert html_to_text("a\x00b\x07c\u200bd\ufeffe") == "abcde"
+    assert clean_title("t\x00i\x1ftle") == "title"
+
+
+def test_text_is_bounded_and_cut_at_a_word() -> None:
+    text = html_to_text("<p>" + "word " * 10_000 + "</p>", max_chars=100)
+    assert len(text) <= 100
+    assert text.endswith("…")
+    assert text[:-1].split(" ")[-1] == "word"
+
+
+def test_huge_markup_is_bounded_in_time() -> None:
+    fragment = "<div class='x'>" * 200_000 + "text" + "</div>" * 200_000
+    started = time.perf_counter()
+    text = html_to_text(fragment, max_chars=1000)
+    assert time.perf_counter() - started < 1.0
+    assert len(text) <= 1000
+
+
+def test_a_tag_cut_at_the_input_bound_does_not_leak() -> None:
+    fragment = "x" * 4090 + '<a href="https://e.test/very/long/link">link</a>'
+    text = html_to_text(fragment, max_chars=10)
+    assert "<a" not in text and "href" not in text
+
+
+def test_every_labelled_summary_becomes_plain_text() -> None:
+    for item in labelled():
+        text = html_to_text(item["summary"])
+        assert text, item["id"]
+        assert not TAG.search(text), (item["id"], text)
+        assert not ENTITY.search(text), (item["id"], text)
+        assert "\xa0" not in text and "  " not in text
+
+
+# -- titles ---------------------------------------------------------------------------
+
+
+def test_clean_title_is_one_plain_line() -> None:
+    assert clean_title("Algeria&#39;s <b>drone</b>\n  claim &amp; reply") == (
+        "Algeria's drone claim & reply"
+    )
+    assert clean_title("<p>Para</p><p>graph</p>") == "Para graph"
+
+
+def test_clean_title_is_bounded() -> None:
+    title = clean_title("long " * 500, max_chars=50)
+    assert len(title) <= 50 and title.endswith("…")
+
+
+def test_every_labelled_title_is_clean() -> None:
+    for item in labelled():
+        title = clean_title(item["title"])
+        assert title and not ENTITY.search(title) and "\n" not in title, item["id"]
+
+
+def test_first_words_makes_a_stand_in_title() -> None:
+    assert first_words("Mali closes\nits airspace to Algerian flights.", max_chars=20) == (
+        "Mali closes its…"
+    )
+
+
+# -- canonical_url ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTPS://News.Example.TEST/a/b/", "https://news.example.test/a/b"),
+        ("https://e.test/x?utm_source=rss&utm_medium=feed", "https://e.test/x"),
+        ("https://e.test/x?id=3&utm_campaign=c&page=2#comments", "https://e.test/x?id=3&page=2"),
+        ("https://e.test/x?fbclid=abc&gclid=1&mc_cid=2&mc_eid=3&q=a+b", "https://e.test/x?q=a+b"),
+        ("https://e.test/x?UTM_Source=x&b=2&a=1", "https://e.test/x?b=2&a=1"),
+        ("http://e.test:80/p", "http://e.test/p"),
+        ("https://e.test:443/p", "https://e.test/p"),
+        ("https://e.test:8443/p/", "https://e.test:8443/p"),
+        ("https://e.test", "https://e.test/"),
+        ("https://e.test/", "https://e.test/"),
+        ("https://e.test/?utm_source=x", "https://e.test/"),
+        ("  https://e.test/a  ", "https://e.test/a"),
+        ("https://e.test/Case/Path", "https://e.test/Case/Path"),
+        ("http://[::1]:8080/x/", "http://[::1]:8080/x"),
+        ("mailto:someone@e.test", "mailto:someone@e.test"),
+        ("/relative/path", "/relative/path"),
+        ("https://e.test:notaport/x", "https://e.test:notaport/x"),
+    ],
+)
+def test_canonical_url(url: str, expected: str) -> None:
+    assert canonical_url(url) == expected
+
+
+def test_canonical_url_is_idempotent_on_the_labelled_links() -> None:
+    links = [canonical_url(item["link"]) for item in labelled()]
+    for link in links:
+        assert canonical_url(link) == link
+        assert "utm_" not in link and "#" not in link
+        assert link == "https://" + link.split("://", 1)[1]
+        path = link.split("://", 1)[1].partition("?")[0]
+        assert not path.endswith("/") or path.count("/") == 1
+    assert len(set(links)) == len(links)  # the set's promise: no two share a canonical link
+
+
+# -- fold -----------------------------------------------------------------------------
+
+
+def test_fold_removes_case_and_accents() -> None:
+    assert fold("Algérie ÉTATS Maïga Tinzaouatène") == "algerie etats maiga tinzaouatene"
+    assert fold("Straße") == fold("STRASSE")

@@ -1,0 +1,293 @@
+"""bot.feeds.parse: real captured feeds, generated feeds, and hostile bodies."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.errors import ParseError
+from bot.feeds.normalise import canonical_url, clean_title, html_to_text
+from bot.feeds.parse import MAX_TEXT_CHARS, MAX_TITLE_CHARS, ParsedFeed, parse_feed
+from bot.records import FeedSpec
+from tests.servers import feedgen
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+REAL_FEEDS = sorted(p for p in (DATA / "feeds").iterdir() if p.name != "SOURCE.md")
+XML = {"content-type": "application/xml"}
+SPEC = FeedSpec(url="https://feeds.test/wire.xml", name="Wire", language="en")
+
+
+def labelled() -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads((DATA / "labelled_items.json").read_text("utf-8"))
+    return items
+
+
+def parse(body: bytes, headers: dict[str, str] | None = None, **kw: Any) -> ParsedFeed:
+    return parse_feed(body, XML if headers is None else headers, SPEC, **kw)
+
+
+# -- every real captured feed -----------------------------------------------------------
+
+
+def test_the_real_feed_corpus_is_there() -> None:
+    assert len(REAL_FEEDS) == 207
+
+
+@functools.cache
+def parse_real(path: Path) -> ParsedFeed | ParseError:
+    """Each captured feed is parsed once per session, shared by the tests below."""
+    try:
+        return parse(path.read_bytes(), max_entries=200)
+    except ParseError as exc:
+        return exc
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("path", REAL_FEEDS, ids=lambda p: p.name)
+def test_real_feed_parses_or_fails_clearly(path: Path) -> None:
+    parsed = parse_real(path)
+    if isinstance(parsed, ParseError):
+        assert 0 < len(str(parsed)) <= 200
+        return
+    assert len(parsed.entries) <= 200
+    assert len({e.guid for e in parsed.entries}) == len(parsed.entries)
+    for entry in parsed.entries:
+        assert entry.title and len(entry.title) <= MAX_TITLE_CHARS
+        assert len(entry.text) <= MAX_TEXT_CHARS
+        assert "\x00" not in entry.title + entry.text
+        assert entry.link.startswith(("http://", "https://"))
+        assert entry.published is None or entry.published.tzinfo is not None
+        assert entry.language.isalpha() and entry.language.islower()
+        assert entry.feed_url == SPEC.url and entry.feed_name == SPEC.name
+
+
+def test_real_feeds_yield_entries_with_dates() -> None:
+    results = [parse_real(path) for path in REAL_FEEDS]
+    entries = [e for r in results if isinstance(r, ParsedFeed) for e in r.entries]
+    assert len(entries) > 4000
+    assert sum(e.published is not None for e in entries) / len(entries) > 0.95
+    # the one capture that is a JSON Feed is read too
+    json_feed = [r for p, r in zip(REAL_FEEDS, results, strict=True) if p.read_bytes()[:1] == b"{"]
+    assert json_feed and all(isinstance(r, ParsedFeed) and r.entries for r in json_feed)
+
+
+# -- generated feeds round-trip the labelled set ----------------------------------------
+
+
+@pytest.mark.parametrize("build", [feedgen.rss, feedgen.atom, feedgen.rdf])
+def test_labelled_items_round_trip(build: Any) -> None:
+    items = labelled()
+    parsed = parse(build(items, title="Sahel &amp; wire"))
+    assert parsed.title == "Sahel & wire"
+    assert len(parsed.entries) == len(items)
+    for item, entry in zip(items, parsed.entries, strict=True):
+        assert entry.title == clean_title(item["title"])
+        assert entry.text == html_to_text(item["summary"])
+        assert entry.link == canonical_url(item["link"])
+        expected = parsedate_to_datetime(item["published"]).astimezone(UTC)
+        assert entry.published == expected
+        if build is not feedgen.rdf:  # RSS 1.0 has no guid: the link stands in
+            assert entry.guid == item["id"]
+        assert entry.language == "en"
+
+
+def test_feed_language_wins_over_the_configured_one() -> None:
+    items = labelled()[:3]
+    assert {e.language for e in parse(feedgen.rss(items, language="fr-FR")).entries} == {"fr"}
+    assert {e.language for e in parse(feedgen.atom(items, language="fr")).entries} == {"fr"}
+    spec = FeedSpec(url=SPEC.url, name="x", language="fr")
+    assert {e.language for e in parse_feed(feedgen.rss(items), XML, spec).entries} == {"fr"}
+
+
+RSS091 = b"""<?xml version="1.0" encoding="ISO-8859-1"?>
+<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN"
+  "http://my.netscape.com/publish/formats/rss-0.91.dtd">
+<rss version="0.91"><channel><title>Old</title><link>https://old.test/</link>
+<description>d</description><language>en-us</language>
+<item><title>Alg\xe9rie : un drone abattu</title><link>https://old.test/a</link>
+<description>Texte &lt;b&gt;gras&lt;/b&gt;</description></item>
+</channel></rss>"""
+
+
+def test_rss_091_with_a_netscape_doctype() -> None:
+    parsed = parse(RSS091)
+    (entry,) = parsed.entries
+    assert entry.title == "Algérie : un drone abattu"
+    assert entry.text == "Texte gras"
+    assert entry.link == "https://old.test/a" == entry.guid
+    assert entry.published is None
+
+
+# -- missing fields ---------------------------------------------------------------------
+
+
+def test_missing_title_link_date_and_id_have_fallbacks() -> None:
+    body = feedgen.rss(
+        [
+            {"summary": "<p>Mali closes its airspace to Algerian flights after the incident.</p>"},
+            {"id": "https://wire.test/story/9", "title": "Guid is a URL"},
+            {"id": "opaque-7", "title": "No link at all"},
+            {"title": "Only a title"},
+            {"link": "/relative/story?utm_source=x"},
+        ]
+    )
+    untitled, by_guid, no_link, title_only, relative = parse(body).entries
+    assert untitled.title.startswith("Mali closes its airspace")
+    assert untitled.guid.startswith("sha256:") and untitled.published is None
+    assert by_guid.link == "https://wire.test/story/9" == by_guid.guid
+    assert no_link.link == canonical_url(SPEC.url) and no_link.guid == "opaque-7"
+    assert title_only.guid.startswith("sha256:") and title_only.guid != untitled.guid
+    assert relative.link == "https://feeds.test/relative/story"
+    assert relative.guid == relative.link == relative.title  # nothing else to show
+
+
+def test_an_entry_with_nothing_is_skipped_with_a_warning() -> None:
+    parsed = parse(feedgen.rss([{"id": "x"}, {"title": "kept"}]))
+    assert [e.title for e in parsed.entries] == ["kept"]
+    assert any("skipped 1" in w for w in parsed.warnings)
+
+
+def test_repeated_ids_and_too_many_entries() -> None:
+    items = [{"id": f"id-{i % 150}", "title": f"t{i}"} for i in range(300)]
+    parsed = parse(feedgen.rss(items), max_entries=200)
+    assert len(parsed.entries) == 150
+    assert any("300 entries; kept the first 200" in w for w in parsed.warnings)
+    assert any("repeating an earlier id" in w for w in parsed.warnings)
+
+
+def test_json_feed() -> None:
+    doc = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "JSON wire",
+        "language": "fr",
+        "items": [
+            {
+                "id": "j1",
+                "url": "https://j.test/1?utm_medium=x",
+                "title": "Niamey &amp; Bamako",
+                "content_html": "<p>Texte</p>",
+                "date_published": "2025-04-02T10:00:00+02:00",
+            },
+            {"id": 2, "content_text": "plain <not a tag> text"},
+        ],
+    }
+    parsed = parse(json.dumps(doc).encode(), {"content-type": "application/feed+json"})
+    first, second = parsed.entries
+    assert (first.title, first.link, first.text, first.language) == (
+        "Niamey & Bamako", "https://j.test/1", "Texte", "fr",
+    )
+    assert first.published == datetime(2025, 4, 2, 8, 0, tzinfo=UTC)
+    assert second.guid == "2" and second.text == "plain <not a tag> text"
+
+
+# -- not feeds --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "reason"),
+    [
+        (b"<!DOCTYPE html><html><head><title>Hi</title></head><body>x</body></html>",
+         {"content-type": "text/html"}, "not a feed: got an HTML page"),
+        (b"<html><body><p>Consent wall</p></body></html>", XML, "not a feed: got an HTML page"),
+        (b'{"error": "rate limited"}', {"content-type": "application/json"}, "not a feed: got JSON"),
+        (b"", XML, "empty body"),
+        (b"   \n ", XML, "empty body"),
+        (b"<note><to>x</to></note>", XML, "not a feed"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", {"content-type": "image/png"}, "not a feed"),
+    ],
+)
+def test_not_a_feed(body: bytes, headers: dict[str, str], reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse(body, headers)
+
+
+def test_a_body_that_is_a_path_is_not_read_as_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.xml"
+    secret.write_bytes(feedgen.rss([{"id": "s", "title": "SECRET FILE CONTENT"}]))
+    with pytest.raises(ParseError):
+        parse(str(secret).encode())
+
+
+def test_bozo_feed_with_entries_is_used_with_a_warning() -> None:
+    body = feedgen.rss([{"id": "a", "title": "First"}]).replace(b"First", b"Fish & Chips")
+    parsed = parse(body)
+    assert [e.title for e in parsed.entries] == ["Fish & Chips"]
+    assert any(w.startswith("read leniently") for w in parsed.warnings)
+
+
+# -- encodings --------------------------------------------------------------------------
+
+FR_ITEM = {"id": "fr-1", "title": "Algérie : l’AES rappelle ses ambassadeurs", "summary": "Crème brûlée"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "transform"),
+    [
+        ({"content-type": "application/xml; charset=iso-8859-1"}, None),  # HTTP says latin-1
+        ({"content-type": "text/xml"}, "latin-1-decl"),  # text/xml + decl latin-1, body UTF-8
+        ({"content-type": "application/xml; charset=utf-8"}, "cp1252-body"),  # body not UTF-8
+        ({"content-type": "application/xml"}, "utf-16"),
+        ({"content-type": "application/xml; charset=utf-16"}, "utf-16-decl-only"),
+    ],
+)
+def test_wrong_declared_encoding_is_read_right(headers: dict[str, str], transform: str | None) -> None:
+    body = feedgen.rss([FR_ITEM])
+    if transform == "latin-1-decl":
+        body = body.replace(b"encoding='utf-8'", b"encoding='iso-8859-1'")
+    elif transform == "cp1252-body":
+        body = body.decode("utf-8").encode("cp1252")
+    elif transform == "utf-16":
+        body = body.decode("utf-8").replace("utf-8", "utf-16").encode("utf-16")
+    elif transform == "utf-16-decl-only":
+        body = body.replace(b"encoding='utf-8'", b"encoding='utf-16'")
+    (entry,) = parse(body, headers).entries
+    assert entry.title == FR_ITEM["title"]
+    assert entry.text == "Crème brûlée"
+
+
+# -- entity bombs -----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "body",
+    [feedgen.entity_bomb(), feedgen.billion_laughs()],
+    ids=["quadratic", "billion-laughs"],
+)
+def test_entity_bombs_are_defused(body: bytes) -> None:
+    started = time.perf_counter()
+    parsed = parse(body)
+    assert time.perf_counter() - started < 2.0
+    assert any("DOCTYPE with entity declarations" in w for w in parsed.warnings)
+    for entry in parsed.entries:
+        assert len(entry.title) <= MAX_TITLE_CHARS and len(entry.text) <= MAX_TEXT_CHARS
+        assert "AAAAAAAAAA" not in entry.title + entry.text
+        assert "lollol" not in entry.title + entry.text
+
+
+def test_a_doctype_subset_with_tricky_quotes_and_comments_is_removed() -> None:
+    body = (
+        b'<?xml version="1.0"?>\n<!-- <rss> in a comment -->\n'
+        b'<!DOCTYPE rss [ <!-- ]> --> <!ENTITY e "]>"> <!ENTITY big \'' + b"B" * 5000 + b"'> ]>\n"
+        b'<rss version="2.0"><channel><title>t</title><item><title>&big;&big;&e;</title>'
+        b"<guid>g</guid></item></channel></rss>"
+    )
+    parsed = parse(body)
+    (entry,) = parsed.entries
+    assert "BBBB" not in entry.title
+
+
+def test_entity_declarations_the_scanner_cannot_place_are_refused() -> None:
+    body = b'junk <!DOCTYPE rss [<!ENTITY big "' + b"A" * 5000 + b'">]><rss version="2.0"/>'
+    with pytest.raises(ParseError, match="refused"):
+        parse(body)
+    with pytest.raises(ParseError, match="refused"):
+        parse(b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "x">')
