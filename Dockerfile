@@ -55,6 +55,10 @@ VOLUME ["/data"]
 HEALTHCHECK --interval=60s --timeout=15s --start-period=120s --retries=3 \
   CMD ["python", "-m", "bot", "health"]
 
+LABEL org.opencontainers.image.title="sahel-watch" \
+      org.opencontainers.image.description="News-monitoring Telegram alert bot (AES, Sahel, Algeria)" \
+      org.opencontainers.image.licenses="MIT"
+
 # The app handles SIGTERM itself (it is PID 1 here): scheduler and bot stop cleanly.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["python", "-m", "bot"]

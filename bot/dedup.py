@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Literal
@@ -53,6 +53,25 @@ class Fingerprint:
 
     language: str
     features: tuple[tuple[str, float, int], ...]
+    # Derived once, so that comparing with many items is one dictionary lookup per feature.
+    mass: float = field(init=False, compare=False, repr=False)
+    families: frozenset[str] = field(init=False, compare=False, repr=False)
+    roles: tuple[tuple[str, str], ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        mass, families, roles = 0.0, set(), []
+        for key, weight, pos in self.features:
+            if pos not in (TITLE, LEAD, BODY):
+                raise ValueError(f"bad fingerprint: position {pos!r} of {key!r}")
+            mass += weight * SALIENCE[pos]
+            meta = _key(key)
+            if meta.family:
+                families.add(meta.family)
+            if meta.role is not None and pos == TITLE:
+                roles.append((meta.role[1], meta.role[0]))
+        object.__setattr__(self, "mass", mass)
+        object.__setattr__(self, "families", frozenset(families))
+        object.__setattr__(self, "roles", tuple(roles))
 
     def to_json(self) -> str:
         return json.dumps(
@@ -63,18 +82,24 @@ class Fingerprint:
 
     @classmethod
     def from_json(cls, data: str) -> Fingerprint:
-        """Parse `to_json` output; anything else raises ValueError."""
-        try:
-            raw = json.loads(data)
-            if not isinstance(raw, dict) or raw.get("v") != 1:
-                raise ValueError("not a version 1 fingerprint")
-            feats = tuple((str(k), float(w), int(p)) for k, w, p in raw["f"])
-            return cls(language=str(raw["lang"]), features=feats)
-        except (TypeError, KeyError, json.JSONDecodeError) as exc:
-            raise ValueError(f"bad fingerprint: {exc}") from None
+        """Parse `to_json` output (memoised: the same stored items come back as candidates
+        again and again); anything else raises ValueError."""
+        return _parse(data)
 
     def as_map(self) -> dict[str, tuple[float, int]]:
         return {k: (w, p) for k, w, p in self.features}
+
+
+@lru_cache(maxsize=8192)
+def _parse(data: str) -> Fingerprint:
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("v") != 1:
+            raise ValueError("not a version 1 fingerprint")
+        feats = tuple((str(k), float(w), int(p)) for k, w, p in raw["f"])
+        return Fingerprint(language=str(raw["lang"]), features=feats)
+    except (TypeError, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"bad fingerprint: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +252,7 @@ class DupScore:
     similarity: float
     title_novelty: float  # weight of the item's title events and entities the candidate lacks
     conflict: str  # a role the candidate has with another actor, "" if none
-    shared: tuple[str, ...]
+    shared: frozenset[str]  # keys both have
 
 
 class _Probe:
@@ -237,7 +262,7 @@ class _Probe:
 
     def __init__(self, fp: Fingerprint) -> None:
         self.feats = {k: w * SALIENCE[p] for k, w, p in fp.features}
-        self.mass = sum(self.feats.values())
+        self.mass = fp.mass
         self.decisive = [(k, w, _key(k).family) for k, w, p in fp.features if p == TITLE and _key(k).decisive]
         self.roles: dict[str, set[str]] = {}
         for k, _w, p in fp.features:
@@ -246,32 +271,34 @@ class _Probe:
                 self.roles.setdefault(role[1], set()).add(role[0])
 
     def against(self, other: Fingerprint) -> DupScore:
-        feats = self.feats
-        get = feats.get
-        shared = other_mass = 0.0
+        get = self.feats.get
+        shared = 0.0
         keys: set[str] = set()
-        families: set[str] = set()
-        roles: dict[str, set[str]] = {}
         for key, weight, pos in other.features:
-            mass = weight * SALIENCE[pos]
-            other_mass += mass
             mine = get(key)
             if mine is not None:
+                mass = weight * SALIENCE[pos]
                 shared += mine if mine < mass else mass
                 keys.add(key)
-            meta = _KEYS.get(key) or _key(key)
-            if meta.family:
-                families.add(meta.family)
-            if meta.role is not None and pos == TITLE:
-                roles.setdefault(meta.role[1], set()).add(meta.role[0])
+        families = other.families
         novelty = sum(w for k, w, fam in self.decisive if k not in keys and fam not in families)
-        denominator = 0.5 * (self.mass + other_mass)
+        denominator = 0.5 * (self.mass + other.mass)
+        conflict = ""
+        if self.roles and other.roles:
+            theirs: dict[str, set[str]] = {}
+            for action, who in other.roles:
+                theirs.setdefault(action, set()).add(who)
+            conflict = _conflict(self.roles, theirs)
         return DupScore(
             similarity=shared / denominator if denominator else 0.0,
             title_novelty=novelty,
-            conflict=_conflict(self.roles, roles) if self.roles and roles else "",
-            shared=tuple(sorted(keys, key=lambda k: (-feats[k], k))[:5]),
+            conflict=conflict,
+            shared=frozenset(keys),
         )
+
+    def top(self, keys: frozenset[str], n: int = 5) -> tuple[str, ...]:
+        """The `n` heaviest of `keys` for this item (for reasons)."""
+        return tuple(sorted(keys, key=lambda k: (-self.feats[k], k))[:n])
 
 
 def dup_score(item: Fingerprint, other: Fingerprint) -> DupScore:
@@ -323,7 +350,7 @@ def judge(fp: Fingerprint, seeds: Sequence[SeedPrint], candidates: Sequence[Cand
             kind="duplicate",
             story_id=cand.story_id,
             score=round(sim, 3),
-            reasons=(f"same development as story {cand.story_id}: {', '.join(d.shared)}",),
+            reasons=(f"same development as story {cand.story_id}: {', '.join(probe.top(d.shared))}",),
         )
     return Novelty(
         kind="new",

@@ -68,7 +68,7 @@ class Tokens:
         for m in _TOKEN.finditer(plain):
             word, start = m.group(), m.start()
             opens = not self.surf
-            if self.surf and start > last_end:
+            if self.surf and start > last_end and (start - last_end > 1 or plain[last_end] != " "):
                 if _SENTENCE_END.search(plain, last_end, start):
                     prev = self.low[-1]
                     if (
@@ -146,8 +146,10 @@ class PhraseTrie(Generic[P]):
 
     def __init__(self) -> None:
         self._root: _Node[P] = _Node()
+        self._first: dict[str, tuple[tuple[_Node[P], int], ...]] = {}
 
     def add(self, pattern: str, payload: P) -> None:
+        self._first.clear()
         sequences = expand(pattern)
         if not sequences:
             raise ValueError(f"empty pattern {pattern!r}")
@@ -181,26 +183,46 @@ class PhraseTrie(Generic[P]):
             raise ValueError(f"pattern {pattern!r}: {word!r} is not a word")
         return node.exact.setdefault(word, _Node())
 
-    def _longest(self, low: Sequence[str], i: int) -> tuple[int, int, list[P]]:
+    def _first_steps(self, word: str) -> tuple[tuple[_Node[P], int], ...]:
+        """Nodes one word away from the root (with 1 for a whole-word step), memoised."""
+        steps = self._first.get(word)
+        if steps is None:
+            found: list[tuple[_Node[P], int]] = []
+            child = self._root.exact.get(word)
+            if child is not None:
+                found.append((child, 1))
+            for stem, kid in self._root.prefix.get(word[:3], ()):
+                if word.startswith(stem):
+                    found.append((kid, 0))
+            if len(self._first) > 200_000:
+                self._first.clear()
+            steps = self._first[word] = tuple(found)
+        return steps
+
+    def _longest(
+        self, low: Sequence[str], i: int, steps: tuple[tuple[_Node[P], int], ...]
+    ) -> tuple[int, int, list[P]]:
         """The longest phrase at `i` (on a tie, the one with more whole words): its end, the
         index of its first `?` word (or its end), its payloads."""
         best_end, best_exact, best_any, best = i, -1, i, []
-        stack: list[tuple[_Node[P], int, int, int]] = [(self._root, i, 0, -1)]
+        stack = [(node, i + 1, exact, -1) for node, exact in steps]
+        n = len(low)
         while stack:
             node, j, exact, first_any = stack.pop()
             if node.ends and (j > best_end or (j == best_end and exact > best_exact)):
                 best_end, best_exact, best = j, exact, node.ends
                 best_any = first_any if first_any >= 0 else j
-            if j == len(low):
+            if j == n:
                 continue
             word = low[j]
             child = node.exact.get(word)
             if child is not None:
                 stack.append((child, j + 1, exact + 1, first_any))
-            for stem, kid in node.prefix.get(word[:3], ()):
-                if word.startswith(stem):
-                    stack.append((kid, j + 1, exact, first_any))
-            if node.anyword is not None and node is not self._root:
+            if node.prefix:
+                for stem, kid in node.prefix.get(word[:3], ()):
+                    if word.startswith(stem):
+                        stack.append((kid, j + 1, exact, first_any))
+            if node.anyword is not None:
                 stack.append((node.anyword, j + 1, exact, first_any if first_any >= 0 else j))
         return best_end, best_any, best
 
@@ -208,14 +230,14 @@ class PhraseTrie(Generic[P]):
         """(payload, start, end) for every phrase found; word indexes, end exclusive. Phrases do
         not overlap, except that words matched by `?` are scanned again."""
         hits: list[tuple[P, int, int]] = []
-        root_exact, root_prefix = self._root.exact, self._root.prefix
+        first = self._first_steps
         i, n = 0, len(low)
         while i < n:
-            word = low[i]
-            if word not in root_exact and word[:3] not in root_prefix:
+            steps = first(low[i])
+            if not steps:
                 i += 1
                 continue
-            end, resume, payloads = self._longest(low, i)
+            end, resume, payloads = self._longest(low, i, steps)
             if end == i:
                 i += 1
                 continue

@@ -162,37 +162,28 @@ def find_exact(
     """An earlier item with the same guid in this feed, or the same link or title anywhere.
 
     Titles only count within the dedup window: a generic headline recurs over the years.
+    Among link and title matches, an item that belongs to a story wins.
     """
-    same_guid = (col(Item.feed_id) == feed_id) & (col(Item.guid) == entry.guid)
-    same_title = (col(Item.title_key) == title_key) & (col(Item.first_seen) >= since)
-    conditions = [same_guid, col(Item.link) == entry.link]
+    same_guid = session.execute(
+        select(Item.id, Item.story_id, Item.decision)
+        .where(col(Item.feed_id) == feed_id, col(Item.guid) == entry.guid)
+        .limit(1)
+    ).first()
+    if same_guid is not None:
+        return ExactHit(int(same_guid[0]), same_guid[1], str(same_guid[2]), True, "guid")
+    conditions = [col(Item.link) == entry.link]
     if title_key:
-        conditions.append(same_title)
-    query = (
-        select(Item.id, Item.story_id, Item.decision, Item.feed_id, Item.guid, Item.link)
+        conditions.append((col(Item.title_key) == title_key) & (col(Item.first_seen) >= since))
+    row = session.execute(
+        select(Item.id, Item.story_id, Item.decision, Item.link)
         .where(or_(*conditions))
-        .order_by(col(Item.id))
-        .limit(8)
-    )
-    rows = session.execute(query).all()
-    if not rows:
+        .order_by(col(Item.story_id).is_(None), col(Item.id))
+        .limit(1)
+    ).first()
+    if row is None:
         return None
-
-    # Prefer the strongest key: same guid in the same feed, then an item that has a story.
-    def rank(row: tuple[object, ...]) -> tuple[int, int]:
-        guid_hit = row[3] == feed_id and row[4] == entry.guid
-        return (0 if guid_hit else 1, 0 if row[1] is not None else 1)
-
-    best = min(rows, key=rank)
-    guid_hit = best[3] == feed_id and best[4] == entry.guid
-    key = "guid" if guid_hit else ("link" if best[5] == entry.link else "title")
-    return ExactHit(
-        item_id=int(best[0]),
-        story_id=best[1],
-        decision=str(best[2]),
-        same_feed_guid=guid_hit,
-        key=key,
-    )
+    key = "link" if row[3] == entry.link else "title"
+    return ExactHit(int(row[0]), row[1], str(row[2]), False, key)
 
 
 def find_candidates(

@@ -4,7 +4,9 @@ A summary is 1 to `max_sentences` sentences copied verbatim from the item's text
 rewritten, never invented). The first is the sentence whose language-neutral features
 (`bot.features`) are least covered by what the reader already knows: the seed story and
 the earlier items of the same story, given as fingerprints. The others are picked the same
-way, greedily, and kept in the order of the text. The whole stays within `max_chars`; a
+way, greedily, and kept in the order of the text. A new fact the headline also names counts
+twice: it is what the item is about; and as news puts the development first, each sentence
+further down needs a little more to lead. The whole stays within `max_chars`; a
 first sentence that alone is too long is cut at a word boundary and ends with "…".
 """
 
@@ -17,6 +19,7 @@ from bot.features import guess_language, snippet_features, split_sentences
 from bot.fold import fold
 
 ELLIPSIS = "…"
+LATER = 0.85  # discount per sentence of distance from the top, when picking the lead
 
 
 def _known_keys(known: Iterable[Fingerprint]) -> set[str]:
@@ -53,12 +56,15 @@ def summarise(
         return ""
     language = guess_language(text)
     features = [snippet_features(s, language) for s in sentences]
+    headline = snippet_features(title, language).keys()
     seen = _known_keys(known)
 
     def gain(k: int) -> float:
-        return sum(w for key, w in features[k].items() if key not in seen)
+        # new facts count; new facts the headline is about count twice
+        return sum(w * (2 if key in headline else 1) for key, w in features[k].items() if key not in seen)
 
-    lead = max(range(len(sentences)), key=lambda k: (gain(k), -k))
+    # news puts the development first: a later sentence must say clearly more to lead
+    lead = max(range(len(sentences)), key=lambda k: (gain(k) * LATER**k, -k))
     chosen = [lead]
     seen |= features[lead].keys()
     used = len(_cut(sentences[lead], max_chars))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -40,7 +41,7 @@ ULIMITS = ("--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768")
 pytestmark = pytest.mark.slow
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if REQUIRED:
         pytest.fail(f"container smoke test cannot run: {reason}", pytrace=False)
     pytest.skip(f"{reason} (set SAHEL_WATCH_CONTAINER_TESTS=1 to make this a failure)")

@@ -40,8 +40,13 @@ LIMITS = Limits(
     max_redirects=3,
 )
 ITEMS = [
-    {"id": f"id-{n}", "title": f"Story {n}", "summary": "<p>Niamey &amp; Bamako</p>",
-     "link": f"https://wire.test/{n}", "published": "Tue, 01 Apr 2025 09:12:00 +0000"}
+    {
+        "id": f"id-{n}",
+        "title": f"Story {n}",
+        "summary": "<p>Niamey &amp; Bamako</p>",
+        "link": f"https://wire.test/{n}",
+        "published": "Tue, 01 Apr 2025 09:12:00 +0000",
+    }
     for n in range(5)
 ]
 FEED = feedgen.rss(ITEMS)
@@ -245,7 +250,9 @@ async def test_error_statuses(feed_server: FeedServer, status: int) -> None:
     url = feed_server.add("/err", b"<html>oops</html>", status=status, content_type="text/html")
     outcome = await fetch(url)
     assert (outcome.status, outcome.error, outcome.http_status) == (
-        "failed", f"HTTP {status}", status,
+        "failed",
+        f"HTTP {status}",
+        status,
     )
     assert outcome.retry_after is None and outcome.body is None
 
@@ -344,7 +351,9 @@ async def test_private_addresses_are_refused_for_untrusted_feeds(feed_server: Fe
     assert trusted.status == "changed"
 
 
-async def test_every_redirect_hop_is_checked(feed_server_factory: Callable[..., FeedServer]) -> None:
+async def test_every_redirect_hop_is_checked(
+    feed_server_factory: Callable[..., FeedServer],
+) -> None:
     server = feed_server_factory(hosts=2)
     server.add("/inside.xml", FEED)
     url = server.add("/outside", redirect_to=server.url("/inside.xml", host=1))

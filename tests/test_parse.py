@@ -182,7 +182,10 @@ def test_json_feed() -> None:
     parsed = parse(json.dumps(doc).encode(), {"content-type": "application/feed+json"})
     first, second = parsed.entries
     assert (first.title, first.link, first.text, first.language) == (
-        "Niamey & Bamako", "https://j.test/1", "Texte", "fr",
+        "Niamey & Bamako",
+        "https://j.test/1",
+        "Texte",
+        "fr",
     )
     assert first.published == datetime(2025, 4, 2, 8, 0, tzinfo=UTC)
     assert second.guid == "2" and second.text == "plain <not a tag> text"
@@ -194,10 +197,17 @@ def test_json_feed() -> None:
 @pytest.mark.parametrize(
     ("body", "headers", "reason"),
     [
-        (b"<!DOCTYPE html><html><head><title>Hi</title></head><body>x</body></html>",
-         {"content-type": "text/html"}, "not a feed: got an HTML page"),
+        (
+            b"<!DOCTYPE html><html><head><title>Hi</title></head><body>x</body></html>",
+            {"content-type": "text/html"},
+            "not a feed: got an HTML page",
+        ),
         (b"<html><body><p>Consent wall</p></body></html>", XML, "not a feed: got an HTML page"),
-        (b'{"error": "rate limited"}', {"content-type": "application/json"}, "not a feed: got JSON"),
+        (
+            b'{"error": "rate limited"}',
+            {"content-type": "application/json"},
+            "not a feed: got JSON",
+        ),
         (b"", XML, "empty body"),
         (b"   \n ", XML, "empty body"),
         (b"<note><to>x</to></note>", XML, "not a feed"),
@@ -225,7 +235,11 @@ def test_bozo_feed_with_entries_is_used_with_a_warning() -> None:
 
 # -- encodings --------------------------------------------------------------------------
 
-FR_ITEM = {"id": "fr-1", "title": "Algérie : l’AES rappelle ses ambassadeurs", "summary": "Crème brûlée"}
+FR_ITEM = {
+    "id": "fr-1",
+    "title": "Algérie : l’AES rappelle ses ambassadeurs",
+    "summary": "Crème brûlée",
+}
 
 
 @pytest.mark.parametrize(
@@ -238,7 +252,9 @@ FR_ITEM = {"id": "fr-1", "title": "Algérie : l’AES rappelle ses ambassadeurs"
         ({"content-type": "application/xml; charset=utf-16"}, "utf-16-decl-only"),
     ],
 )
-def test_wrong_declared_encoding_is_read_right(headers: dict[str, str], transform: str | None) -> None:
+def test_wrong_declared_encoding_is_read_right(
+    headers: dict[str, str], transform: str | None
+) -> None:
     body = feedgen.rss([FR_ITEM])
     if transform == "latin-1-decl":
         body = body.replace(b"encoding='utf-8'", b"encoding='iso-8859-1'")

@@ -161,7 +161,7 @@ def test_sigkill_mid_broadcast_then_restart_delivers_each_alert_once(
           f"{duplicates} duplicate(s) after the restart")  # fmt: skip
     assert min(per_chat.values()) == 1
     assert duplicates <= max(in_flight, 1) + 1  # the documented window: requests on the wire
-    assert bot_api.rate_limited == 0
+    assert bot_api.rate_limited == 0, bot_api.rate_limited_by
 
 
 def test_sigterm_mid_broadcast_leaves_nothing_half_done(

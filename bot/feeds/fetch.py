@@ -26,7 +26,6 @@ import email.utils
 import hashlib
 import logging
 import time
-import zlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import httpx
 
 from bot.errors import FetchError
 from bot.feeds import guard
+from bot.feeds.body import drain, read_body
 from bot.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _RETRY_AFTER_STATUSES = frozenset((429, 503))
 _DROPPED_HEADERS = frozenset(("content-encoding", "content-length", "transfer-encoding"))
 _MAX_ERROR_CHARS = 160
-_DRAIN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,84 +146,6 @@ def _short(message: str) -> str:
     if len(flat) > _MAX_ERROR_CHARS:
         flat = flat[: _MAX_ERROR_CHARS - 1] + "…"
     return flat
-
-
-class _BodyTooLarge(FetchError):
-    pass
-
-
-class _Decoder:
-    """Content-Encoding decoding with a bound on output (so a gzip bomb stays small)."""
-
-    def __init__(self, encoding: str) -> None:
-        self._encoding = encoding
-        self._wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else 32 + zlib.MAX_WBITS
-        self._z = zlib.decompressobj(self._wbits) if encoding else None
-        self._started = False
-        self._done = False
-
-    def feed(self, data: bytes, room: int) -> bytes:
-        """Decode `data`, returning at most `room` bytes (more means: over the cap)."""
-        if self._z is None:
-            return data
-        out: list[bytes] = []
-        while data and room > 0 and not self._done:
-            try:
-                piece = self._z.decompress(data, room)
-            except zlib.error as exc:
-                if self._encoding == "deflate" and not self._started:
-                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
-                    self._started = True
-                    continue
-                raise FetchError(f"cannot decode {self._encoding} body") from exc
-            self._started = True
-            out.append(piece)
-            room -= len(piece)
-            if self._z.eof:  # a gzip member ended; another may follow
-                data = self._z.unused_data
-                if not data.strip(b"\0"):
-                    self._done = True
-                else:
-                    self._z = zlib.decompressobj(self._wbits)
-            else:
-                data = self._z.unconsumed_tail
-        return b"".join(out)
-
-    def flush(self) -> bytes:
-        return self._z.flush() if self._z is not None and not self._done else b""
-
-
-async def _read_body(response: httpx.Response, cap: int) -> bytes:
-    declared = response.headers.get("content-length", "")
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    if encoding in ("", "identity") and declared.isdigit() and int(declared) > cap:
-        raise _BodyTooLarge(f"body larger than {cap} bytes")
-    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
-        raise FetchError(f"unsupported content-encoding {encoding[:20]!r}")
-    decoder = _Decoder("" if encoding == "identity" else encoding)
-    chunks: list[bytes] = []
-    total = 0
-    async for raw in response.aiter_raw():
-        piece = decoder.feed(raw, cap - total + 1)
-        total += len(piece)
-        if total > cap:
-            raise _BodyTooLarge(f"body larger than {cap} bytes")
-        chunks.append(piece)
-    tail = decoder.flush()
-    total += len(tail)
-    if total > cap:
-        raise _BodyTooLarge(f"body larger than {cap} bytes")
-    chunks.append(tail)
-    return b"".join(chunks)
-
-
-async def _drain(response: httpx.Response) -> None:
-    """Read a small unwanted body so the connection can be reused; give up past 64 KB."""
-    received = 0
-    async for raw in response.aiter_raw():
-        received += len(raw)
-        if received > _DRAIN_BYTES:
-            break
 
 
 def _conditional_headers(validators: Validators) -> dict[str, str]:
@@ -354,7 +275,7 @@ class Fetcher:
                 response = await self._client.send(request, stream=True)
                 try:
                     if response.status_code in _REDIRECTS:
-                        await _drain(response)
+                        await drain(response)
                         current = _next_hop(response, seen)
                         continue
                     return await self._answer(run, response)
@@ -370,19 +291,26 @@ class Fetcher:
         final_url = str(response.url)
         old = run.validators
         if status == 304:
-            await _drain(response)
+            await drain(response)
             kept = Validators(
                 etag=headers.get("etag") or old.etag,
                 last_modified=headers.get("last-modified") or old.last_modified,
                 content_hash=old.content_hash,
             )
             return FetchOutcome(
-                url=run.url, status="not_modified", body=None, headers=headers,
-                http_status=status, validators=kept, error=None, retry_after=None,
-                elapsed=run.elapsed(), final_url=final_url,
+                url=run.url,
+                status="not_modified",
+                body=None,
+                headers=headers,
+                http_status=status,
+                validators=kept,
+                error=None,
+                retry_after=None,
+                elapsed=run.elapsed(),
+                final_url=final_url,
             )
         if not 200 <= status < 300:
-            await _drain(response)
+            await drain(response)
             retry_after = None
             if status in _RETRY_AFTER_STATUSES:
                 retry_after = parse_retry_after(headers.get("retry-after"))
@@ -390,20 +318,31 @@ class Fetcher:
             if retry_after is not None:
                 error += f" (retry after {retry_after:.0f} s)"
             return _failed(
-                run, error, http_status=status, headers=headers, retry_after=retry_after,
+                run,
+                error,
+                http_status=status,
+                headers=headers,
+                retry_after=retry_after,
                 final_url=final_url,
             )
-        body = await _read_body(response, self._limits.max_body_bytes)
-        digest = hashlib.sha256(body).hexdigest()
+        content = await read_body(response, self._limits.max_body_bytes)
+        digest = hashlib.sha256(content).hexdigest()
         fresh = Validators(
-            etag=headers.get("etag"), last_modified=headers.get("last-modified"),
+            etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"),
             content_hash=digest,
         )
         unchanged = digest == old.content_hash
         return FetchOutcome(
-            url=run.url, status="unchanged" if unchanged else "changed",
-            body=None if unchanged else body, headers=headers, http_status=status,
-            validators=fresh, error=None, retry_after=None, elapsed=run.elapsed(),
+            url=run.url,
+            status="unchanged" if unchanged else "changed",
+            body=None if unchanged else content,
+            headers=headers,
+            http_status=status,
+            validators=fresh,
+            error=None,
+            retry_after=None,
+            elapsed=run.elapsed(),
             final_url=final_url,
         )
 
@@ -432,7 +371,14 @@ def _failed(
     final_url: str = "",
 ) -> FetchOutcome:
     return FetchOutcome(
-        url=run.url, status="failed", body=None, headers=headers or {},
-        http_status=http_status, validators=run.validators, error=error,
-        retry_after=retry_after, elapsed=run.elapsed(), final_url=final_url or run.url,
+        url=run.url,
+        status="failed",
+        body=None,
+        headers=headers or {},
+        http_status=http_status,
+        validators=run.validators,
+        error=error,
+        retry_after=retry_after,
+        elapsed=run.elapsed(),
+        final_url=final_url or run.url,
     )

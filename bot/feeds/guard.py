@@ -35,6 +35,7 @@ from bot.errors import FetchError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddressPolicy = Callable[[IPAddress], bool]
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the IPv4 address sits in the last 32 bits
 _POLICY: ContextVar[AddressPolicy | None] = ContextVar("sahel_watch_address_policy", default=None)
 
 
@@ -45,11 +46,13 @@ class AddressRefused(FetchError):
 def is_public_address(address: IPAddress) -> bool:
     """True for globally routable unicast addresses only."""
     if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped or address.sixtofour
-        if mapped is not None:
-            return is_public_address(mapped)
-        if address.teredo is not None:
-            return is_public_address(address.teredo[1])
+        embedded = address.ipv4_mapped or address.sixtofour
+        if address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        elif address.teredo is not None:
+            embedded = address.teredo[1]
+        if embedded is not None:
+            return is_public_address(embedded)
     return bool(address.is_global) and not address.is_multicast
 
 
@@ -114,7 +117,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         policy = _POLICY.get()
         if policy is None:
             return await self._inner.connect_tcp(
-                host, port, timeout=timeout, local_address=local_address,
+                host,
+                port,
+                timeout=timeout,
+                local_address=local_address,
                 socket_options=socket_options,
             )
         try:
@@ -126,7 +132,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         for address in addresses:
             try:
                 return await self._inner.connect_tcp(
-                    str(address), port, timeout=timeout, local_address=local_address,
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
                     socket_options=socket_options,
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:

@@ -43,9 +43,24 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 
 _TRACKING_PARAMS = frozenset(
     (
-        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid",
-        "mc_cid", "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "vero_id", "oly_enc_id",
-        "oly_anon_id", "rb_clickid",
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_hsenc",
+        "_hsmi",
+        "mkt_tok",
+        "vero_id",
+        "oly_enc_id",
+        "oly_anon_id",
+        "rb_clickid",
     )
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -151,9 +166,7 @@ def canonical_url(url: str) -> str:
     if len(path) > 1:
         path = path.rstrip("/") or "/"
     kept = [
-        pair
-        for pair in parts.query.split("&")
-        if pair and not _is_tracking(pair.partition("=")[0])
+        pair for pair in parts.query.split("&") if pair and not _is_tracking(pair.partition("=")[0])
     ]
     return urlunsplit((scheme, netloc, path, "&".join(kept), ""))
 

@@ -1,14 +1,9 @@
 """Parse fetched feed bytes into `Entry` records (pure; CPU-bound, run it in a thread).
 
 feedparser reads RSS 0.9x/1.0/2.0 and Atom; a small reader here takes JSON Feed.
-Nothing downstream sees a feedparser dict. Before feedparser runs, the body is made
-safe and unambiguous:
-
-* UTF-16/32 bodies and bodies that are valid UTF-8 whatever they declare are read as
-  such (a wrong declared encoding is the commonest real-world fault);
-* a DOCTYPE internal subset (`<!DOCTYPE x [ <!ENTITY ...> ]>`) is removed, because
-  feedparser re-inserts "safe" entities and its lenient parser then expands them: one
-  large entity referenced many times turns kilobytes into hundreds of megabytes.
+Nothing downstream sees a feedparser dict. Before feedparser runs, `xmlsafe` fixes
+the encoding and removes DOCTYPE entity declarations (the entity blow-up trap).
+feedparser always gets `io.BytesIO(body)`: given bytes it would try them as a path.
 
 Every failure is a `ParseError` with a short reason ("not a feed: got an HTML page");
 a feed that is not well-formed but still yields entries is used, with a warning.
@@ -16,7 +11,6 @@ a feed that is not well-formed but still yields entries is used, with a warning.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import io
 import json
@@ -32,6 +26,7 @@ import feedparser
 
 from bot.errors import ParseError
 from bot.feeds.normalise import canonical_url, clean_title, first_words, html_to_text
+from bot.feeds.xmlsafe import make_safe
 from bot.records import Entry, FeedSpec
 
 MAX_TEXT_CHARS = 20_000
@@ -40,23 +35,8 @@ MAX_GUID_CHARS = 1_000
 MAX_LINK_CHARS = 2_000
 _FALLBACK_TITLE_CHARS = 120
 
-_XML_DECL = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*)([\"'])[^\"']*\2")
-_CHARSET = re.compile(r";\s*charset\s*=\s*[^;]*", re.IGNORECASE)
-_FIRST_ELEMENT = re.compile(rb"<\w")
-_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
-_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
-_DOCTYPE_SCAN = re.compile(rb"\"[^\"]*\"|'[^']*'|(?P<mark>[\[>])")
-_SUBSET_SCAN = re.compile(rb"\"[^\"]*\"|'[^']*'|<!--.*?-->|(?P<mark>\])", re.DOTALL)
 _HTML_START = re.compile(rb"<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
 _LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
-_UTF16_32 = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-    (b"<\0?\0", "utf-16-le"),
-    (b"\0<\0?", "utf-16-be"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,90 +46,6 @@ class ParsedFeed:
     entries: tuple[Entry, ...]
     warnings: tuple[str, ...]
     title: str
-
-
-# -- making the body safe --------------------------------------------------------------
-
-
-def _with_utf8(headers: Mapping[str, str], body: bytes) -> tuple[bytes, dict[str, str]]:
-    """Declare UTF-8 in both the XML declaration and the Content-Type."""
-    fixed = dict(headers)
-    media = _CHARSET.sub("", fixed.get("content-type", "")).strip() or "application/xml"
-    fixed["content-type"] = f"{media}; charset=utf-8"
-    return _XML_DECL.sub(rb"\1\2utf-8\2", body, count=1), fixed
-
-
-def _declared(headers: Mapping[str, str], body: bytes) -> str:
-    match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", headers.get("content-type", ""), re.I)
-    if match:
-        return match.group(1).lower()
-    decl = re.match(rb"\s*<\?xml[^>]*?encoding\s*=\s*[\"']([\w.:-]+)", body)
-    return decl.group(1).decode("ascii").lower() if decl else ""
-
-
-def _fix_encoding(
-    body: bytes, headers: Mapping[str, str], warnings: list[str]
-) -> tuple[bytes, dict[str, str]]:
-    """Re-encode UTF-16/32 as UTF-8; trust valid UTF-8 over a declared legacy charset."""
-    for mark, codec in _UTF16_32:
-        if body.startswith(mark):
-            text = body.decode(codec, errors="replace").lstrip("\ufeff")
-            return _with_utf8(headers, text.encode("utf-8"))
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return body, dict(headers)  # feedparser's own detection and fallbacks
-    declared = _declared(headers, body)
-    plain = declared.replace("-", "").replace("_", "")
-    if declared and plain not in ("utf8", "usascii", "ascii") and not body.isascii():
-        warnings.append(f"declared {declared[:30]} but the body is UTF-8; read as UTF-8")
-    return _with_utf8(headers, body)
-
-
-def _strip_internal_subset(body: bytes) -> tuple[bytes, bool]:
-    """Remove the `[ ... ]` part of a DOCTYPE in the prolog; True if one was removed."""
-    index = 3 if body.startswith(codecs.BOM_UTF8) else 0
-    while True:  # skip whitespace, processing instructions and comments
-        match = _PROLOG_ITEM.match(body, index)
-        if not match:
-            break
-        index = match.end()
-    if body[index : index + 9].upper() != b"<!DOCTYPE":
-        return body, False
-    opening = _first_unquoted(_DOCTYPE_SCAN, body, index + 9)
-    if opening < 0:
-        raise ParseError("refused: unterminated DOCTYPE")
-    if body[opening] == ord(">"):
-        return body, False
-    closing = _first_unquoted(_SUBSET_SCAN, body, opening + 1)
-    end = body.find(b">", closing) if closing >= 0 else -1
-    if end < 0:
-        raise ParseError("refused: unterminated DOCTYPE with entity declarations")
-    head = body[index:opening].rstrip()
-    return body[:index] + head + b">" + body[end + 1 :], True
-
-
-def _first_unquoted(scan: re.Pattern[bytes], body: bytes, start: int) -> int:
-    """Start of the first match of `scan` that is a bare mark (not a quoted string)."""
-    for match in scan.finditer(body, start):
-        if match.lastgroup == "mark":
-            return match.start()
-    return -1
-
-
-def _make_safe(
-    body: bytes, headers: Mapping[str, str], warnings: list[str]
-) -> tuple[bytes, dict[str, str]]:
-    body, fixed = _fix_encoding(body, headers, warnings)
-    body = body.lstrip(b" \t\r\n")  # whitespace before <?xml makes strict XML fail
-    body, stripped = _strip_internal_subset(body)
-    if stripped:
-        warnings.append("removed a DOCTYPE with entity declarations (entities are not expanded)")
-    first = _FIRST_ELEMENT.search(body)
-    prolog = body[: first.start()] if first else body
-    if _ENTITY_DECL.search(prolog):
-        raise ParseError("refused: XML entity declarations outside a well-formed DOCTYPE")
-    return body, fixed
 
 
 # -- explaining failures ---------------------------------------------------------------
@@ -380,7 +276,7 @@ def parse_feed(
         if parsed is not None:
             return parsed
     warnings: list[str] = []
-    safe_body, safe_headers = _make_safe(body, headers, warnings)
+    safe_body, safe_headers = make_safe(body, headers, warnings)
     try:
         result = feedparser.parse(
             io.BytesIO(safe_body),

@@ -27,6 +27,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -96,13 +97,20 @@ def _not_modified_since(header: str, last_modified: str) -> bool:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Listener
-    status_sent = 0
+    logged = False
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
     def send_response(self, code: int, message: str | None = None) -> None:
-        self.status_sent = code
+        # Logged before the status line is flushed, so a client that has its answer
+        # always finds its request in the log and stats.
+        if not self.logged:
+            self.logged = True
+            owner = self.server.owner
+            path = getattr(self, "path", "")  # unset when the request line was malformed
+            headers = getattr(self, "headers", None) or Message()
+            owner._record(str(self.server.server_address[0]), path, code, headers)
         super().send_response(code, message)
 
     def do_HEAD(self) -> None:
@@ -113,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
         host = str(self.server.server_address[0])
         path = self.path
         hit = owner._begin(host, path)
-        self.status_sent = 0  # stays 0 if the server stops before answering
+        self.logged = False
         settled = False
         try:
             route = owner._route(path)
@@ -128,7 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if not settled:
                 owner._settle(host)
-            owner._end(path, self.status_sent, dict(self.headers.items()), host)
+            if not self.logged:  # stopped before answering: logged with status 0
+                owner._record(host, path, 0, self.headers)
 
     # -- answers -----------------------------------------------------------------------
 
@@ -362,10 +371,10 @@ class FeedServer:
         with self._lock:
             self._in_flight[host] -= 1
 
-    def _end(self, path: str, status: int, headers: Mapping[str, str], host: str) -> None:
+    def _record(self, host: str, path: str, status: int, headers: Message) -> None:
+        lowered = {name.lower(): value for name, value in headers.items()}
         with self._lock:
             self._statuses[status] += 1
-            lowered = {name.lower(): value for name, value in headers.items()}
             self._log.append(RequestRecord(host, path, status, lowered))
 
     def hits(self, path: str) -> int:

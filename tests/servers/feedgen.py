@@ -109,9 +109,7 @@ def rdf(
 ) -> bytes:
     """An RSS 1.0 (RDF) document; dates go in `dc:date`."""
     items = list(items)
-    root = ET.Element(
-        "rdf:RDF", {"xmlns:rdf": RDF_NS, "xmlns": RSS1_NS, "xmlns:dc": DC_NS}
-    )
+    root = ET.Element("rdf:RDF", {"xmlns:rdf": RDF_NS, "xmlns": RSS1_NS, "xmlns:dc": DC_NS})
     channel = ET.SubElement(root, "channel", {"rdf:about": link})
     _text(channel, "title", title)
     _text(channel, "link", link)
