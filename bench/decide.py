@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import os
 import random
 import sys
@@ -30,10 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import EXTRA, LABELLED, Labelled, load_items, load_seeds  # noqa: E402
+from quality import EXTRA, LABELLED, ROOT, Labelled, load_items
 
-from bot.dedup import Candidate, Fingerprint, SeedPrint, fingerprint, index_keys, judge, seed_print  # noqa: E402
-from bot.match import Matcher, compile_rules, load_rules  # noqa: E402
+from bot.dedup import Candidate, Fingerprint, SeedPrint, fingerprint, index_keys, judge, seed_print
+from bot.match import Matcher, compile_rules, load_rules
+from bot.seeds import load_seeds
 
 WINDOW = timedelta(days=21).total_seconds()
 PER_DAY = 20
@@ -112,8 +114,12 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
-def throughput(items: list[tuple[str, str, str]], matcher: Matcher, seeds: Sequence[SeedPrint],
-               pool: Sequence[Candidate]) -> tuple[float, float, int]:
+def throughput(
+    items: list[tuple[str, str, str]],
+    matcher: Matcher,
+    seeds: Sequence[SeedPrint],
+    pool: Sequence[Candidate],
+) -> tuple[float, float, int]:
     """(items/s for match+fingerprint+judge, items/s for match alone, relevant count)."""
     gc.collect()
     start = time.process_time()
@@ -135,6 +141,35 @@ def fresh_suffix(items: list[tuple[str, str, str]]) -> list[tuple[str, str, str]
     return [(t, x + " Updated.", lang) for t, x, lang in items]
 
 
+def measure(
+    store: Store, probes: Sequence[tuple[str, str, str]], seeds: Sequence[SeedPrint]
+) -> tuple[float, float, float, float]:
+    """Seconds per item to fingerprint, to fetch candidates, to judge; mean candidates."""
+    now = store.published[-1]
+    fps = [fingerprint(t, x, lang) for t, x, lang in probes]
+    cands = [store.candidates(fp, now) for fp in fps]
+    counter = itertools.count()
+
+    def one_fp() -> None:
+        t, x, lang = probes[next(counter) % len(probes)]
+        fingerprint(t + " ", x, lang)  # a new title each call: no cache
+
+    def one_lookup() -> None:
+        store.candidates(fps[next(counter) % len(fps)], now)
+
+    def one_judge() -> None:
+        n = next(counter) % len(fps)
+        judge(fps[n], seeds, cands[n])
+
+    mean = sum(map(len, cands)) / len(cands)
+    return (
+        timed(one_fp, len(probes)),
+        timed(one_lookup, len(probes)),
+        timed(one_judge, len(probes)),
+        mean,
+    )
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=5_000, help="items decided in table 1")
@@ -143,9 +178,12 @@ def main(argv: Sequence[str]) -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     labelled = load_items(LABELLED) + load_items(EXTRA)
     matcher = compile_rules(load_rules(None))
-    seeds = [seed_print(s) for s in load_seeds()]
-    bases = [fingerprint(it.title, it.text, it.lang) for it in labelled
-             if it.kind in ("new_development", "syndicated_duplicate", "seed_rewrite")]
+    seeds = [seed_print(s) for s in load_seeds(ROOT / "seeds")]
+    bases = [
+        fingerprint(it.title, it.text, it.lang)
+        for it in labelled
+        if it.kind in ("new_development", "syndicated_duplicate", "seed_rewrite")
+    ]
     pool = [Candidate(k, k, bases[k % len(bases)], datetime.now(UTC)) for k in range(64)]
 
     items = fresh(labelled, args.items)
@@ -157,44 +195,21 @@ def main(argv: Sequence[str]) -> int:
     print(f"| match + fingerprint + judge (64 candidates) | {full:,.0f} | {1e6 / full:.0f} |")
 
     print("\n## Cost per decided item against the store (in-memory ItemKey stand-in)\n")
-    print("| stored items | history (days) | fingerprint µs | candidates (lookup + from_json) µs "
-          "| judge µs | total µs | candidates |")
+    print(
+        "| stored items | history (days) | fingerprint µs | candidates (lookup + from_json) µs "
+        "| judge µs | total µs | candidates |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     probes = fresh(labelled, 400)
     totals = []
     for size in (1_000, 100_000):
-        store = build_store(size, bases)
-        now = store.published[-1]
-        fps = [fingerprint(t, x, lang) for t, x, lang in probes]
-        k = 0
-
-        def one_fp() -> None:
-            nonlocal k
-            t, x, lang = probes[k % len(probes)]
-            k += 1
-            fingerprint(t + " ", x, lang)  # a new title each call: no cache
-
-        cands = [store.candidates(fp, now) for fp in fps]
-        j = 0
-
-        def one_lookup() -> None:
-            nonlocal j
-            store.candidates(fps[j % len(fps)], now)
-            j += 1
-
-        def one_judge() -> None:
-            nonlocal j
-            judge(fps[j % len(fps)], seeds, cands[j % len(fps)])
-            j += 1
-
-        t_fp = timed(one_fp, len(probes))
-        t_lookup = timed(one_lookup, len(probes))
-        t_judge = timed(one_judge, len(probes))
+        t_fp, t_lookup, t_judge, mean = measure(build_store(size, bases), probes, seeds)
         total = t_fp + t_lookup + t_judge
         totals.append(total)
-        mean = sum(map(len, cands)) / len(cands)
-        print(f"| {size:,} | {size // PER_DAY:,} | {t_fp * 1e6:.0f} | {t_lookup * 1e6:.0f} | "
-              f"{t_judge * 1e6:.0f} | {total * 1e6:.0f} | {mean:.0f} |")
+        print(
+            f"| {size:,} | {size // PER_DAY:,} | {t_fp * 1e6:.0f} | {t_lookup * 1e6:.0f} | "
+            f"{t_judge * 1e6:.0f} | {total * 1e6:.0f} | {mean:.0f} |"
+        )
     print(f"\n100,000 / 1,000 cost ratio: {totals[1] / totals[0]:.2f} (target <= 1.3)")
     return 0
 

@@ -231,7 +231,8 @@ def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
         for i in range(stored):
             title, text = _synthetic(i, rng)
             fp = fingerprint(title, text, "en")
-            when = now - timedelta(minutes=rng.randint(0, 20 * 24 * 60))
+            # 100 indexed (on-topic) items a day: a busy month for this beat
+            when = now - timedelta(days=i / 100, minutes=rng.randint(0, 60))
             stories.append({"id": i + 1, "title": title, "link": f"https://s.example/{i}",
                             "feed_name": "y", "created_at": when, "summary": "", "alerted": True,
                             "language": "en"})

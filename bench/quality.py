@@ -16,7 +16,6 @@ import html
 import json
 import re
 import sys
-import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from bot.dedup import Candidate, Fingerprint, SeedPrint, fingerprint, index_keys, judge, seed_print
 from bot.match import Matcher, compile_rules, load_rules
-from bot.records import Seed
+from bot.seeds import load_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELLED = ROOT.parent / "shared" / "data" / "labelled_items.json"
@@ -75,23 +74,6 @@ def load_items(path: Path) -> list[Labelled]:
             )
         )
     return sorted(items, key=lambda it: it.published)
-
-
-def load_seeds(folder: Path = ROOT / "seeds") -> list[Seed]:
-    seeds = []
-    for path in sorted(folder.glob("*.toml")):
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        seeds.append(
-            Seed(
-                id=raw["id"],
-                title=raw["title"],
-                language=raw.get("language", "en"),
-                text=raw.get("text", ""),
-                summary=raw.get("summary", ""),
-                events=tuple(e["what"] for e in raw.get("events", [])),
-            )
-        )
-    return seeds
 
 
 @dataclass
@@ -229,7 +211,7 @@ def _rate(outcomes: Iterable[Outcome], kind: str, lang: str) -> float:
 def main(argv: Sequence[str]) -> int:
     paths = [Path(p) for p in argv] or [LABELLED, EXTRA]
     matcher = compile_rules(load_rules(None))
-    seeds = [seed_print(s) for s in load_seeds()]
+    seeds = [seed_print(s) for s in load_seeds(ROOT / "seeds")]
     ok = True
     for path in paths:
         ok &= report(path.name, run(load_items(path), seeds, matcher))

@@ -20,6 +20,7 @@ The cost of `judge` depends only on the item and the (bounded) candidates it is 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,6 +45,8 @@ SEED_MAX_TITLE_NOVELTY = 1.5
 DUP_MIN_SIMILARITY = 0.5
 DUP_MAX_TITLE_NOVELTY = 1.5
 
+# An event line "Background: …", possibly after its date ("2025-01-01: Background: …").
+_BACKGROUND = re.compile(r"\s*(?:\d{4}-\d{2}-\d{2}\s*[:\-\u2013]?\s*)?(?:background|contexte)\b")
 _GENERIC_KINDS = frozenset({"country", "capital", "bloc", "generic", "demonym", "time", "number"})
 
 
@@ -150,7 +153,8 @@ def index_keys(fp: Fingerprint) -> frozenset[str]:
 
 def seed_print(seed: Seed) -> SeedPrint:
     """A seed's fingerprint: title, summary and main events are its core (position 0),
-    the text is known detail (1), events marked "Background:" are background (2)."""
+    the text is known detail (1), events marked "Background:" (after an optional ISO date)
+    are background (2)."""
     merged: dict[str, tuple[float, int]] = {}
 
     def add(features: Mapping[str, tuple[float, int]], pos: int) -> None:
@@ -158,8 +162,8 @@ def seed_print(seed: Seed) -> SeedPrint:
             old = merged.get(key)
             merged[key] = (max(weight, old[0]) if old else weight, min(pos, old[1]) if old else pos)
 
-    core_events = [e for e in seed.events if not fold(e).startswith("background")]
-    background = [e for e in seed.events if fold(e).startswith("background")]
+    background = [e for e in seed.events if _BACKGROUND.match(fold(e))]
+    core_events = [e for e in seed.events if e not in background]
     core_text = " ".join([seed.summary, *core_events]).strip()
     add(item_features(seed.title, core_text, seed.language), TITLE)
     add(sentence_roles(core_text, seed.language), TITLE)
@@ -263,7 +267,9 @@ class _Probe:
     def __init__(self, fp: Fingerprint) -> None:
         self.feats = {k: w * SALIENCE[p] for k, w, p in fp.features}
         self.mass = fp.mass
-        self.decisive = [(k, w, _key(k).family) for k, w, p in fp.features if p == TITLE and _key(k).decisive]
+        self.decisive = [
+            (k, w, _key(k).family) for k, w, p in fp.features if p == TITLE and _key(k).decisive
+        ]
         self.roles: dict[str, set[str]] = {}
         for k, _w, p in fp.features:
             role = _key(k).role
@@ -280,15 +286,17 @@ class _Probe:
                 mass = weight * SALIENCE[pos]
                 shared += mine if mine < mass else mass
                 keys.add(key)
-        families = other.families
-        novelty = sum(w for k, w, fam in self.decisive if k not in keys and fam not in families)
-        denominator = 0.5 * (self.mass + other.mass)
+        novelty = 0.0
+        if self.decisive:
+            families = other.families
+            novelty = sum(w for k, w, fam in self.decisive if k not in keys and fam not in families)
         conflict = ""
         if self.roles and other.roles:
             theirs: dict[str, set[str]] = {}
             for action, who in other.roles:
                 theirs.setdefault(action, set()).add(who)
             conflict = _conflict(self.roles, theirs)
+        denominator = 0.5 * (self.mass + other.mass)
         return DupScore(
             similarity=shared / denominator if denominator else 0.0,
             title_novelty=novelty,
@@ -350,7 +358,9 @@ def judge(fp: Fingerprint, seeds: Sequence[SeedPrint], candidates: Sequence[Cand
             kind="duplicate",
             story_id=cand.story_id,
             score=round(sim, 3),
-            reasons=(f"same development as story {cand.story_id}: {', '.join(probe.top(d.shared))}",),
+            reasons=(
+                f"same development as story {cand.story_id}: {', '.join(probe.top(d.shared))}",
+            ),
         )
     return Novelty(
         kind="new",

@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bot.fold import fold
 from bot.lexicon import ABBREVIATIONS, ACTOR_KINDS, Concept, Lexicon, Tokens, default_lexicon, words
 
 TITLE, LEAD, BODY = 0, 1, 2
+MAX_TITLE_CHARS = 1_000  # beyond this, a title or text says nothing more that decides anything
+MAX_TEXT_CHARS = 20_000
 NAME_WEIGHT = 2.0
 ROLE_WEIGHT = 2.0
 DATE_WEIGHT = 2.0
@@ -69,6 +72,8 @@ _DATE = re.compile(
     rf"|({_MONTH})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?!\s*\d{{3}}))",
     re.IGNORECASE,
 )
+_DIGIT = re.compile(r"\d")
+_ISO_DATE = re.compile(r"\b((?:19|20)\d\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\b")
 _NUMBER = re.compile(
     r"(?<![\w.,])(\d{1,3}(?:[ ,.]\d{3})+|\d+)(?:[.,](\d+))?(?![\d])"
     r"(\s?(?:%|per\s?cent\b|pour\s?cent\b|percent\b))?",
@@ -87,10 +92,29 @@ class Analysis:
     text_hits: list[tuple[str, int, int]]
 
 
+_SOURCE_SUFFIX = re.compile(r"\s+[-\u2013\u2014|]\s+([^-\u2013\u2014|]{2,60})$")
+
+
+def headline(title: str, text: str) -> tuple[str, str]:
+    """Title and text without an aggregator's wrapping: a " - Source" suffix that the text
+    repeats, and a text that only restates the title."""
+    text = text.strip()
+    m = _SOURCE_SUFFIX.search(title)
+    if m and len(text) >= len(m.group(1)) and fold(text[-len(m.group(1)) :]) == fold(m.group(1)):
+        title, text = title[: m.start()].strip(), text[: -len(m.group(1))].strip(_WRAPPING)
+    if title and fold(text[: len(title)]) == fold(title):
+        text = text[len(title) :].strip(_WRAPPING)
+    return title, text
+
+
+_WRAPPING = " \u00a0\t.:;|-\u2013\u2014"
+
+
 @lru_cache(maxsize=128)
 def analyse(title: str, text: str, language: str) -> Analysis:
     """Tokenise and tag an item (cached: match and fingerprint both ask for it)."""
     lexicon = default_lexicon()
+    title, text = headline(title[:MAX_TITLE_CHARS], text[:MAX_TEXT_CHARS])
     title_tokens, text_tokens = Tokens(title), Tokens(text)
     return Analysis(
         language=language,
@@ -112,7 +136,7 @@ def _put(out: Features, key: str, weight: float, pos: int) -> None:
 
 def _numbers(tokens: Tokens, pos_of: list[int], out: Features) -> None:
     plain = tokens.plain
-    if not any(c.isdigit() for c in plain):
+    if _DIGIT.search(plain) is None:
         return
     offs = tokens.offs
 
@@ -128,7 +152,13 @@ def _numbers(tokens: Tokens, pos_of: list[int], out: Features) -> None:
         return pos_of[max(lo - 1, 0)] if pos_of else 0
 
     taken: list[tuple[int, int]] = []
+    for m in _ISO_DATE.finditer(plain):
+        _put(out, f"date:{int(m.group(2))}-{int(m.group(3))}", DATE_WEIGHT, where(m.start()))
+        _put(out, f"yr:{m.group(1)}", YEAR_WEIGHT, where(m.start()))
+        taken.append(m.span())
     for m in _DATE.finditer(plain):
+        if any(a <= m.start() < b for a, b in taken):
+            continue
         day = m.group(1) or m.group(4)
         month = _MONTHS[(m.group(2) or m.group(3)).casefold()]
         if day and 1 <= int(day) <= 31:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -187,6 +187,16 @@ class _Negative:
     terms: frozenset[str]
 
 
+@dataclass(slots=True)
+class _Seen:
+    """What one pass over an item's words found."""
+
+    terms: dict[str, list[int]] = field(default_factory=dict)
+    named: set[str] = field(default_factory=set)
+    off: dict[str, str] = field(default_factory=dict)
+    signals: set[str] = field(default_factory=set)
+
+
 class Matcher:
     """Compiled topic rules; `match` is pure and cheap (the tokenising is cached per item)."""
 
@@ -194,12 +204,19 @@ class Matcher:
         self._rules = rules
         self._lexicon = lexicon
         self._terms = {k: t for k, t in rules.terms.items() if t.enabled}
-        self._trie = PhraseTrie[tuple[str, bool]]()
+        # One trie for terms, off-topic words and extra signals: one pass over the words.
+        # Payload: (what, key, must be capitalised) with what in "term", "off", "signal".
+        self._trie = PhraseTrie[tuple[str, str, bool]]()
         for key, term in self._terms.items():
             for phrase in term.names:
-                self._trie.add(phrase, (key, True))
+                self._trie.add(phrase, ("term", key, True))
             for phrase in term.aliases:
-                self._trie.add(phrase, (key, False))
+                self._trie.add(phrase, ("term", key, False))
+        for name, phrases in rules.offtopic.items():
+            for phrase in phrases:
+                self._trie.add(phrase, ("off", name, False))
+        for phrase in rules.signals:
+            self._trie.add(phrase, ("signal", phrase, False))
         self._negatives = [
             _Negative(
                 name, re.compile("|".join(f"(?:{p})" for p in neg.patterns)), frozenset(neg.terms)
@@ -207,26 +224,23 @@ class Matcher:
             for name, neg in rules.negative.items()
             if neg.patterns
         ]
-        self._offtopic = PhraseTrie[str]()
-        for name, phrases in rules.offtopic.items():
-            for phrase in phrases:
-                self._offtopic.add(phrase, name)
-        self._signals = PhraseTrie[str]()
-        for phrase in rules.signals:
-            self._signals.add(phrase, phrase)
         self._categories = frozenset(rules.signal_categories)
 
-    def _terms_in(
-        self, tokens: Tokens, covered: list[bool], title: bool, title_case: bool
-    ) -> tuple[dict[str, list[int]], set[str]]:
-        """Term -> positions (0 title, 1 lead, 2 body); terms written after a first name."""
-        found: dict[str, list[int]] = {}
-        named: set[str] = set()
+    def _scan(self, tokens: Tokens, covered: list[bool], title: bool, seen: _Seen) -> None:
+        """Collect terms (with positions: 0 title, 1 lead, 2 body), terms written after a
+        first name, off-topic words and extra signals."""
         stop = self._lexicon.stopwords
-        for (key, is_name), i, _j in self._trie.scan(tokens.low):
+        guard = not (title and is_title_case(tokens))
+        for (what, key, is_name), i, j in self._trie.scan(tokens.low):
+            if what == "off":
+                seen.off.setdefault(" ".join(tokens.low[i:j]), key)
+                continue
+            if what == "signal":
+                seen.signals.add(key)
+                continue
             if is_name and not tokens.surf[i][:1].isupper():
                 continue
-            if is_name and self._terms[key].surname_guard and not title_case and i > 0:
+            if is_name and guard and i > 0 and self._terms[key].surname_guard:
                 k = i - 1
                 prev = tokens.surf[k]
                 if (
@@ -239,23 +253,17 @@ class Matcher:
                     and tokens.low[k] not in stop
                     and tokens.low[k] not in _MODIFIERS
                 ):
-                    named.add(key)
-            found.setdefault(key, []).append(0 if title else (1 if tokens.sent[i] == 0 else 2))
-        return found, named
+                    seen.named.add(key)
+            pos = 0 if title else (1 if tokens.sent[i] == 0 else 2)
+            seen.terms.setdefault(key, []).append(pos)
 
     def match(self, title: str, text: str, language: str) -> MatchResult:
         """Decide relevance; `terms` are the watched terms that count, `reasons` say why."""
         a = analyse(title, text, language)
-        title_case = is_title_case(a.title)
-        found, named = self._terms_in(
-            a.title, covered_mask(a.title_hits, len(a.title)), True, title_case
-        )
-        body, body_named = self._terms_in(
-            a.text, covered_mask(a.text_hits, len(a.text)), False, False
-        )
-        for key, spots in body.items():
-            found.setdefault(key, []).extend(spots)
-        named |= body_named
+        seen = _Seen()
+        self._scan(a.title, covered_mask(a.title_hits, len(a.title)), True, seen)
+        self._scan(a.text, covered_mask(a.text_hits, len(a.text)), False, seen)
+        found, named = seen.terms, seen.named
         if not found:
             return MatchResult(False, (), ("no watched term",))
         reasons: list[str] = []
@@ -279,7 +287,9 @@ class Matcher:
                 reasons.append(f"only in passing: {', '.join(names)}")
             return MatchResult(False, names, tuple(reasons) or ("no watched term",))
         signal, cats = self._signal(a)
-        off, off_words = self._off(a)
+        signal += len(seen.signals)
+        off = float(len(seen.off))
+        off_words = [f"{w} ({n})" for w, n in seen.off.items()]
         if signal < self._rules.min_signal:
             return MatchResult(False, names, (*reasons, "no politics/security/economy signal"))
         if off >= 2 and off >= signal * self._rules.offtopic_margin:
@@ -302,15 +312,7 @@ class Matcher:
                 seen[cid] = 1.0 if strong else 0.5
                 if concept.category:
                     cats.add(concept.category)
-        extra = {p for tokens in (a.title, a.text) for p, _i, _j in self._signals.scan(tokens.low)}
-        return sum(seen.values()) + len(extra), cats
-
-    def _off(self, a: Analysis) -> tuple[float, list[str]]:
-        words: dict[str, str] = {}
-        for tokens in (a.title, a.text):
-            for name, i, j in self._offtopic.scan(tokens.low):
-                words.setdefault(" ".join(tokens.low[i:j]), name)
-        return float(len(words)), [f"{w} ({n})" for w, n in words.items()]
+        return sum(seen.values()), cats
 
 
 def compile_rules(rules: TopicRules) -> Matcher:

@@ -35,9 +35,15 @@ from bot.outbox import make_owner
 from bot.scheduler import Jobs, build_scheduler
 from bot.seeds import load_seeds
 from bot.settings import Settings
-from bot.telegram.app import App, build_application, start_application, stop_application
+from bot.telegram.app import (
+    App,
+    build_application,
+    sender_for,
+    start_application,
+    stop_application,
+)
 from bot.telegram.deliver import Deliverer, Policy
-from bot.telegram.sender import ConsoleSender, Sender, TelegramSender
+from bot.telegram.sender import ConsoleSender, Sender
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +154,7 @@ async def _serve(
                 f"cannot reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}"
             ) from None
         await asyncio.to_thread(subscriptions.retire_console, engine)
-        sender = TelegramSender(application.bot)
+        sender = sender_for(application)
 
     pipeline = _pipeline(settings, engine)
     deliverer = Deliverer(engine, sender, owner=owner, policy=policy, console=application is None)

@@ -15,10 +15,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from bot.dedup import Fingerprint
-from bot.features import guess_language, snippet_features, split_sentences
+from bot.features import (
+    MAX_TEXT_CHARS,
+    guess_language,
+    headline,
+    snippet_features,
+    split_sentences,
+)
 from bot.fold import fold
 
 ELLIPSIS = "…"
+MAX_SENTENCES = 40  # candidates: the top of a long text is where news is
 LATER = 0.85  # discount per sentence of distance from the top, when picking the lead
 
 
@@ -48,20 +55,25 @@ def summarise(
     """Up to `max_sentences` sentences of `text`, the most novel first; "" for an empty text."""
     if max_sentences < 1 or max_chars < 1:
         return ""
+    title, text = headline(title, text)  # an aggregator's "title - Source" wrapping
     folded_title = fold(title)
     sentences = [
-        s for s in split_sentences(text) if s and fold(s).rstrip(" .!?…") not in folded_title
+        s
+        for s in split_sentences(text[:MAX_TEXT_CHARS])[:MAX_SENTENCES]
+        if s and fold(s).rstrip(" .!?…") not in folded_title
     ]
     if not sentences:
         return ""
     language = guess_language(text)
     features = [snippet_features(s, language) for s in sentences]
-    headline = snippet_features(title, language).keys()
+    named = snippet_features(title, language).keys()
     seen = _known_keys(known)
 
     def gain(k: int) -> float:
         # new facts count; new facts the headline is about count twice
-        return sum(w * (2 if key in headline else 1) for key, w in features[k].items() if key not in seen)
+        return sum(
+            w * (2 if key in named else 1) for key, w in features[k].items() if key not in seen
+        )
 
     # news puts the development first: a later sentence must say clearly more to lead
     lead = max(range(len(sentences)), key=lambda k: (gain(k) * LATER**k, -k))

@@ -15,14 +15,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from telegram import Bot
 
 from bot import outbox, subscriptions
 from bot.models import Delivery, Subscriber
 from bot.outbox import make_owner, owner_is_dead
 from bot.subscriptions import Chat
+from bot.telegram.app import App, sender_for
 from bot.telegram.deliver import Deliverer, Policy, backoff
-from bot.telegram.sender import ConsoleSender, TelegramSender
+from bot.telegram.sender import ConsoleSender
 from tests.servers.bot_api import BotApiServer, Limits
 from tests.servers.bot_fixtures import subscribe_chats, wait_until
 
@@ -58,17 +58,17 @@ async def deliver_until_settled(deliverer: Deliverer, engine: Engine, within: fl
         await task
 
 
-def deliverer_for(engine: Engine, bot: Bot, policy: Policy = FAST) -> Deliverer:
-    return Deliverer(engine, TelegramSender(bot), owner=make_owner(), policy=policy)
+def deliverer_for(engine: Engine, application: App, policy: Policy = FAST) -> Deliverer:
+    return Deliverer(engine, sender_for(application), owner=make_owner(), policy=policy)
 
 
 async def test_broadcast_is_sent_once_with_message_ids(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     chats = [1001, 1002, 1003, 1004, 1005]
     subscribe_chats(engine, chats)
     add_story(title="Mali takes Algeria to the ICJ", link="https://wire.test/icj")
-    deliverer = deliverer_for(engine, ptb_bot)
+    deliverer = deliverer_for(engine, ptb_app)
     await deliverer.drain()
     await deliverer.drain()  # nothing left: nothing sent again
     for chat in chats:
@@ -84,13 +84,13 @@ async def test_broadcast_is_sent_once_with_message_ids(
 
 
 async def test_blocked_chat_is_deactivated_and_its_rows_skipped(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     subscribe_chats(engine, [2001, 2002])
     add_story(title="first")
     add_story(title="second")
     bot_api.block(2002)
-    await deliverer_for(engine, ptb_bot).drain()
+    await deliverer_for(engine, ptb_app).drain()
     assert len(bot_api.sent(2001)) == 2 and bot_api.sent(2002) == []
     gone = subscriber(engine, 2002)
     assert not gone.active and gone.deactivated_reason == "Forbidden: bot was blocked by the user"
@@ -100,13 +100,13 @@ async def test_blocked_chat_is_deactivated_and_its_rows_skipped(
 
 
 async def test_flood_of_429s_delays_but_loses_nothing(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     chats = [3001, 3002, 3003, 3004]
     subscribe_chats(engine, chats)
     add_story()
     bot_api.flood(times=6, retry_after=1)
-    deliverer = deliverer_for(engine, ptb_bot)
+    deliverer = deliverer_for(engine, ptb_app)
     started = time.monotonic()
     await deliver_until_settled(deliverer, engine)
     assert time.monotonic() - started >= 1.0
@@ -116,7 +116,7 @@ async def test_flood_of_429s_delays_but_loses_nothing(
 
 
 async def test_telegram_limits_are_kept_without_a_single_429(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     chats = list(range(4000, 4070))
     groups = [-4100, -4101]
@@ -125,7 +125,7 @@ async def test_telegram_limits_are_kept_without_a_single_429(
     for n in range(3):  # three stories: each group gets 3, each private chat 3, paced
         add_story(title=f"story {n}", link=f"https://wire.test/{n}")
     started = time.monotonic()
-    await deliver_until_settled(deliverer_for(engine, ptb_bot), engine, within=60)
+    await deliver_until_settled(deliverer_for(engine, ptb_app), engine, within=60)
     elapsed = time.monotonic() - started
     assert bot_api.rate_limited == 0, bot_api.rate_limited_by
     assert len(bot_api.sent()) == 3 * (len(chats) + len(groups))
@@ -135,12 +135,12 @@ async def test_telegram_limits_are_kept_without_a_single_429(
 
 
 async def test_bad_request_is_recorded_and_not_retried(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     subscribe_chats(engine, [5001])
     add_story()
     bot_api.fail("sendMessage", status=400, description="Bad Request: something permanent")
-    await deliver_until_settled(deliverer_for(engine, ptb_bot), engine)
+    await deliver_until_settled(deliverer_for(engine, ptb_app), engine)
     [row] = rows(engine)
     assert (row.state, row.attempts, row.last_error) == ("failed", 1, "Something permanent")
     assert bot_api.sent(5001) == []
@@ -148,14 +148,14 @@ async def test_bad_request_is_recorded_and_not_retried(
 
 
 async def test_markup_refused_falls_back_to_plain_text(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     subscribe_chats(engine, [5101])
     add_story(title="A & B", link="https://wire.test/ab")
     bot_api.fail(
         "sendMessage", status=400, description="Bad Request: can't parse entities: Unsupported"
     )
-    await deliverer_for(engine, ptb_bot).drain()
+    await deliverer_for(engine, ptb_app).drain()
     [message] = bot_api.sent(5101)
     assert message.parse_mode is None
     assert message.text.startswith("A & B <https://wire.test/ab>")
@@ -163,12 +163,12 @@ async def test_markup_refused_falls_back_to_plain_text(
 
 
 async def test_migrated_group_is_followed_and_resent(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     subscribe_chats(engine, [-5500], chat_type="group")
     add_story()
     bot_api.migrate(-5500, -1005500)
-    await deliverer_for(engine, ptb_bot).drain()
+    await deliverer_for(engine, ptb_app).drain()
     assert len(bot_api.sent(-1005500)) == 1 and bot_api.sent(-5500) == []
     moved = subscriber(engine, -1005500)
     assert moved.active and moved.chat_type == "supergroup"
@@ -176,25 +176,25 @@ async def test_migrated_group_is_followed_and_resent(
 
 
 async def test_network_errors_are_retried_with_backoff(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     subscribe_chats(engine, [6001])
     add_story()
     bot_api.fail("sendMessage", status=None, times=2)  # connection dropped, nothing delivered
-    await deliver_until_settled(deliverer_for(engine, ptb_bot), engine)
+    await deliver_until_settled(deliverer_for(engine, ptb_app), engine)
     [row] = rows(engine)
     assert (row.state, row.attempts) == ("sent", 3)
     assert len(bot_api.sent(6001)) == 1
 
 
 async def test_gives_up_after_max_attempts(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     subscribe_chats(engine, [6101])
     add_story()
     bot_api.fail("sendMessage", status=502, description="Bad Gateway", times=10)
     policy = Policy(max_attempts=3, backoff_base=0.02, backoff_max=0.05, idle_poll=0.05)
-    await deliver_until_settled(deliverer_for(engine, ptb_bot, policy), engine)
+    await deliver_until_settled(deliverer_for(engine, ptb_app, policy), engine)
     [row] = rows(engine)
     assert row.state == "failed" and row.attempts == 3
     assert row.last_error is not None and row.last_error.startswith("gave up after 3 attempts")
@@ -202,47 +202,47 @@ async def test_gives_up_after_max_attempts(
 
 
 async def test_lost_answer_is_sent_again_at_least_once(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     """Telegram delivered, the answer was lost: the documented duplicate window (one)."""
     subscribe_chats(engine, [6201])
     add_story()
     bot_api.fail("sendMessage", lose_response=True)
-    await deliver_until_settled(deliverer_for(engine, ptb_bot), engine)
+    await deliver_until_settled(deliverer_for(engine, ptb_app), engine)
     assert len(bot_api.sent(6201)) == 2
     assert rows(engine)[0].state == "sent"
 
 
 async def test_forum_topic_subscription_delivers_to_the_topic(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     bot_api.add_chat(-1007000, "supergroup", is_forum=True)
     subscribe_chats(engine, [-1007000], chat_type="supergroup", thread_id=42)
     subscribe_chats(engine, [-1007000], chat_type="supergroup", thread_id=0)
     add_story()
-    await deliverer_for(engine, ptb_bot).drain()
+    await deliverer_for(engine, ptb_app).drain()
     assert sorted(m.thread_id or 0 for m in bot_api.sent(-1007000)) == [0, 42]
 
 
 async def test_deleted_topic_turns_that_subscription_off(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     subscribe_chats(engine, [-1007100], chat_type="supergroup", thread_id=9)  # not a forum
     add_story()
-    await deliverer_for(engine, ptb_bot).drain()
+    await deliverer_for(engine, ptb_app).drain()
     assert not subscriber(engine, -1007100, 9).active
     assert rows(engine)[0].state == "skipped"
 
 
 async def test_two_deliverers_never_send_a_row_twice(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     bot_api.set_limits(Limits(enforce=False))
     chats = list(range(7000, 7120))
     subscribe_chats(engine, chats)
     add_story()
-    first = deliverer_for(engine, ptb_bot, Policy(window=16))
-    second = deliverer_for(engine, ptb_bot, Policy(window=16))
+    first = deliverer_for(engine, ptb_app, Policy(window=16))
+    second = deliverer_for(engine, ptb_app, Policy(window=16))
     await asyncio.gather(first.drain(), second.drain())
     assert sorted(m.chat_id for m in bot_api.sent()) == chats
     assert first.tally.sent > 0 and second.tally.sent > 0
@@ -305,13 +305,13 @@ def _recover(engine: Engine, dead_owner_id: str, live_owner: str) -> None:
 
 
 async def test_shutdown_finishes_or_releases_nothing_half_done(
-    engine: Engine, ptb_bot: Bot, bot_api: BotApiServer, add_story: Callable[..., int]
+    engine: Engine, ptb_app: App, bot_api: BotApiServer, add_story: Callable[..., int]
 ) -> None:
     bot_api.set_limits(Limits(enforce=False))
     bot_api.set_delay("sendMessage", 0.2)
     subscribe_chats(engine, list(range(9100, 9160)))
     add_story()
-    deliverer = deliverer_for(engine, ptb_bot, Policy(window=20, grace=0.3))
+    deliverer = deliverer_for(engine, ptb_app, Policy(window=20, grace=0.3))
     stop = asyncio.Event()
     task = asyncio.create_task(deliverer.run(stop))
     await wait_until(lambda: len(bot_api.sent()) >= 5)

@@ -36,7 +36,9 @@ def test_unknown_proper_names_become_features() -> None:
 
 
 def test_title_case_headlines_do_not_make_every_word_a_name() -> None:
-    found = keys("Militants Storm Army Base Near Lierville", "Fighters attacked a base near Lierville.")
+    found = keys(
+        "Militants Storm Army Base Near Lierville", "Fighters attacked a base near Lierville."
+    )
     assert "n:lierville" in found  # confirmed by the text
     assert "n:militants" not in found and "n:storm" not in found
 
@@ -77,7 +79,12 @@ def test_a_bloc_speaks_for_its_members() -> None:
 def test_split_sentences_is_verbatim() -> None:
     text = "Gen. Maïga spoke. He said “no”! Mr. Diop, 2.5 km away, agreed… Then 3 left."
     parts = split_sentences(text)
-    assert parts == ["Gen. Maïga spoke.", "He said “no”!", "Mr. Diop, 2.5 km away, agreed…", "Then 3 left."]
+    assert parts == [
+        "Gen. Maïga spoke.",
+        "He said “no”!",
+        "Mr. Diop, 2.5 km away, agreed…",
+        "Then 3 left.",
+    ]
     assert all(p in text for p in parts)
     assert split_sentences("") == []
 

@@ -13,7 +13,9 @@ def concepts(text: str, language: str) -> set[str]:
 
 
 def test_expand_alternatives_and_optionals() -> None:
-    assert sorted(map(" ".join, expand("joint [operational] (staff|chiefs of staff) committee"))) == [
+    assert sorted(
+        map(" ".join, expand("joint [operational] (staff|chiefs of staff) committee"))
+    ) == [
         "joint chiefs of staff committee",
         "joint operational chiefs of staff committee",
         "joint operational staff committee",

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.match import MatchResult, Matcher, TopicRules, compile_rules, load_rules
+from bot.match import Matcher, MatchResult, TopicRules, compile_rules, load_rules
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,13 @@ def test_defaults_load_and_are_frozen() -> None:
 
 
 def test_user_table_extends_the_defaults() -> None:
-    rules = load_rules({"terms": {"chad": {"name": "Chad", "names": ["Chad"], "aliases": ["tchad"]}}})
+    rules = load_rules(
+        {"terms": {"chad": {"name": "Chad", "names": ["Chad"], "aliases": ["tchad"]}}}
+    )
     assert "chad" in rules.terms and "mali" in rules.terms
-    result = compile_rules(rules).match("Le Tchad ferme sa frontière", "Le gouvernement a décidé.", "fr")
+    result = compile_rules(rules).match(
+        "Le Tchad ferme sa frontière", "Le gouvernement a décidé.", "fr"
+    )
     assert result.relevant and result.terms == ("Chad",)
 
 
@@ -36,7 +40,9 @@ def test_user_term_replaces_and_disables() -> None:
     rules = load_rules({"terms": {"mali": {"enabled": False}}, "signals": ["kite festival"]})
     assert not rules.terms["mali"].enabled
     assert rules.signals[-1] == "kite festival" and len(rules.signals) == 1
-    result = compile_rules(rules).match("Mali: junta dissolves parties", "The government acted.", "en")
+    result = compile_rules(rules).match(
+        "Mali: junta dissolves parties", "The government acted.", "en"
+    )
     assert not result.relevant
 
 
@@ -48,13 +54,22 @@ def test_replace_drops_the_defaults() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"terms": {"algeria": {"aliases": ["algeria", "algerie", 3]}}}, "terms.algeria.aliases[2]: not a string"),
+        (
+            {"terms": {"algeria": {"aliases": ["algeria", "algerie", 3]}}},
+            "terms.algeria.aliases[2]: not a string",
+        ),
         ({"terms": {"mali": {"nmaes": ["Mali"]}}}, "terms.mali.nmaes: unknown key"),
         ({"terms": {"mali": {"names": ["(Mali"]}}}, "terms.mali.names[0]: pattern"),
         ({"terms": {"mali": {"weight": -1}}}, "terms.mali.weight"),
         ({"terms": {"x": {"weight": 1}}}, "terms.x: needs names or aliases"),
-        ({"negative": {"c": {"terms": ["nope"], "patterns": ["x"]}}}, "negative.c.terms[0]: unknown term 'nope'"),
-        ({"negative": {"c": {"terms": ["mali"], "patterns": ["(x"]}}}, "negative.c.patterns[0]: bad regex"),
+        (
+            {"negative": {"c": {"terms": ["nope"], "patterns": ["x"]}}},
+            "negative.c.terms[0]: unknown term 'nope'",
+        ),
+        (
+            {"negative": {"c": {"terms": ["mali"], "patterns": ["(x"]}}},
+            "negative.c.patterns[0]: bad regex",
+        ),
         ({"signal_categories": ["sport"]}, "signal_categories[0]: unknown category 'sport'"),
         ({"min_anchor": "lots"}, "min_anchor: not a number"),
         ({"terms": []}, "terms: not a table"),
@@ -69,17 +84,44 @@ def test_bad_rules_name_the_key_and_the_problem(raw: dict[str, Any], message: st
 # --- relevance ------------------------------------------------------------------------------
 
 RELEVANT = [
-    ("en", "Mali's junta suspends two French broadcasters", "The transitional authorities in Bamako said the channels had spread false information about the army."),
-    ("fr", "Le Niger expulse trois diplomates européens", "Niamey accuse les diplomates d'ingérence dans les affaires intérieures du pays."),
-    ("en", "Gunmen kill 12 soldiers near Djibo", "The attack on an army post in northern Burkina Faso was claimed by JNIM."),
-    ("fr", "L'Algérie et le Mali échangent de nouvelles accusations", "Alger dénonce des violations répétées de sa frontière par des drones."),
-    ("en", "AES finance ministers approve a common investment bank", "The Alliance of Sahel States said the bank would fund roads and power lines."),
-    ("fr", "Tillabéri : une embuscade fait plusieurs morts parmi les soldats nigériens", "L'armée du Niger a lancé une opération de ratissage."),
+    (
+        "en",
+        "Mali's junta suspends two French broadcasters",
+        "The transitional authorities in Bamako said the channels had spread false information "
+        "about the army.",
+    ),
+    (
+        "fr",
+        "Le Niger expulse trois diplomates européens",
+        "Niamey accuse les diplomates d'ingérence dans les affaires intérieures du pays.",
+    ),
+    (
+        "en",
+        "Gunmen kill 12 soldiers near Djibo",
+        "The attack on an army post in northern Burkina Faso was claimed by JNIM.",
+    ),
+    (
+        "fr",
+        "L'Algérie et le Mali échangent de nouvelles accusations",
+        "Alger dénonce des violations répétées de sa frontière par des drones.",
+    ),
+    (
+        "en",
+        "AES finance ministers approve a common investment bank",
+        "The Alliance of Sahel States said the bank would fund roads and power lines.",
+    ),
+    (
+        "fr",
+        "Tillabéri : une embuscade fait plusieurs morts parmi les soldats nigériens",
+        "L'armée du Niger a lancé une opération de ratissage.",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("lang", "title", "text"), RELEVANT)
-def test_regional_politics_and_security_are_relevant(matcher: Matcher, lang: str, title: str, text: str) -> None:
+def test_regional_politics_and_security_are_relevant(
+    matcher: Matcher, lang: str, title: str, text: str
+) -> None:
     result = matcher.match(title, text, lang)
     assert result.relevant, result.reasons
     assert result.terms
@@ -87,21 +129,101 @@ def test_regional_politics_and_security_are_relevant(matcher: Matcher, lang: str
 
 
 NOT_RELEVANT = [
-    ("en", "Router vendor patches AES-128 key leak", "A flaw let attackers recover AES keys from the firmware; encryption is restored by the update.", "negative context (encryption)"),
-    ("en", "AES Corporation beats quarterly forecasts", "Shares of AES Corporation rose after the utility raised its renewables outlook.", "negative context (company)"),
-    ("en", "AES convention opens in Paris", "The Audio Engineering Society gathers sound engineers and microphone makers.", "negative context (audio)"),
-    ("en", "Cruising the Niger river by pirogue", "Travellers drift along the Niger river past fishing villages and sandbanks.", "negative context (niger_river)"),
-    ("en", "Police free kidnapped farmers in Niger State", "Security forces rescued 9 people abducted near Minna, the Niger State police command said.", "negative context (niger_state)"),
-    ("en", "Feeding birds in winter", "Hang a feeder with Niger seed and goldfinches will come; keep the seed dry, the garden centre says.", "negative context (niger_seed)"),
-    ("en", "Wicketkeeper Rohan Mali called up for the tour", "Rohan Mali, 21, has been named in the squad after a strong season with his club.", "as a person's name"),
-    ("fr", "Exposition : l'empire du Mali au temps de Mansa Moussa", "Le musée retrace l'histoire de l'empire du Mali et de ses manuscrits.", "negative context (mali_empire)"),
-    ("fr", "« La Bataille d'Alger » ressort en salles", "Le film de 1966 revient au cinéma en version restaurée, entre réseaux du FLN et armée française.", "negative context (algiers_history)"),
-    ("fr", "Sahel : de nouvelles variétés de sorgho résistent à la sécheresse", "Des agronomes testent des semences à cycle court dans des stations de recherche.", "only in passing"),
-    ("fr", "Mercato : un milieu burkinabè rejoint un club allemand", "L'international burkinabè signe trois ans ; le montant du transfert n'a pas été révélé par le club.", "off-topic"),
-    ("en", "Drone deliveries of blood reach remote clinics", "A logistics start-up flies medical supplies to hospitals in the hills.", "no watched term"),
-    ("fr", "La Confédération paysanne manifeste contre les importations", "Le syndicat agricole appelle à bloquer les routes.", "no watched term"),
-    ("en", "Nigeria's central bank cuts rates", "The naira firmed after the decision in Abuja.", "no watched term"),
-    ("en", "Volkswagen unveils a plug-in Touareg", "The Touareg SUV gets a larger battery and a new infotainment system.", "negative context (car)"),
+    (
+        "en",
+        "Router vendor patches AES-128 key leak",
+        "A flaw let attackers recover AES keys from the firmware; encryption is restored by the "
+        "update.",
+        "negative context (encryption)",
+    ),
+    (
+        "en",
+        "AES Corporation beats quarterly forecasts",
+        "Shares of AES Corporation rose after the utility raised its renewables outlook.",
+        "negative context (company)",
+    ),
+    (
+        "en",
+        "AES convention opens in Paris",
+        "The Audio Engineering Society gathers sound engineers and microphone makers.",
+        "negative context (audio)",
+    ),
+    (
+        "en",
+        "Cruising the Niger river by pirogue",
+        "Travellers drift along the Niger river past fishing villages and sandbanks.",
+        "negative context (niger_river)",
+    ),
+    (
+        "en",
+        "Police free kidnapped farmers in Niger State",
+        "Security forces rescued 9 people abducted near Minna, the Niger State police command "
+        "said.",
+        "negative context (niger_state)",
+    ),
+    (
+        "en",
+        "Feeding birds in winter",
+        "Hang a feeder with Niger seed and goldfinches will come; keep the seed dry, the garden "
+        "centre says.",
+        "negative context (niger_seed)",
+    ),
+    (
+        "en",
+        "Wicketkeeper Rohan Mali called up for the tour",
+        "Rohan Mali, 21, has been named in the squad after a strong season with his club.",
+        "as a person's name",
+    ),
+    (
+        "fr",
+        "Exposition : l'empire du Mali au temps de Mansa Moussa",
+        "Le musée retrace l'histoire de l'empire du Mali et de ses manuscrits.",
+        "negative context (mali_empire)",
+    ),
+    (
+        "fr",
+        "« La Bataille d'Alger » ressort en salles",
+        "Le film de 1966 revient au cinéma en version restaurée, entre réseaux du FLN et armée "
+        "française.",
+        "negative context (algiers_history)",
+    ),
+    (
+        "fr",
+        "Sahel : de nouvelles variétés de sorgho résistent à la sécheresse",
+        "Des agronomes testent des semences à cycle court dans des stations de recherche.",
+        "only in passing",
+    ),
+    (
+        "fr",
+        "Mercato : un milieu burkinabè rejoint un club allemand",
+        "L'international burkinabè signe trois ans ; le montant du transfert n'a pas été révélé "
+        "par le club.",
+        "off-topic",
+    ),
+    (
+        "en",
+        "Drone deliveries of blood reach remote clinics",
+        "A logistics start-up flies medical supplies to hospitals in the hills.",
+        "no watched term",
+    ),
+    (
+        "fr",
+        "La Confédération paysanne manifeste contre les importations",
+        "Le syndicat agricole appelle à bloquer les routes.",
+        "no watched term",
+    ),
+    (
+        "en",
+        "Nigeria's central bank cuts rates",
+        "The naira firmed after the decision in Abuja.",
+        "no watched term",
+    ),
+    (
+        "en",
+        "Volkswagen unveils a plug-in Touareg",
+        "The Touareg SUV gets a larger battery and a new infotainment system.",
+        "negative context (car)",
+    ),
 ]
 
 
@@ -115,17 +237,25 @@ def test_other_senses_of_watched_words_are_not_relevant(
 
 
 def test_word_boundaries(matcher: Matcher) -> None:
-    assert not matcher.match("Somalia and Nigeria sign a trade deal", "Ministers met in Abuja.", "en").relevant
-    assert matcher.match("Malian troops retake a town", "The army said the town was secured.", "en").relevant
+    assert not matcher.match(
+        "Somalia and Nigeria sign a trade deal", "Ministers met in Abuja.", "en"
+    ).relevant
+    assert matcher.match(
+        "Malian troops retake a town", "The army said the town was secured.", "en"
+    ).relevant
 
 
 def test_country_names_need_a_capital(matcher: Matcher) -> None:
-    assert not matcher.match("niger and millet prices rise", "Traders said the government did nothing.", "en").relevant
+    assert not matcher.match(
+        "niger and millet prices rise", "Traders said the government did nothing.", "en"
+    ).relevant
 
 
 def test_a_passing_mention_is_not_enough(matcher: Matcher) -> None:
-    text = ("Ministers discussed the budget and pensions at length. Defence spending will rise. "
-            "A delegation will later travel to several countries including Mali.")
+    text = (
+        "Ministers discussed the budget and pensions at length. Defence spending will rise. "
+        "A delegation will later travel to several countries including Mali."
+    )
     assert not matcher.match("Parliament passes the budget", text, "en").relevant
 
 

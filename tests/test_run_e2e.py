@@ -146,21 +146,22 @@ def test_sigkill_mid_broadcast_then_restart_delivers_each_alert_once(
     with bot:
         wait(lambda: len(bot_api.sent()) >= 70, timeout=60, what="70 messages sent")
         bot.kill()
-        killed_at = time.monotonic()
-    before_restart = len(bot_api.sent())
-    in_flight = sum(1 for m in bot_api.sent() if m.at > killed_at - 0.05 - 0.02)
     states = [d.state for d in deliveries(engine)]
-    assert states.count("sent") < 200 and states.count("pending") + states.count("sending") > 0
+    accepted = len(bot_api.sent())
+    # the window: sends Telegram accepted that the database had not recorded when we died
+    unrecorded = accepted - states.count("sent")
+    assert states.count("pending") + states.count("sending") > 0
     with bot.start():
         wait(lambda: all(d.state == "sent" for d in deliveries(engine)), timeout=60,
              what="every delivery sent after the restart")  # fmt: skip
         assert bot.stop() == 0
     per_chat = {chat: len(bot_api.sent(chat)) for chat in chats}
     duplicates = sum(n - 1 for n in per_chat.values())
-    print(f"\nSIGKILL after {before_restart} of 200 messages: {in_flight} in flight, "
+    print(f"\nSIGKILL after {accepted} of 200 messages: {unrecorded} accepted but unrecorded, "
           f"{duplicates} duplicate(s) after the restart")  # fmt: skip
-    assert min(per_chat.values()) == 1
-    assert duplicates <= max(in_flight, 1) + 1  # the documented window: requests on the wire
+    assert min(per_chat.values()) == 1  # nobody missed the alert
+    assert duplicates == unrecorded  # exactly the documented window, nothing else
+    assert unrecorded <= 4  # ~1.5 requests of 50 ms on the wire at 29/s, plus the commit
     assert bot_api.rate_limited == 0, bot_api.rate_limited_by
 
 

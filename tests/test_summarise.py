@@ -10,12 +10,14 @@ from bot.summarise import summarise
 
 SEED = fingerprint(
     "Algeria shoots down a Malian drone near Tin Zaouatine; the AES recalls its ambassadors",
-    "Algeria said the drone violated its airspace. Mali, Burkina Faso and Niger recalled their ambassadors.",
+    "Algeria said the drone violated its airspace. Mali, Burkina Faso and Niger recalled their "
+    "ambassadors.",
     "en",
 )
 TEXT = (
     "The move follows the downing of a Malian drone near Tin Zaouatine last week. "
-    "Algeria closed its airspace to all flights to and from Mali on Monday, citing repeated violations. "
+    "Algeria closed its airspace to all flights to and from Mali on Monday, citing repeated "
+    "violations. "
     "Air Algérie cancelled its Bamako route until further notice. "
     "Officials in Algiers did not say how long the closure would last."
 )
@@ -34,8 +36,11 @@ def test_it_leads_with_what_is_new() -> None:
 
 
 def test_what_an_earlier_item_said_is_known_too() -> None:
-    earlier = fingerprint("Algeria closes its airspace to Malian flights",
-                          "Algeria closed its airspace to all flights from Mali, citing violations.", "en")
+    earlier = fingerprint(
+        "Algeria closes its airspace to Malian flights",
+        "Algeria closed its airspace to all flights from Mali, citing violations.",
+        "en",
+    )
     summary = summarise("Algeria shuts airspace to Mali", TEXT, known=[SEED, earlier])
     assert summary.startswith("Air Algérie cancelled its Bamako route")
 
@@ -74,5 +79,8 @@ def test_short_budget_drops_sentences_that_do_not_fit() -> None:
 def test_empty_and_title_only_texts() -> None:
     assert summarise("Algeria shuts airspace", "", known=[SEED]) == ""
     assert summarise("Algeria shuts airspace", "   ", known=[]) == ""
-    assert summarise("Algeria shuts airspace to Mali", "Algeria shuts airspace to Mali.", known=[]) == ""
+    assert (
+        summarise("Algeria shuts airspace to Mali", "Algeria shuts airspace to Mali.", known=[])
+        == ""
+    )
     assert summarise("t", TEXT, known=[], max_sentences=0) == ""

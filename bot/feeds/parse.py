@@ -117,7 +117,10 @@ def _text(raw: Mapping[str, Any]) -> str:
 def _web_url(value: object, base: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
-    url = urljoin(base, value.strip())
+    try:
+        url = urljoin(base, value.strip())
+    except ValueError:  # e.g. "http://[not-an-address"
+        return None
     if not url.startswith(("http://", "https://")) or len(url) > MAX_LINK_CHARS:
         return None
     return canonical_url(url)

@@ -28,8 +28,6 @@ _UTF16_32 = (
     (codecs.BOM_UTF32_BE, "utf-32"),
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
-    (b"<\0?\0", "utf-16-le"),
-    (b"\0<\0?", "utf-16-be"),
 )
 
 
@@ -53,10 +51,14 @@ def _fix_encoding(
     body: bytes, headers: Mapping[str, str], warnings: list[str]
 ) -> tuple[bytes, dict[str, str]]:
     """Re-encode UTF-16/32 as UTF-8; trust valid UTF-8 over a declared legacy charset."""
-    for mark, codec in _UTF16_32:
-        if body.startswith(mark):
-            text = body.decode(codec, errors="replace").lstrip("\ufeff")
-            return _with_utf8(headers, text.encode("utf-8"))
+    codec = next((codec for mark, codec in _UTF16_32 if body.startswith(mark)), None)
+    if codec is None and len(body) >= 4 and body[1] == body[3] == 0 and body[0] and body[2]:
+        codec = "utf-16-le"  # no BOM: "<\0?\0", "<\0r\0" ...
+    elif codec is None and len(body) >= 4 and body[0] == body[2] == 0 and body[1] and body[3]:
+        codec = "utf-16-be"
+    if codec is not None:
+        text = body.decode(codec, errors="replace").lstrip("\ufeff")
+        return _with_utf8(headers, text.encode("utf-8"))
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
@@ -102,6 +104,10 @@ def _first_unquoted(scan: re.Pattern[bytes], body: bytes, start: int) -> int:
 def make_safe(
     body: bytes, headers: Mapping[str, str], warnings: list[str]
 ) -> tuple[bytes, dict[str, str]]:
+    """The body and headers to give feedparser; notes what was changed in `warnings`.
+
+    Raises `ParseError` for entity declarations it cannot remove cleanly.
+    """
     body, fixed = _fix_encoding(body, headers, warnings)
     body = body.lstrip(b" \t\r\n")  # whitespace before <?xml makes strict XML fail
     body, stripped = _strip_internal_subset(body)

@@ -35,6 +35,7 @@ from telegram.ext import (
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.telegram import commands, replies
+from bot.telegram.sender import FloodGate, GatedRequest, TelegramSender
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ OVERALL_BURST = 4
 GROUP_PER_MINUTE = 19
 GROUP_BURST = 5
 POLL_TIMEOUT = 10  # seconds a getUpdates long poll waits
+CONNECTIONS = 256  # PTB's default pool for API calls
+GATE = "flood_gate"
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.MY_CHAT_MEMBER]
 
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -72,6 +75,7 @@ def rate_limiter() -> AIORateLimiter:
 
 def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, ...]) -> App:
     """The Application with every handler; nothing is contacted until it is initialised."""
+    gate = FloodGate()
     api = settings.telegram_api_url.rstrip("/")
     application: App = (
         ApplicationBuilder()
@@ -79,11 +83,12 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .rate_limiter(rate_limiter())
+        .request(GatedRequest(gate, connection_pool_size=CONNECTIONS))
         .job_queue(None)
-        .get_updates_read_timeout(POLL_TIMEOUT + 10)
         .build()
     )
     application.bot_data[commands.DEPS] = commands.BotDeps(settings, engine, seeds)
+    application.bot_data[GATE] = gate
     for names, handler in (
         (["start"], commands.start),
         (["subscribe"], commands.subscribe),
@@ -102,6 +107,13 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
     )
     application.add_error_handler(commands.on_error)
     return application
+
+
+def sender_for(application: App) -> TelegramSender:
+    """The alert sender for this Application's bot, sharing its flood gate."""
+    gate = application.bot_data[GATE]
+    assert isinstance(gate, FloodGate)
+    return TelegramSender(application.bot, gate=gate)
 
 
 async def start_application(application: App, settings: Settings) -> None:

@@ -9,8 +9,10 @@
                             request may have been delivered: at least once)
 
 `TelegramSender` paces each chat to one message per `chat_interval` seconds (the rate
-limiter has no per-private-chat limit) and, after a 429, holds every send for the time
-Telegram asked. `ConsoleSender` prints the message text instead (no token configured).
+limiter has no per-private-chat limit). After a 429 it closes the `FloodGate` for the time
+Telegram asked: `GatedRequest`, the bot's HTTP layer, holds every request at the gate, just
+before the wire, so the sends already queued in the rate limiter do not all go out into the
+flood wait. `ConsoleSender` prints the message text instead (no token configured).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
@@ -36,6 +38,7 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
+from telegram.request import BaseRequest, HTTPXRequest, RequestData
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.telegram.render import html_to_text
@@ -97,6 +100,52 @@ def retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+class FloodGate:
+    """Closed while Telegram's flood control asks every request to wait."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until = 0.0
+
+    def close_for(self, seconds: float) -> None:
+        self._until = max(self._until, self._clock() + seconds)
+
+    @property
+    def closed_for(self) -> float:
+        return max(0.0, self._until - self._clock())
+
+    async def wait(self) -> None:
+        """Return once the gate is open (it may close again while we sleep)."""
+        for _ in range(100):
+            left = self.closed_for
+            if left <= 0:
+                return
+            await asyncio.sleep(left)
+
+
+class GatedRequest(HTTPXRequest):
+    """PTB's HTTP layer, holding each request at the flood gate (after the rate limiter)."""
+
+    def __init__(self, gate: FloodGate, **options: Any) -> None:
+        super().__init__(**options)
+        self.gate = gate
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = BaseRequest.DEFAULT_NONE,
+        write_timeout: Any = BaseRequest.DEFAULT_NONE,
+        connect_timeout: Any = BaseRequest.DEFAULT_NONE,
+        pool_timeout: Any = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        await self.gate.wait()
+        return await super().do_request(
+            url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
+        )
+
+
 class ChatPacer:
     """At most one send per `interval` seconds to any one chat (in this process)."""
 
@@ -133,16 +182,13 @@ class ChatPacer:
 class TelegramSender:
     """Sends through a PTB `Bot` (give it an AIORateLimiter for the overall and group limits)."""
 
-    def __init__(self, bot: Bot, *, chat_interval: float = 1.0) -> None:
+    def __init__(self, bot: Bot, *, gate: FloodGate, chat_interval: float = 1.0) -> None:
         self._bot = bot
+        self._gate = gate
         self._pacer = ChatPacer(chat_interval)
-        self._resume_at = 0.0
 
     async def send(self, chat_id: int, thread_id: int, text: str) -> Outcome:
         async with self._pacer.turn(chat_id):
-            wait = self._resume_at - time.monotonic()
-            if wait > 0:  # Telegram asked every send to hold off
-                await asyncio.sleep(wait)
             return await self._attempt(chat_id, thread_id, text, ParseMode.HTML)
 
     async def _attempt(self, chat_id: int, thread_id: int, text: str, mode: str | None) -> Outcome:
@@ -156,7 +202,7 @@ class TelegramSender:
             )
         except RetryAfter as exc:
             seconds = retry_seconds(exc)
-            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+            self._gate.close_for(seconds)
             return RetryLater(seconds, f"flood control: retry after {seconds:g} s")
         except ChatMigrated as exc:
             return Moved(exc.new_chat_id)

@@ -3,7 +3,7 @@
     bot_api          a started BotApiServer on 127.0.0.1, stopped after the test
     make_settings    Settings for a test: database, Bot API server, feeds, admins
     running_bot      the real PTB Application, long polling the test server, wired to `engine`
-    ptb_bot          the same Application's Bot, initialised but not polling (for deliveries)
+    ptb_app          the same Application, initialised but not polling (for deliveries)
     add_story        insert a Story (and its outbox rows, like the pipeline) directly
 
 They use the `engine` / `database_url` fixtures of tests/conftest.py (SQLite and PostgreSQL).
@@ -21,7 +21,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from telegram import Bot
 
 from bot import subscriptions
 from bot.models import Delivery, Feed, Item, Story, Subscriber
@@ -88,14 +87,14 @@ async def running_bot(
 
 
 @pytest.fixture
-async def ptb_bot(
+async def ptb_app(
     engine: Engine, make_settings: Callable[..., Settings], bot_api: BotApiServer
-) -> AsyncIterator[Bot]:
-    """The bot's PTB client (rate limiter included), initialised against the test server."""
+) -> AsyncIterator[App]:
+    """The bot's PTB Application (rate limiter, flood gate), initialised but not polling."""
     application = build_application(make_settings(bot_api), engine, seeds=())
     await application.initialize()
     try:
-        yield application.bot
+        yield application
     finally:
         await application.shutdown()
 

@@ -139,7 +139,9 @@ class BotProcess:
         self.process.wait(timeout=10)
 
     def __enter__(self) -> BotProcess:
-        return self.start()
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,

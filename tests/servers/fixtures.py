@@ -21,8 +21,8 @@ def feed_server_factory() -> Iterator[Callable[..., FeedServer]]:
     """Start feed servers with options (`latency=`, `hosts=`); all stopped after the test."""
     servers: list[FeedServer] = []
 
-    def start(**options: float) -> FeedServer:
-        server = FeedServer(**options).start()  # type: ignore[arg-type]
+    def start(*, latency: float = 0.0, hosts: int = 1) -> FeedServer:
+        server = FeedServer(latency=latency, hosts=hosts).start()
         servers.append(server)
         return server
 
