@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from bot.db import create_schema, make_engine
@@ -197,6 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sahel-watch: configuration error: {exc}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+        print(f"sahel-watch: database error: {type(cause).__name__}: {first_line}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

@@ -31,6 +31,7 @@ from bot.dedup import SeedPrint, fingerprint, index_keys, judge, seed_print, tit
 from bot.errors import ParseError
 from bot.feeds.fetch import Fetcher, FetchOutcome, backoff_delay, make_client
 from bot.feeds.parse import parse_feed
+from bot.language import detect_language
 from bot.match import Matcher, compile_rules, load_rules
 from bot.models import utcnow
 from bot.records import Entry, Verdict
@@ -162,21 +163,24 @@ class Pipeline:
         with Session(self.engine) as session:
             store.lock_for_decisions(session)
             run_id = store.start_run(session, started)
+            health = []
             for result in results:
-                error = result.error or (
-                    result.outcome.error if result.outcome.status == "failed" else None
-                )
+                error = result.error
+                if error is None and result.outcome.status == "failed":
+                    error = result.outcome.error
                 if error:
                     failed += 1
                     feed_errors[result.feed.name] = error
-                store.record_fetch(
-                    session,
-                    result.feed.id,
-                    result.outcome,
-                    now=now,
-                    next_poll_at=self._next_poll(result, now) if error else None,
-                    error=result.error,
+                health.append(
+                    store.fetch_result_values(
+                        result.feed,
+                        result.outcome,
+                        now=now,
+                        next_poll_at=self._next_poll(result, now) if error else None,
+                        error=result.error,
+                    )
                 )
+            store.record_fetches(session, health)
             for feed_id, entry in _oldest_first(results, now):
                 verdict = self._decide(session, feed_id, entry, now)
                 verdicts.append(verdict)
@@ -204,6 +208,9 @@ class Pipeline:
         )
 
     def _decide(self, session: Session, feed_id: int, entry: Entry, now: datetime) -> Verdict:
+        language = detect_language(f"{entry.title}. {entry.text}", entry.language)
+        if language != entry.language:
+            entry = dataclasses.replace(entry, language=language)
         window = timedelta(days=self.settings.dedup.window_days)
         when = min(entry.published or now, now)
         tkey = title_key(entry.title)

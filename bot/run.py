@@ -47,7 +47,7 @@ from bot.telegram.sender import ConsoleSender, Sender
 
 log = logging.getLogger(__name__)
 
-POLL_SETTLE_SECONDS = 30.0
+POLL_SETTLE_SECONDS = 8.0  # under the 10 s a container stop allows
 
 CONSOLE_BANNER = (
     "Sahel Watch is running in console mode: TELEGRAM_BOT_TOKEN is not set, so every alert "

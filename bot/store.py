@@ -106,31 +106,31 @@ def claim_due_feeds(
     ]
 
 
-def record_fetch(
-    session: Session,
-    feed_id: int,
+def fetch_result_values(
+    feed: FeedState,
     outcome: FetchOutcome,
     *,
     now: datetime,
     next_poll_at: datetime | None,
     error: str | None = None,
-) -> None:
-    """Store a fetch's result in the feed's health and release its lease.
+) -> dict[str, object]:
+    """The feed row's new health after a fetch, with its lease released.
 
-    `error` overrides the outcome's (a body that fetched fine but did not parse).
+    `error` overrides the outcome's (a body that fetched fine but did not parse); a failed
+    feed keeps its old cache validators, so its entries are fetched again next time.
     """
-    failed = outcome.status == "failed" or error is not None
     values: dict[str, object] = {
+        "id": feed.id,
         "last_polled_at": now,
         "last_http_status": outcome.http_status,
         "next_poll_at": next_poll_at,
         "lease_owner": None,
         "lease_until": None,
     }
-    if failed:
+    if outcome.status == "failed" or error is not None:
         values["last_status"] = "error"
         values["last_error"] = (error or outcome.error or "failed")[:500]
-        values["consecutive_failures"] = Feed.consecutive_failures + 1
+        values["consecutive_failures"] = feed.consecutive_failures + 1
     else:
         values["last_status"] = "not_modified" if outcome.status == "not_modified" else "ok"
         values["last_error"] = None
@@ -139,7 +139,16 @@ def record_fetch(
         values["etag"] = outcome.validators.etag
         values["last_modified"] = outcome.validators.last_modified
         values["content_hash"] = outcome.validators.content_hash
-    session.execute(update(Feed).where(col(Feed.id) == feed_id).values(**values))
+    return values
+
+
+def record_fetches(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    """Write many feeds' health at once (one executemany per shape of row)."""
+    by_shape: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for row in rows:
+        by_shape.setdefault(tuple(sorted(row)), []).append(row)
+    for batch in by_shape.values():
+        session.execute(update(Feed), batch)
 
 
 def release_feeds(session: Session, feed_ids: Iterable[int]) -> None:

@@ -12,8 +12,11 @@ with a content type; answer 304 to If-None-Match / If-Modified-Since; gzip when 
 drip its body a byte at a time; never end; stream a huge generated body (never held
 in memory); redirect; answer any status with any headers (429 + Retry-After ...).
 With ``hosts=n`` the same routes answer on 127.0.0.1 ... 127.0.0.n (same port), so
-per-host limits can be exercised. Every request is counted, with the peak number of
-requests in flight overall and per host.
+per-host limits can be exercised. Every request is counted and logged (host, path,
+status, headers; logged before the client can see the answer), with the peak number of
+requests in flight overall and per host. "In flight" runs from arrival until the
+answer starts, so with a latency set it never exceeds the client's real concurrency.
+Status 0 in the log means the server stopped before answering.
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ import dataclasses
 import email.utils
 import gzip as gzip_module
 import hashlib
-import socket
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from functools import lru_cache
@@ -396,20 +398,3 @@ class FeedServer:
                 max_in_flight=self._max_in_flight,
                 max_in_flight_by_host=dict(self._max_by_host),
             )
-
-
-def free_loopback_hosts(count: int) -> bool:
-    """True if 127.0.0.1 ... 127.0.0.count can be bound here (Linux: all of 127/8)."""
-    for index in range(1, count + 1):
-        with socket.socket() as probe:
-            try:
-                probe.bind((f"127.0.0.{index}", 0))
-            except OSError:
-                return False
-    return True
-
-
-def iter_urls(server: FeedServer, paths: list[str]) -> Iterator[str]:
-    """Spread `paths` over the server's hosts round-robin."""
-    for index, path in enumerate(paths):
-        yield server.url(path, host=index % len(server.hosts))
