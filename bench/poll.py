@@ -30,6 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 FEEDS_DIR = REPO.parent / "shared" / "data" / "feeds"
+HOSTS = 25
 
 
 # --- the feed server, in its own process ------------------------------------------------
@@ -71,11 +72,12 @@ def _serve(conn: Connection, feeds: int, latency: float) -> None:
     from tests.servers.feed_server import FeedServer
 
     bodies = _bodies()
-    server = FeedServer(latency=latency).start()
+    # 25 loopback addresses stand in for 25 publishers, so the default per-host limit applies
+    server = FeedServer(latency=latency, hosts=HOSTS).start()
     paths = [f"/feed/{i}.xml" for i in range(feeds)]
     for i, path in enumerate(paths):
         server.add(path, body=bodies[i % len(bodies)], etag=True)
-    conn.send([server.url(p) for p in paths])
+    conn.send([server.url(p, host=i % HOSTS) for i, p in enumerate(paths)])
     while True:
         command, arg = conn.recv()
         if command == "change":
@@ -120,12 +122,7 @@ def _peak_mb() -> float:
 
 
 def _config(tmp: Path, urls: list[str]) -> Path:
-    lines = [
-        f'seeds_dir = "{REPO / "seeds"}"',
-        "[limits]",
-        "concurrency = 100",
-        "per_host_concurrency = 100",  # every bench feed is on 127.0.0.1
-    ]
+    lines = [f'seeds_dir = "{REPO / "seeds"}"']  # default limits: 50 in flight, 4 per host
     for i, url in enumerate(urls):
         lines += ["[[feeds]]", f'url = "{url}"', f'name = "feed {i}"']
     path = tmp / "bench.toml"

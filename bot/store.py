@@ -17,6 +17,7 @@ from sqlmodel import Session, col
 
 from bot.dedup import Candidate, Fingerprint
 from bot.feeds.fetch import FetchOutcome, Validators
+from bot.feeds.normalise import canonical_url
 from bot.models import Delivery, Feed, Item, ItemKey, PollRun, Story, Subscriber
 from bot.records import Entry, FeedSpec
 
@@ -180,9 +181,13 @@ def find_exact(
     ).first()
     if same_guid is not None:
         return ExactHit(int(same_guid[0]), same_guid[1], str(same_guid[2]), True, "guid")
-    conditions = [col(Item.link) == entry.link]
+    conditions = []
+    if entry.link != canonical_url(entry.feed_url):  # no link of its own: not a key
+        conditions.append(col(Item.link) == entry.link)
     if title_key:
         conditions.append((col(Item.title_key) == title_key) & (col(Item.first_seen) >= since))
+    if not conditions:
+        return None
     row = session.execute(
         select(Item.id, Item.story_id, Item.decision, Item.link)
         .where(or_(*conditions))

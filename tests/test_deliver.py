@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot import outbox, subscriptions
+from bot.db import make_engine
 from bot.models import Delivery, Subscriber
 from bot.outbox import make_owner, owner_is_dead
 from bot.subscriptions import Chat
@@ -353,3 +355,17 @@ def test_backoff_grows_and_is_capped() -> None:
     delays = [backoff(n, base=2, cap=60, rand=lambda: 0.5) for n in range(1, 9)]
     assert delays == [2, 4, 8, 16, 32, 60, 60, 60]
     assert backoff(3, base=2, cap=60, rand=lambda: 0.0) == 4.0
+
+
+async def test_a_database_that_is_gone_is_logged_and_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gone = make_engine("postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=1")
+    deliverer = Deliverer(gone, ConsoleSender(io.StringIO()), owner=make_owner(), policy=FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(deliverer.run(stop))
+    await wait_until(lambda: "could not claim deliveries" in caplog.text, within=10)
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert "OperationalError" in caplog.text and "retrying in" in caplog.text
+    gone.dispose()

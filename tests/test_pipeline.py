@@ -355,3 +355,23 @@ def test_poll_once_and_feeds_commands(
     lines = {line.split("  ")[0].strip(): line for line in health.stdout.splitlines()[2:]}
     assert "ok (200)" in lines["wire"]
     assert "error (500)" in lines["bad feed"] and "HTTP 500" in lines["bad feed"]
+
+
+def test_entries_without_links_are_not_duplicates_of_each_other(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    body = f"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>no links</title>
+<item><guid isPermaLink="false">a1</guid><title>{AIRSPACE["title"]}</title>
+<description>{AIRSPACE["summary"].replace("<", "&lt;")}</description>
+<pubDate>{AIRSPACE["published"]}</pubDate></item>
+<item><guid isPermaLink="false">a2</guid><title>Niger nationalises Orano-run Somair uranium mine</title>
+<description>Niger's military government said it was nationalising Somair, the uranium mining
+company near Arlit operated by France's Orano.</description>
+<pubDate>{AIRSPACE_FR["published"]}</pubDate></item>
+</channel></rss>""".encode()
+    url = feed_server.add("/nolinks.xml", body=body)
+    settings = settings_for(tmp_path, database_url, [("nolinks", url)])
+    report = cycle(settings, engine)
+    assert decisions(report) == {"a1": "new", "a2": "new"}
+    assert {v.entry.link for v in report.verdicts} == {url}

@@ -2,8 +2,8 @@
 
 One `Deliverer` per process. It keeps at most `policy.window` deliveries claimed (state
 `sending`, leased to it); each becomes a task that renders the story (cached briefly),
-waits its turn (per-chat pacing, then PTB's AIORateLimiter: 30/s overall, 20/min per
-group) and sends. Outcomes (see `sender`):
+waits its turn (per-chat pacing, then PTB's AIORateLimiter: 29/s overall, 19/min per
+group, see bot/telegram/app.py) and sends. Outcomes (see `sender`):
 
     Sent        → sent, with Telegram's message id, committed at once
     RetryLater  → pending again after the time Telegram asked; not an attempt
@@ -19,9 +19,10 @@ on the wire when the process dies (or a TimedOut): Telegram may have delivered i
 cannot ask. Policy: at least once. Such rows return to pending (bot/outbox.py `recover`)
 and are sent again, so the duplicate window is at most the number of requests in flight
 at the moment of the crash, bounded by `window` and in practice by the rate: at 29
-messages/s and ~50 ms per request, one or two. Rows claimed but still waiting for the rate
-limiter were never sent and come back without a duplicate. `tests/test_run_e2e.py` and
-`bench/fanout.py --kill` measure it.
+messages/s and ~50 ms per request, one or two (measured: 2 per SIGKILL in every trial of
+`bench/fanout.py --kill`, and exactly the sends Telegram had accepted but the database had
+not yet recorded; `tests/test_run_e2e.py` checks that equality). Rows claimed but still
+waiting for the rate limiter were never sent and come back without a duplicate.
 
 Shutdown (`stop`): no new claims; in-flight sends get `grace` seconds to finish and be
 recorded; whatever has not finished by then is cancelled and released to pending.
@@ -30,6 +31,7 @@ recorded; whatever has not finished by then is cancelled and released to pending
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -111,12 +113,21 @@ class Deliverer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then finish or release what is claimed."""
+        failures = 0
         try:
             while not stop.is_set():
                 try:
                     await self.fill()
-                except Exception:  # the database is locked or gone: log, wait, go on
-                    log.exception("could not claim deliveries; retrying")
+                    failures = 0
+                except Exception as exc:  # the database is locked or gone: log, wait, go on
+                    failures += 1
+                    pause = min(60.0, self.policy.idle_poll * 2**failures)
+                    first_line = (str(exc).splitlines() or [""])[0][:200]
+                    log.error("could not claim deliveries (%s: %s); retrying in %.0f s",
+                              type(exc).__name__, first_line, pause)  # fmt: skip
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=pause)
+                    continue
                 await self._idle(stop)
         finally:
             await self.shutdown()
