@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
 
 from bot import models  # noqa: F401 - registers the tables on SQLModel.metadata
 from bot.settings import sqlalchemy_url
@@ -40,8 +40,8 @@ def make_engine(database_url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables (Alembic migrations replace this for upgrades)."""
-    SQLModel.metadata.create_all(engine)
+    """Bring the schema to the newest migration (creates it on an empty database)."""
+    upgrade_schema(engine)
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

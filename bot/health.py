@@ -19,7 +19,7 @@ def check_health(settings: Settings) -> tuple[bool, str]:
     try:
         with Session(engine) as session:
             last = session.execute(
-                select(PollRun.finished_at)
+                select(col(PollRun.finished_at))
                 .where(col(PollRun.finished_at).is_not(None))
                 .order_by(col(PollRun.finished_at).desc())
                 .limit(1)

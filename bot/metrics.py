@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.models import Delivery, Story, Subscriber
 
@@ -63,15 +63,17 @@ class DatabaseCollector(Collector):
         try:
             with Session(self._engine) as session:
                 for alerted, n in session.execute(
-                    select(Story.alerted, func.count()).group_by(Story.alerted)
+                    select(col(Story.alerted), func.count()).group_by(col(Story.alerted))
                 ):
                     stories.add_metric([str(bool(alerted)).lower()], n)
                 for state, n in session.execute(
-                    select(Delivery.state, func.count()).group_by(Delivery.state)
+                    select(col(Delivery.state), func.count()).group_by(col(Delivery.state))
                 ):
                     deliveries.add_metric([state], n)
                 active = session.execute(
-                    select(func.count()).select_from(Subscriber).where(Subscriber.active == True)  # noqa: E712
+                    select(func.count())
+                    .select_from(Subscriber)
+                    .where(col(Subscriber.active).is_(True))
                 ).scalar_one()
                 subscribers.add_metric([], active)
         except SQLAlchemyError:

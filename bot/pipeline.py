@@ -27,14 +27,22 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot import metrics, store
-from bot.dedup import SeedPrint, fingerprint, index_keys, judge, seed_print, title_key
+from bot.dedup import (
+    Fingerprint,
+    SeedPrint,
+    fingerprint,
+    index_keys,
+    judge,
+    seed_print,
+    title_key,
+)
 from bot.errors import ParseError
 from bot.feeds.fetch import Fetcher, FetchOutcome, backoff_delay, make_client
 from bot.feeds.parse import parse_feed
 from bot.language import detect_language
 from bot.match import Matcher, compile_rules, load_rules
 from bot.models import utcnow
-from bot.records import Entry, Verdict
+from bot.records import Decision, Entry, Verdict
 from bot.seeds import load_seeds
 from bot.settings import Settings
 from bot.summarise import summarise
@@ -208,78 +216,82 @@ class Pipeline:
         )
 
     def _decide(self, session: Session, feed_id: int, entry: Entry, now: datetime) -> Verdict:
+        """Decide one entry and store it (with its story and outbox rows when it is new)."""
         language = detect_language(f"{entry.title}. {entry.text}", entry.language)
         if language != entry.language:
             entry = dataclasses.replace(entry, language=language)
         window = timedelta(days=self.settings.dedup.window_days)
-        when = min(entry.published or now, now)
         tkey = title_key(entry.title)
-
-        def keep(
-            decision: str,
-            reasons: Sequence[str],
-            story_id: int | None = None,
-            fp: str = "",
-            text: str | None = None,
-        ) -> int:
-            stored = entry if text is None else dataclasses.replace(entry, text=text)
-            return store.add_item(
-                session,
-                feed_id=feed_id,
-                entry=stored,
-                title_key=tkey,
-                decision=decision,
-                reasons=reasons,
-                story_id=story_id,
-                fingerprint=fp,
-                now=now,
-            )
-
         hit = store.find_exact(session, feed_id, entry, tkey, since=now - window)
+        fp: Fingerprint | None = None
+        if hit is not None and hit.same_feed_guid:
+            return Verdict(entry, "seen", hit.story_id, (f"already stored (same {hit.key})",))
         if hit is not None:
-            if hit.same_feed_guid:
-                return Verdict(entry, "seen", hit.story_id, (f"already stored (same {hit.key})",))
             reasons = (f"same {hit.key} as item {hit.item_id}",)
-            if hit.story_id is not None:
-                keep("duplicate", reasons, hit.story_id)
-                return Verdict(entry, "duplicate", hit.story_id, reasons)
-            keep("seen", reasons, text=entry.text[:IRRELEVANT_TEXT_CHARS])
-            return Verdict(entry, "seen", None, reasons)
+            decision: Decision = "duplicate" if hit.story_id is not None else "seen"
+            verdict = Verdict(entry, decision, hit.story_id, reasons)
+        else:
+            verdict, fp = self._judge(session, entry, now, window)
+        self._record(session, feed_id, verdict, tkey, fp, now)
+        return verdict
 
+    def _judge(
+        self, session: Session, entry: Entry, now: datetime, window: timedelta
+    ) -> tuple[Verdict, Fingerprint | None]:
+        """match → dedup → summarise; a new story and its outbox rows are written here."""
         match = self._matcher.match(entry.title, entry.text, entry.language)
         if not match.relevant:
-            keep("irrelevant", match.reasons, text=entry.text[:IRRELEVANT_TEXT_CHARS])
-            return Verdict(entry, "irrelevant", None, match.reasons)
-
+            return Verdict(entry, "irrelevant", None, match.reasons), None
         fp = fingerprint(entry.title, entry.text, entry.language)
-        keys = index_keys(fp)
+        when = min(entry.published or now, now)
         candidates = store.find_candidates(
             session,
-            keys,
+            index_keys(fp),
             low=when - window,
             high=when + window,
             limit=self.settings.dedup.max_candidates,
         )
         novelty = judge(fp, self._seeds, candidates)
-        reasons = (*match.reasons, *novelty.reasons)
-        fp_json = fp.to_json()
+        reasons: tuple[str, ...] = (*match.reasons, *novelty.reasons)
         if novelty.kind == "seed":
-            keep("seed", reasons, fp=fp_json)
-            return Verdict(entry, "seed", None, reasons)
+            return Verdict(entry, "seed", None, reasons), fp
         if novelty.kind == "duplicate" and novelty.story_id is not None:
-            item_id = keep("duplicate", reasons, novelty.story_id, fp_json)
-            store.index_item(session, item_id, novelty.story_id, keys, when)
-            return Verdict(entry, "duplicate", novelty.story_id, reasons)
-
+            return Verdict(entry, "duplicate", novelty.story_id, reasons), fp
         stale = self._is_stale(entry, now)
         summary = summarise(entry.title, entry.text, known=[s.fingerprint for s in self._seeds])
         story_id, _ = store.add_story(session, entry, summary=summary, alerted=not stale, now=now)
-        decision = "stale" if stale else "new"
         if stale:
             reasons = (*reasons, f"published more than {self.settings.max_age_hours:g} h ago")
-        item_id = keep(decision, reasons, story_id, fp_json)
-        store.index_item(session, item_id, story_id, keys, when)
-        return Verdict(entry, decision, story_id, reasons)
+            return Verdict(entry, "stale", story_id, reasons), fp
+        return Verdict(entry, "new", story_id, reasons), fp
+
+    @staticmethod
+    def _record(
+        session: Session,
+        feed_id: int,
+        verdict: Verdict,
+        tkey: str,
+        fp: Fingerprint | None,
+        now: datetime,
+    ) -> None:
+        """Store the item; one that belongs to a story goes into the dedup index too."""
+        entry = verdict.entry
+        if verdict.decision in ("irrelevant", "seen"):
+            entry = dataclasses.replace(entry, text=entry.text[:IRRELEVANT_TEXT_CHARS])
+        item_id = store.add_item(
+            session,
+            feed_id=feed_id,
+            entry=entry,
+            title_key=tkey,
+            decision=verdict.decision,
+            reasons=verdict.reasons,
+            story_id=verdict.story_id,
+            fingerprint=fp.to_json() if fp is not None else "",
+            now=now,
+        )
+        if fp is not None and verdict.story_id is not None:
+            when = min(entry.published or now, now)
+            store.index_item(session, item_id, verdict.story_id, index_keys(fp), when)
 
     def _is_stale(self, entry: Entry, now: datetime) -> bool:
         limit = self.settings.max_age_hours

@@ -58,7 +58,7 @@ def is_postgres(session: Session) -> bool:
 
 def sync_feeds(session: Session, specs: Sequence[FeedSpec]) -> None:
     """Make sure every configured feed has a row, with its current name and language."""
-    existing = {f.url: f for f in session.exec(select(Feed)).scalars()}  # type: ignore[call-overload]
+    existing = {f.url: f for f in session.execute(select(Feed)).scalars()}
     for spec in specs:
         row = existing.get(spec.url)
         if row is None:
@@ -81,7 +81,7 @@ def claim_due_feeds(
 
     `force` ignores backoff (a manual `poll-once`) but never another replica's lease.
     """
-    due = select(Feed.id).where(col(Feed.url).in_(urls))
+    due = select(col(Feed.id)).where(col(Feed.url).in_(urls))
     due = due.where(or_(col(Feed.lease_until).is_(None), col(Feed.lease_until) < now))
     if not force:
         due = due.where(or_(col(Feed.next_poll_at).is_(None), col(Feed.next_poll_at) <= now))
@@ -175,7 +175,7 @@ def find_exact(
     Among link and title matches, an item that belongs to a story wins.
     """
     same_guid = session.execute(
-        select(Item.id, Item.story_id, Item.decision)
+        select(col(Item.id), col(Item.story_id), col(Item.decision))
         .where(col(Item.feed_id) == feed_id, col(Item.guid) == entry.guid)
         .limit(1)
     ).first()
@@ -189,7 +189,7 @@ def find_exact(
     if not conditions:
         return None
     row = session.execute(
-        select(Item.id, Item.story_id, Item.decision, Item.link)
+        select(col(Item.id), col(Item.story_id), col(Item.decision), col(Item.link))
         .where(or_(*conditions))
         .order_by(col(Item.story_id).is_(None), col(Item.id))
         .limit(1)
@@ -214,7 +214,7 @@ def find_candidates(
         return []
     shared = func.count().label("shared")
     best = (
-        select(ItemKey.item_id, ItemKey.story_id, ItemKey.published, shared)
+        select(col(ItemKey.item_id), col(ItemKey.story_id), col(ItemKey.published), shared)
         .where(col(ItemKey.key).in_(key_list))
         .where(col(ItemKey.published) >= low, col(ItemKey.published) <= high)
         .group_by(col(ItemKey.item_id), col(ItemKey.story_id), col(ItemKey.published))
@@ -222,7 +222,7 @@ def find_candidates(
         .limit(limit)
     ).subquery()
     rows = session.execute(
-        select(best.c.item_id, best.c.story_id, best.c.published, Item.fingerprint).join(
+        select(best.c.item_id, best.c.story_id, best.c.published, col(Item.fingerprint)).join(
             Item, col(Item.id) == best.c.item_id
         )
     ).all()
@@ -310,7 +310,7 @@ def add_story(
         return story.id, 0
     subscribers = select(
         literal(story.id),
-        Subscriber.id,
+        col(Subscriber.id),
         literal("pending"),
         literal(0),
         literal(now, Delivery.__table__.c.next_attempt_at.type),  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ Create Date: ${create_date}
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel  # noqa: F401 - autogenerate emits sqlmodel.sql.sqltypes.AutoString
+import sqlmodel.sql.sqltypes  # noqa: F401 - autogenerate emits its AutoString
 from alembic import op
 
 import bot.models  # noqa: F401 - custom column types
