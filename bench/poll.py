@@ -202,7 +202,6 @@ def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
     from sqlalchemy import insert
     from sqlmodel import Session
 
-    from bot import store
     from bot.db import create_schema, make_engine
     from bot.dedup import fingerprint, index_keys, title_key
     from bot.models import Feed, Item, ItemKey, Story, utcnow

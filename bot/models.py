@@ -159,3 +159,12 @@ class PollRun(SQLModel, table=True):
     entries: int = 0
     new_stories: int = 0
     error: str | None = None
+
+
+class Lease(SQLModel, table=True):
+    """A named role only one replica may hold at a time (e.g. reading Telegram updates)."""
+
+    name: str = Field(primary_key=True)
+    owner: str
+    acquired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -365,7 +365,8 @@ def test_entries_without_links_are_not_duplicates_of_each_other(
 <item><guid isPermaLink="false">a1</guid><title>{AIRSPACE["title"]}</title>
 <description>{AIRSPACE["summary"].replace("<", "&lt;")}</description>
 <pubDate>{AIRSPACE["published"]}</pubDate></item>
-<item><guid isPermaLink="false">a2</guid><title>Niger nationalises Orano-run Somair uranium mine</title>
+<item><guid isPermaLink="false">a2</guid>
+<title>Niger nationalises Orano-run Somair uranium mine</title>
 <description>Niger's military government said it was nationalising Somair, the uranium mining
 company near Arlit operated by France's Orano.</description>
 <pubDate>{AIRSPACE_FR["published"]}</pubDate></item>

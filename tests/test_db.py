@@ -1,0 +1,65 @@
+"""Schema migrations on SQLite and PostgreSQL: an old schema with data upgrades intact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import inspect, text
+from sqlmodel import Session
+
+from bot.db import make_engine, schema_revision, upgrade_schema
+from bot.leases import acquire
+
+
+def test_old_schema_with_data_upgrades_intact(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        upgrade_schema(engine, "0001")
+        assert schema_revision(engine) == "0001"
+        assert "lease" not in inspect(engine).get_table_names()
+        when = datetime(2026, 11, 1, 12, 0)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO feed (url, name, language, last_status, consecutive_failures)"
+                    " VALUES ('https://x.test/rss', 'X', 'fr', 'ok', 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO story (created_at, title, link, feed_name, language, summary,"
+                    " alerted) VALUES (:w, 'Titre', 'https://x.test/a', 'X', 'fr', 'Résumé.',"
+                    " true)"
+                ),
+                {"w": when},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (chat_id, thread_id, chat_type, active, created_at,"
+                    " updated_at) VALUES (-1001234567890, 7, 'supergroup', true, :w, :w)"
+                ),
+                {"w": when},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (story_id, subscriber_id, state, attempts,"
+                    " next_attempt_at, created_at) VALUES (1, 1, 'pending', 0, :w, :w)"
+                ),
+                {"w": when},
+            )
+        upgrade_schema(engine)
+        assert schema_revision(engine) == "0002"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT name, language FROM feed")).one() == ("X", "fr")
+            assert conn.execute(text("SELECT summary FROM story")).scalar_one() == "Résumé."
+            assert conn.execute(text("SELECT chat_id, thread_id FROM subscriber")).one() == (
+                -1001234567890,
+                7,
+            )
+            assert conn.execute(text("SELECT state FROM delivery")).scalar_one() == "pending"
+        with Session(engine) as session:  # the new table works
+            assert acquire(session, "updates", "me", timedelta(seconds=30), now=datetime.now(UTC))
+        upgrade_schema(engine)  # idempotent
+        assert schema_revision(engine) == "0002"
+    finally:
+        engine.dispose()
