@@ -112,14 +112,25 @@ def ops_app(health: Callable[[], tuple[bool, str]], metrics_app: WsgiApp) -> Wsg
     return app
 
 
-def start_ops_server(
-    host: str, port: int, engine: Engine, health: Callable[[], tuple[bool, str]]
-) -> WSGIServer:
-    """Serve the ops endpoint from a daemon thread; `server.shutdown()` stops it."""
-    REGISTRY.register(DatabaseCollector(engine))
-    server = make_server(
-        host, port, ops_app(health, make_wsgi_app(REGISTRY)), handler_class=_QuietHandler
-    )
-    threading.Thread(target=server.serve_forever, name="ops-http", daemon=True).start()
-    log.info("ops endpoint on http://%s:%d (/healthz, /metrics)", host, server.server_port)
-    return server
+class OpsServer:
+    """The ops endpoint served from a daemon thread; `stop()` ends it."""
+
+    def __init__(
+        self, host: str, port: int, engine: Engine, health: Callable[[], tuple[bool, str]]
+    ) -> None:
+        self._collector = DatabaseCollector(engine)
+        REGISTRY.register(self._collector)
+        app = ops_app(health, make_wsgi_app(REGISTRY))
+        self._server: WSGIServer = make_server(host, port, app, handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="ops-http", daemon=True
+        )
+        self._thread.start()
+        log.info("ops endpoint on http://%s:%d (/healthz, /metrics)", host, self.port)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        REGISTRY.unregister(self._collector)
