@@ -23,7 +23,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, TextIO
-from wsgiref.simple_server import WSGIServer
 
 from sqlalchemy.engine import Engine
 from telegram.error import NetworkError
@@ -31,6 +30,7 @@ from telegram.error import NetworkError
 from bot import subscriptions
 from bot.db import create_schema, make_engine
 from bot.errors import SahelWatchError
+from bot.metrics import OpsServer
 from bot.outbox import make_owner
 from bot.scheduler import Jobs, build_scheduler
 from bot.seeds import load_seeds
@@ -183,18 +183,24 @@ async def _serve(
     finally:
         log.info("stopping")
         scheduler.shutdown(wait=False)
-        if application is not None and application.updater is not None:
-            with contextlib.suppress(Exception):
-                await application.updater.stop()
-        await jobs.settle(POLL_SETTLE_SECONDS)
+        await asyncio.gather(_stop_updates(application), jobs.settle(POLL_SETTLE_SECONDS))
         stop_delivery.set()
         await drain
         if application is not None:
             await _close_quietly(application)
         await pipeline.aclose()
         if ops is not None:
-            ops.shutdown()
+            ops.stop()
         log.info("stopped")
+
+
+async def _stop_updates(application: App | None) -> None:
+    """No more commands: stop long polling (or the webhook server)."""
+    if application is not None and application.updater is not None:
+        try:
+            await application.updater.stop()
+        except Exception:
+            log.warning("Telegram updates did not stop cleanly", exc_info=True)
 
 
 async def _close_quietly(application: App) -> None:
@@ -204,13 +210,12 @@ async def _close_quietly(application: App) -> None:
         log.warning("Telegram client did not shut down cleanly", exc_info=True)
 
 
-def _start_ops(settings: Settings, engine: Engine) -> WSGIServer | None:
+def _start_ops(settings: Settings, engine: Engine) -> OpsServer | None:
     if not settings.ops.metrics_port:
         return None
     from bot.health import check_health
-    from bot.metrics import start_ops_server
 
-    return start_ops_server(
+    return OpsServer(
         settings.ops.metrics_host, settings.ops.metrics_port, engine, lambda: check_health(settings)
     )
 
