@@ -45,8 +45,11 @@ WORKDIR /app
 COPY config ./config
 COPY seeds ./seeds
 
+# The ops endpoint stays off until METRICS_PORT is set; in a container it must listen
+# beyond loopback to be reachable through a published port.
 ENV SAHEL_WATCH_CONFIG=/app/config/sahel-watch.toml \
-    DATABASE_URL=sqlite:////data/sahel-watch.db
+    DATABASE_URL=sqlite:////data/sahel-watch.db \
+    METRICS_HOST=0.0.0.0
 
 USER 10001:10001
 VOLUME ["/data"]

@@ -138,8 +138,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     ):
         if env.get(var):
             overrides[key] = env[var]
-    if env.get("METRICS_PORT"):
-        overrides["ops"] = {**raw.get("ops", {}), "metrics_port": env["METRICS_PORT"]}
+    ops = dict(raw.get("ops", {}))
+    for var, key in (("METRICS_PORT", "metrics_port"), ("METRICS_HOST", "metrics_host")):
+        if env.get(var):
+            ops[key] = env[var]
+    if ops:
+        overrides["ops"] = ops
     try:
         settings = Settings.model_validate({**raw, **overrides})
     except ValidationError as exc:

@@ -39,6 +39,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
             "TELEGRAM_BOT_TOKEN": "123456:secret-token-value",
             "TELEGRAM_API_URL": "http://127.0.0.1:9999",
             "METRICS_PORT": "9100",
+            "METRICS_HOST": "0.0.0.0",
         }
     )
     assert s.database_url == "postgresql://u@h/db"
@@ -47,6 +48,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert "secret-token-value" not in repr(s)  # SecretStr hides it
     assert s.telegram_api_url == "http://127.0.0.1:9999"
     assert s.ops.metrics_port == 9100
+    assert s.ops.metrics_host == "0.0.0.0"
 
 
 def test_default_config_file_is_valid_and_has_real_feeds() -> None:
