@@ -12,7 +12,7 @@ import re
 import unicodedata
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-ELLIPSIS = "…"
+from bot.textcut import shorten
 
 # Elements whose content is never text a reader sees.
 _INVISIBLE = re.compile(
@@ -84,18 +84,6 @@ def _strip_markup(fragment: str, input_limit: int) -> str:
     return _DECLARATION.sub(" ", text)
 
 
-def _truncate(text: str, max_chars: int) -> str:
-    if len(text) <= max_chars:
-        return text
-    if max_chars <= 1:
-        return text[:max_chars]
-    cut = text[: max_chars - 1]
-    space = cut.rfind(" ")
-    if space > max_chars // 2:
-        cut = cut[:space]
-    return cut.rstrip() + ELLIPSIS
-
-
 def _clean_chars(text: str) -> str:
     return _CONTROL.sub("", html.unescape(text))
 
@@ -115,7 +103,7 @@ def html_to_text(fragment: str, *, max_chars: int = 20_000) -> str:
         text = text.replace(_PARAGRAPH_MARK, "\n\n").replace(_LINE_MARK, "\n")
         text = text.replace(" \n", "\n").replace("\n ", "\n")
         text = _BLANK_LINES.sub("\n\n", text).strip()
-    return _truncate(text, max_chars)
+    return shorten(text, max_chars)
 
 
 def clean_title(raw: str, *, max_chars: int = 500) -> str:
@@ -124,12 +112,12 @@ def clean_title(raw: str, *, max_chars: int = 500) -> str:
         return ""
     text = _strip_markup(raw, input_limit=max(8 * max_chars, 4096))
     text = text.replace(_PARAGRAPH_MARK, " ").replace(_LINE_MARK, " ")
-    return _truncate(" ".join(_clean_chars(text).split()), max_chars)
+    return shorten(" ".join(_clean_chars(text).split()), max_chars)
 
 
 def first_words(text: str, *, max_chars: int = 120) -> str:
     """A stand-in title: the start of the text on one line, cut at a word boundary."""
-    return _truncate(" ".join(text.split()), max_chars)
+    return shorten(" ".join(text.split()), max_chars)
 
 
 def _is_tracking(raw_key: str) -> bool:

@@ -21,13 +21,13 @@ from urllib.parse import urlsplit
 from telegram.constants import MessageLimit
 
 from bot.telegram.views import Source, StoryView
+from bot.textcut import shorten
 
 MAX_LENGTH: int = MessageLimit.MAX_TEXT_LENGTH
 MAX_HREF = 2048  # escaped length; a longer link is shown as text, unlinked
 MAX_OUTLET = 80
 MAX_ALSO = 10
 MIN_LIMIT = 1024  # an unlinked "Untitled" with the outlet line always fits
-ELLIPSIS = "…"
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -66,19 +66,6 @@ def anchor(text: str, url: str) -> str:
     if href is None:
         return html.escape(text, quote=False)
     return f'<a href="{html.escape(href, quote=True)}">{html.escape(text, quote=False)}</a>'
-
-
-def shorten(text: str, limit: int) -> str:
-    """At most `limit` characters, cut at a word boundary when one is near, with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    if limit <= 1:
-        return ELLIPSIS[:limit]
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space >= limit * 0.6:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-") + ELLIPSIS
 
 
 def when(moment: datetime) -> str:

@@ -9,8 +9,9 @@ import html
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.telegram.render import clean, pack, shorten, when
+from bot.telegram.render import clean, pack, when
 from bot.telegram.views import FeedHealth, StatsView, StatusView
+from bot.textcut import shorten
 
 LATEST_DEFAULT = 5
 LATEST_MAX = 20
