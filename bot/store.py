@@ -8,22 +8,91 @@ out; nothing here decides anything.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, literal, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
 from bot.dedup import Candidate, Fingerprint
 from bot.feeds.fetch import FetchOutcome, Validators
 from bot.feeds.normalise import canonical_url
-from bot.models import Delivery, Feed, Item, ItemKey, PollRun, Story, Subscriber
+from bot.models import Delivery, Feed, Item, ItemKey, PollRun, Story, Subscriber, UTCDateTime
 from bot.records import Entry, FeedSpec
 
 # Taken for the duration of a cycle's decision transaction on PostgreSQL, so that two
 # replicas never decide near-duplicates of each other at the same moment.
 DECIDE_LOCK_KEY = 0x5A4E1_0001
+
+
+# Hot statements, built once: building a statement costs more than running it on SQLite.
+_ITEM_HIT = select(col(Item.id), col(Item.story_id), col(Item.decision))
+_GUID_HIT = _ITEM_HIT.where(
+    col(Item.feed_id) == bindparam("feed_id"), col(Item.guid) == bindparam("guid")
+).limit(1)
+_STORY_FIRST = (col(Item.story_id).is_(None), col(Item.id))
+_LINK_HIT = _ITEM_HIT.where(col(Item.link) == bindparam("link")).order_by(*_STORY_FIRST).limit(1)
+_TITLE_HIT = (
+    _ITEM_HIT.where(
+        col(Item.title_key) == bindparam("title_key"), col(Item.first_seen) >= bindparam("since")
+    )
+    .order_by(*_STORY_FIRST)
+    .limit(1)
+)
+_SHARED = func.count().label("shared")
+_BEST = (
+    select(col(ItemKey.item_id), col(ItemKey.story_id), col(ItemKey.published), _SHARED)
+    .where(col(ItemKey.key).in_(bindparam("keys", expanding=True)))
+    .where(col(ItemKey.published) >= bindparam("low"), col(ItemKey.published) <= bindparam("high"))
+    .group_by(col(ItemKey.item_id), col(ItemKey.story_id), col(ItemKey.published))
+    .order_by(_SHARED.desc(), col(ItemKey.item_id).desc())
+    .limit(bindparam("limit", type_=Integer))
+).subquery()
+_CANDIDATES = select(
+    _BEST.c.item_id, _BEST.c.story_id, _BEST.c.published, col(Item.fingerprint)
+).join(Item, col(Item.id) == _BEST.c.item_id)
+# Core (table) inserts: the ORM's bulk path costs more than the rest of a decision.
+_ITEMS: Table = Item.__table__  # type: ignore[attr-defined]
+_STORIES: Table = Story.__table__  # type: ignore[attr-defined]
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
+_INSERT_ITEM = insert(_ITEMS).returning(_ITEMS.c.id)
+_INSERT_STORY = insert(_STORIES).returning(_STORIES.c.id)
+_INSERT_DELIVERIES = insert(_DELIVERIES).from_select(
+    [
+        _DELIVERIES.c[name]
+        for name in (
+            "story_id",
+            "subscriber_id",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+        )
+    ],
+    select(
+        bindparam("story_id", type_=Integer),
+        col(Subscriber.id),
+        literal("pending"),
+        literal(0),
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("now", type_=UTCDateTime()),
+    ).where(col(Subscriber.active).is_(True)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +126,25 @@ def is_postgres(session: Session) -> bool:
 
 
 def sync_feeds(session: Session, specs: Sequence[FeedSpec]) -> None:
-    """Make sure every configured feed has a row, with its current name and language."""
+    """Make sure every configured feed has a row, with its current name and language.
+
+    Replicas starting together insert the same rows: a row another one inserted first is
+    left alone (ON CONFLICT DO NOTHING), not an error.
+    """
     existing = {f.url: f for f in session.execute(select(Feed)).scalars()}
+    missing = [
+        {"url": spec.url, "name": spec.name, "language": spec.language}
+        for spec in specs
+        if spec.url not in existing
+    ]
+    if missing:
+        dialect_insert = pg_insert if is_postgres(session) else sqlite_insert
+        session.execute(
+            dialect_insert(Feed).on_conflict_do_nothing(index_elements=[col(Feed.url)]), missing
+        )
     for spec in specs:
         row = existing.get(spec.url)
-        if row is None:
-            session.add(Feed(url=spec.url, name=spec.name, language=spec.language))
-        elif (row.name, row.language) != (spec.name, spec.language):
+        if row is not None and (row.name, row.language) != (spec.name, spec.language):
             row.name, row.language = spec.name, spec.language
             session.add(row)
 
@@ -76,15 +157,27 @@ def claim_due_feeds(
     owner: str,
     lease: timedelta,
     force: bool = False,
+    polled_before: datetime | None = None,
+    reclaim_from: Collection[str] = (),
 ) -> list[FeedState]:
     """Lease the feeds among `urls` that are due and not leased by another replica.
 
-    `force` ignores backoff (a manual `poll-once`) but never another replica's lease.
+    `polled_before`: a feed polled after that time (by any replica) is not due yet, so
+    replicas whose cycles interleave poll each feed once per interval, not once each.
+    `reclaim_from`: lease owners known to be dead, whose leases count as expired.
+    `force` ignores backoff and `polled_before` (a manual `poll-once`) but never the lease
+    of a live replica.
     """
-    due = select(col(Feed.id)).where(col(Feed.url).in_(urls))
-    due = due.where(or_(col(Feed.lease_until).is_(None), col(Feed.lease_until) < now))
+    free = [col(Feed.lease_until).is_(None), col(Feed.lease_until) < now]
+    if reclaim_from:
+        free.append(col(Feed.lease_owner).in_(list(reclaim_from)))
+    due = select(col(Feed.id)).where(col(Feed.url).in_(urls), or_(*free))
     if not force:
         due = due.where(or_(col(Feed.next_poll_at).is_(None), col(Feed.next_poll_at) <= now))
+        if polled_before is not None:
+            due = due.where(
+                or_(col(Feed.last_polled_at).is_(None), col(Feed.last_polled_at) <= polled_before)
+            )
     if is_postgres(session):
         due = due.with_for_update(skip_locked=True)
     ids = list(session.execute(due).scalars())
@@ -114,15 +207,17 @@ def fetch_result_values(
     now: datetime,
     next_poll_at: datetime | None,
     error: str | None = None,
+    polled_at: datetime | None = None,
 ) -> dict[str, object]:
     """The feed row's new health after a fetch, with its lease released.
 
     `error` overrides the outcome's (a body that fetched fine but did not parse); a failed
     feed keeps its old cache validators, so its entries are fetched again next time.
+    `polled_at`: when the poll began (the claim), if not `now`.
     """
     values: dict[str, object] = {
         "id": feed.id,
-        "last_polled_at": now,
+        "last_polled_at": polled_at or now,
         "last_http_status": outcome.http_status,
         "next_poll_at": next_poll_at,
         "lease_owner": None,
@@ -152,6 +247,16 @@ def record_fetches(session: Session, rows: Sequence[dict[str, object]]) -> None:
         session.execute(update(Feed), batch)
 
 
+def feed_lease_owners(session: Session, urls: Sequence[str], *, now: datetime) -> list[str]:
+    """Who holds unexpired leases on the feeds among `urls` (to spot dead replicas)."""
+    rows = session.execute(
+        select(col(Feed.lease_owner))
+        .where(col(Feed.url).in_(urls), col(Feed.lease_until) >= now)
+        .distinct()
+    ).scalars()
+    return [owner for owner in rows if owner]
+
+
 def release_feeds(session: Session, feed_ids: Iterable[int]) -> None:
     ids = list(feed_ids)
     if ids:
@@ -174,29 +279,27 @@ def find_exact(
     Titles only count within the dedup window: a generic headline recurs over the years.
     Among link and title matches, an item that belongs to a story wins.
     """
-    same_guid = session.execute(
-        select(col(Item.id), col(Item.story_id), col(Item.decision))
-        .where(col(Item.feed_id) == feed_id, col(Item.guid) == entry.guid)
-        .limit(1)
-    ).first()
+    same_guid = session.execute(_GUID_HIT, {"feed_id": feed_id, "guid": entry.guid}).first()
     if same_guid is not None:
         return ExactHit(int(same_guid[0]), same_guid[1], str(same_guid[2]), True, "guid")
-    conditions = []
+    found = None
     if entry.link != canonical_url(entry.feed_url):  # no link of its own: not a key
-        conditions.append(col(Item.link) == entry.link)
-    if title_key:
-        conditions.append((col(Item.title_key) == title_key) & (col(Item.first_seen) >= since))
-    if not conditions:
-        return None
-    row = session.execute(
-        select(col(Item.id), col(Item.story_id), col(Item.decision), col(Item.link))
-        .where(or_(*conditions))
-        .order_by(col(Item.story_id).is_(None), col(Item.id))
-        .limit(1)
-    ).first()
+        found = _first_item(session, _LINK_HIT, {"link": entry.link}, "link")
+    if found is None and title_key:
+        params = {"title_key": title_key, "since": since}
+        found = _first_item(session, _TITLE_HIT, params, "title")
+    return found
+
+
+def _first_item(
+    session: Session,
+    statement: Select[int | None, int | None, str],
+    params: dict[str, object],
+    key: str,
+) -> ExactHit | None:
+    row = session.execute(statement, params).first()
     if row is None:
         return None
-    key = "link" if row[3] == entry.link else "title"
     return ExactHit(int(row[0]), row[1], str(row[2]), False, key)
 
 
@@ -212,19 +315,8 @@ def find_candidates(
     key_list = sorted(keys)
     if not key_list:
         return []
-    shared = func.count().label("shared")
-    best = (
-        select(col(ItemKey.item_id), col(ItemKey.story_id), col(ItemKey.published), shared)
-        .where(col(ItemKey.key).in_(key_list))
-        .where(col(ItemKey.published) >= low, col(ItemKey.published) <= high)
-        .group_by(col(ItemKey.item_id), col(ItemKey.story_id), col(ItemKey.published))
-        .order_by(shared.desc(), col(ItemKey.item_id).desc())
-        .limit(limit)
-    ).subquery()
     rows = session.execute(
-        select(best.c.item_id, best.c.story_id, best.c.published, col(Item.fingerprint)).join(
-            Item, col(Item.id) == best.c.item_id
-        )
+        _CANDIDATES, {"keys": key_list, "low": low, "high": high, "limit": limit}
     ).all()
     return [
         Candidate(
@@ -249,25 +341,23 @@ def add_item(
     fingerprint: str,
     now: datetime,
 ) -> int:
-    item = Item(
-        feed_id=feed_id,
-        guid=entry.guid,
-        link=entry.link,
-        title_key=title_key,
-        title=entry.title,
-        text=entry.text,
-        language=entry.language,
-        published=entry.published,
-        first_seen=now,
-        decision=decision,
-        story_id=story_id,
-        reasons=json.dumps(list(reasons), ensure_ascii=False),
-        fingerprint=fingerprint,
-    )
-    session.add(item)
-    session.flush()
-    assert item.id is not None
-    return item.id
+    values = {
+        "feed_id": feed_id,
+        "guid": entry.guid,
+        "link": entry.link,
+        "title_key": title_key,
+        "title": entry.title,
+        "text": entry.text,
+        "language": entry.language,
+        "published": entry.published,
+        "first_seen": now,
+        "decision": decision,
+        "story_id": story_id,
+        "reasons": json.dumps(list(reasons), ensure_ascii=False),
+        "fingerprint": fingerprint,
+    }
+    # a Core insert: the ORM's unit of work costs more than the rest of a decision
+    return int(session.execute(_INSERT_ITEM, values).scalar_one())
 
 
 def index_item(
@@ -293,36 +383,25 @@ def add_story(
 
     Both are written in the caller's transaction: the outbox. Returns (story id, deliveries).
     """
-    story = Story(
-        created_at=now,
-        title=entry.title,
-        link=entry.link,
-        feed_name=entry.feed_name,
-        language=entry.language,
-        published=entry.published,
-        summary=summary,
-        alerted=alerted,
+    story_id = int(
+        session.execute(
+            _INSERT_STORY,
+            {
+                "created_at": now,
+                "title": entry.title,
+                "link": entry.link,
+                "feed_name": entry.feed_name,
+                "language": entry.language,
+                "published": entry.published,
+                "summary": summary,
+                "alerted": alerted,
+            },
+        ).scalar_one()
     )
-    session.add(story)
-    session.flush()
-    assert story.id is not None
     if not alerted:
-        return story.id, 0
-    subscribers = select(
-        literal(story.id),
-        col(Subscriber.id),
-        literal("pending"),
-        literal(0),
-        literal(now, Delivery.__table__.c.next_attempt_at.type),  # type: ignore[attr-defined]
-        literal(now, Delivery.__table__.c.created_at.type),  # type: ignore[attr-defined]
-    ).where(col(Subscriber.active).is_(True))
-    result = session.execute(
-        insert(Delivery).from_select(
-            ["story_id", "subscriber_id", "state", "attempts", "next_attempt_at", "created_at"],
-            subscribers,
-        )
-    )
-    return story.id, max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+        return story_id, 0
+    result = session.execute(_INSERT_DELIVERIES, {"story_id": story_id, "now": now})
+    return story_id, max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
 
 
 def start_run(session: Session, now: datetime) -> int:
