@@ -71,6 +71,7 @@ _ITEMS: Table = Item.__table__  # type: ignore[attr-defined]
 _STORIES: Table = Story.__table__  # type: ignore[attr-defined]
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
 _INSERT_ITEM = insert(_ITEMS).returning(_ITEMS.c.id)
+_INSERT_KEYS = insert(ItemKey.__table__)  # type: ignore[attr-defined]
 _INSERT_STORY = insert(_STORIES).returning(_STORIES.c.id)
 _INSERT_DELIVERIES = insert(_DELIVERIES).from_select(
     [
@@ -368,7 +369,7 @@ def index_item(
         for k in sorted(set(keys))
     ]
     if rows:
-        session.execute(insert(ItemKey), rows)
+        session.execute(_INSERT_KEYS, rows)
 
 
 def add_story(
