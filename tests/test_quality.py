@@ -139,3 +139,18 @@ def test_quality_bar_on_labelled_set(
         for miss in misses:
             print("  miss:", miss)
     check_bar(recall, rows, items)
+
+
+@pytest.mark.slow
+def test_quality_bar_on_our_own_extra_items(
+    feed_server: Any, tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """106 items written for this project (other events, same kinds): a proxy for unseen news."""
+    items = json.loads(EXTRA.read_text(encoding="utf-8"))
+    rows = serve_and_poll(items, "rss", feed_server, tmp_path, database_url)
+    table, recall, misses = score(items, rows)
+    with capsys.disabled():
+        print(f"\nquality, extra items ({database_url.split(':')[0]}):\n{table}")
+        for miss in misses:
+            print("  miss:", miss)
+    check_bar(recall, rows, items)
