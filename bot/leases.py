@@ -7,6 +7,7 @@ two replicas can never both believe they hold a lease.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
@@ -17,14 +18,27 @@ from bot.models import Lease, utcnow
 
 
 def acquire(
-    session: Session, name: str, owner: str, ttl: timedelta, *, now: datetime | None = None
+    session: Session,
+    name: str,
+    owner: str,
+    ttl: timedelta,
+    *,
+    now: datetime | None = None,
+    evict: Collection[str] = (),
 ) -> bool:
-    """Take or renew lease `name` for `owner`; True when `owner` holds it afterwards."""
+    """Take or renew lease `name` for `owner`; True when `owner` holds it afterwards.
+
+    `evict`: holders known to be dead (a crashed process on this host): their lease is
+    taken at once instead of after it expires.
+    """
     now = now or utcnow()
+    free = (col(Lease.owner) == owner) | (col(Lease.expires_at) < now)
+    if evict:
+        free = free | col(Lease.owner).in_(list(evict))
     renewed = session.execute(
         update(Lease)
         .where(col(Lease.name) == name)
-        .where((col(Lease.owner) == owner) | (col(Lease.expires_at) < now))
+        .where(free)
         .values(owner=owner, expires_at=now + ttl)
         .execution_options(synchronize_session=False)
     )

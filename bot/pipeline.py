@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +39,7 @@ from bot.feeds.parse import parse_feed
 from bot.language import detect_language
 from bot.match import Matcher, compile_rules, load_rules
 from bot.models import utcnow
+from bot.outbox import make_owner, owner_is_dead
 from bot.records import Decision, Entry, Verdict
 from bot.seeds import load_seeds
 from bot.settings import Settings
@@ -74,11 +72,6 @@ class CycleReport:
     feed_errors: dict[str, str] = field(default_factory=dict)
 
 
-def make_owner_id() -> str:
-    """Who holds a lease: host, process and a random part (pids repeat in containers)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 class Pipeline:
     """Holds the long-lived parts (HTTP client, compiled rules, seeds) between cycles."""
 
@@ -92,7 +85,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.owner = owner or make_owner_id()
+        self.owner = owner or make_owner()  # the lease owner of the feeds it claims
         self._client = client or make_client(settings.limits)
         self._fetcher = Fetcher(self._client, settings.limits)
         self._matcher: Matcher = compile_rules(load_rules(settings.topics))
@@ -103,17 +96,22 @@ class Pipeline:
             session.commit()
 
     @classmethod
-    def create(cls, settings: Settings, engine: Engine) -> Pipeline:
-        return cls(settings, engine)
+    def create(cls, settings: Settings, engine: Engine, *, owner: str | None = None) -> Pipeline:
+        return cls(settings, engine, owner=owner)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def run_cycle(self, *, force: bool = False) -> CycleReport:
-        """Poll every due feed once; `force` ignores per-feed backoff."""
+    async def run_cycle(self, *, force: bool = False, spacing: float = 0.0) -> CycleReport:
+        """Poll every due feed once; `force` ignores per-feed backoff.
+
+        `spacing`: skip feeds that any replica began polling less than that many seconds
+        ago (the scheduler passes most of the poll interval, so replicas whose cycles
+        interleave share the feeds instead of each polling all of them).
+        """
         started = utcnow()
         try:
-            feeds = await asyncio.to_thread(self._claim, started, force)
+            feeds = await asyncio.to_thread(self._claim, started, force, spacing)
         except SQLAlchemyError as exc:
             return self._db_failure(started, exc)
         results = await asyncio.gather(*(self._fetch_and_parse(f) for f in feeds))
@@ -127,18 +125,25 @@ class Pipeline:
 
     # --- stages -------------------------------------------------------------------------
 
-    def _claim(self, now: datetime, force: bool) -> list[store.FeedState]:
+    def _claim(self, now: datetime, force: bool, spacing: float) -> list[store.FeedState]:
         lease = timedelta(
             seconds=max(self.settings.poll_interval, 10 * self.settings.limits.total_timeout)
         )
+        urls = [s.url for s in self._specs]
         with Session(self.engine) as session:
+            holders = store.feed_lease_owners(session, urls, now=now)
+            dead = [o for o in holders if o != self.owner and owner_is_dead(o, me=self.owner)]
+            if dead:
+                log.info("taking over feeds leased by %d process(es) that died", len(dead))
             claimed = store.claim_due_feeds(
                 session,
-                [s.url for s in self._specs],
+                urls,
                 now=now,
                 owner=self.owner,
                 lease=lease,
                 force=force,
+                polled_before=now - timedelta(seconds=spacing) if spacing > 0 else None,
+                reclaim_from=dead,
             )
             session.commit()
         return claimed
@@ -186,6 +191,7 @@ class Pipeline:
                         now=now,
                         next_poll_at=self._next_poll(result, now) if error else None,
                         error=result.error,
+                        polled_at=started,
                     )
                 )
             store.record_fetches(session, health)
@@ -328,11 +334,21 @@ class Pipeline:
 
 
 def _count(report: CycleReport) -> None:
+    """Metrics and one log line per cycle."""
     metrics.POLLS.labels(result="ok").inc()
     for name in report.feed_errors:
         metrics.FETCH_ERRORS.labels(feed=name).inc()
+    decisions: dict[str, int] = {}
     for verdict in report.verdicts:
         metrics.ITEMS.labels(decision=verdict.decision).inc()
+        decisions[verdict.decision] = decisions.get(verdict.decision, 0) + 1
+    log.info(
+        "poll cycle: %d feeds polled, %d failed; %s; %.1f s",
+        report.feeds_polled,
+        report.feeds_failed,
+        ", ".join(f"{n} {d}" for d, n in sorted(decisions.items())) or "no new entries",
+        (report.finished - report.started).total_seconds(),
+    )
 
 
 def _oldest_first(results: Sequence[FeedResult], now: datetime) -> list[tuple[int, Entry]]:

@@ -3,7 +3,15 @@
     scheduler ──► poll job (Pipeline.run_cycle: stories + outbox rows) ──► wakes the deliverer
               └─► housekeeping job (renew delivery leases, recover interrupted deliveries)
     deliverer ──► drains the outbox to Telegram (or to stdout in console mode)
-    Telegram  ──► long polling (or webhook) for the chat commands
+    Telegram  ──► long polling (or webhook) for the chat commands, while this replica holds
+                  the "telegram-updates" lease (bot/role.py)
+
+Several replicas may share one PostgreSQL database. Each feed is polled by one replica per
+interval (a lease on the feed row, and a feed polled less than `POLL_SPACING` of the
+interval ago by any replica is not due); each delivery row is sent by the one replica that
+claimed it (bot/outbox.py); only the holder of the updates lease reads Telegram updates,
+and another replica takes over within 1.25 × `telegram.updates_lease_seconds` when it
+dies. Every replica sends alerts.
 
 With TELEGRAM_BOT_TOKEN unset, the bot runs in console mode: a console pseudo-subscriber
 receives every alert through the same outbox path and the deliverer prints its text.
@@ -32,6 +40,7 @@ from bot.db import create_schema, make_engine
 from bot.errors import SahelWatchError
 from bot.metrics import OpsServer
 from bot.outbox import make_owner
+from bot.role import LeasedRole
 from bot.scheduler import Jobs, build_scheduler
 from bot.seeds import load_seeds
 from bot.settings import Settings
@@ -40,7 +49,9 @@ from bot.telegram.app import (
     build_application,
     sender_for,
     start_application,
+    start_updates,
     stop_application,
+    stop_updates,
 )
 from bot.telegram.deliver import Deliverer, Policy
 from bot.telegram.sender import ConsoleSender, Sender
@@ -48,6 +59,11 @@ from bot.telegram.sender import ConsoleSender, Sender
 log = logging.getLogger(__name__)
 
 POLL_SETTLE_SECONDS = 8.0  # under the 10 s a container stop allows
+# A feed that any replica began polling within this part of the interval is not due yet:
+# below the 90 % a replica's own cycles can come early (scheduler jitter is 0..10 %), above
+# the 50 % at which two replicas with interleaved cycles could each poll it once.
+POLL_SPACING = 0.75
+UPDATES_LEASE = "telegram-updates"
 
 CONSOLE_BANNER = (
     "Sahel Watch is running in console mode: TELEGRAM_BOT_TOKEN is not set, so every alert "
@@ -61,7 +77,7 @@ class TelegramUnavailable(SahelWatchError):
 
 
 class Cycle(Protocol):
-    async def run_cycle(self) -> object: ...
+    async def run_cycle(self, *, spacing: float = ...) -> object: ...
 
     async def aclose(self) -> None: ...
 
@@ -105,10 +121,10 @@ def seed_lines(settings: Settings) -> tuple[str, ...]:
     return tuple(seed.title for seed in load_seeds(Path(settings.seeds_dir)))
 
 
-def _pipeline(settings: Settings, engine: Engine) -> Cycle:
+def _pipeline(settings: Settings, engine: Engine, owner: str) -> Cycle:
     from bot.pipeline import Pipeline  # the ingestion half loads only when the bot runs
 
-    return Pipeline.create(settings, engine)
+    return Pipeline.create(settings, engine, owner=owner)
 
 
 async def run(
@@ -147,7 +163,7 @@ async def _serve(
     else:
         application = build_application(settings, engine, seeds=seeds)
         try:
-            await start_application(application, settings)
+            await start_application(application, settings, updates=False)
         except NetworkError as exc:
             await _close_quietly(application)
             raise TelegramUnavailable(
@@ -156,12 +172,12 @@ async def _serve(
         await asyncio.to_thread(subscriptions.retire_console, engine)
         sender = sender_for(application)
 
-    pipeline = _pipeline(settings, engine)
+    pipeline = _pipeline(settings, engine, owner)
     deliverer = Deliverer(engine, sender, owner=owner, policy=policy, console=application is None)
     await deliverer.recover()  # rows a dead local process left mid-send: pending again
 
     async def poll() -> None:
-        report = await pipeline.run_cycle()
+        report = await pipeline.run_cycle(spacing=settings.poll_interval * POLL_SPACING)
         if getattr(report, "new_story_ids", None):
             deliverer.wake()
 
@@ -174,8 +190,10 @@ async def _serve(
         jobs, poll=poll, poll_interval=settings.poll_interval, housekeeping=housekeeping
     )
     ops = _start_ops(settings, engine)
-    stop_delivery = asyncio.Event()
+    stop_delivery, stop_roles = asyncio.Event(), asyncio.Event()
     drain = asyncio.create_task(deliverer.run(stop_delivery), name="deliverer")
+    reader = _updates_role(settings, engine, owner, application)
+    reading = asyncio.create_task(reader.run(stop_roles), name="updates") if reader else None
     scheduler.start()
     log.info("running: polling %d feeds every %g s", len(settings.feeds), settings.poll_interval)
     try:
@@ -183,7 +201,8 @@ async def _serve(
     finally:
         log.info("stopping")
         scheduler.shutdown(wait=False)
-        await asyncio.gather(_stop_updates(application), jobs.settle(POLL_SETTLE_SECONDS))
+        stop_roles.set()  # stops reading updates, then frees the lease for another replica
+        await asyncio.gather(_finish(reading), jobs.settle(POLL_SETTLE_SECONDS))
         stop_delivery.set()
         await drain
         if application is not None:
@@ -194,13 +213,30 @@ async def _serve(
         log.info("stopped")
 
 
-async def _stop_updates(application: App | None) -> None:
-    """No more commands: stop long polling (or the webhook server)."""
-    if application is not None and application.updater is not None:
-        try:
-            await application.updater.stop()
-        except Exception:
-            log.warning("Telegram updates did not stop cleanly", exc_info=True)
+def _updates_role(
+    settings: Settings, engine: Engine, owner: str, application: App | None
+) -> LeasedRole | None:
+    """Reading Telegram updates, a role for one replica at a time (none in console mode)."""
+    if application is None:
+        return None
+
+    async def start() -> None:
+        await start_updates(application, settings)
+
+    async def stop() -> None:
+        await stop_updates(application)
+
+    ttl = settings.telegram.updates_lease_seconds
+    return LeasedRole(engine, UPDATES_LEASE, owner, ttl=ttl, start=start, stop=stop)
+
+
+async def _finish(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    try:
+        await task
+    except Exception:
+        log.warning("Telegram updates did not stop cleanly", exc_info=True)
 
 
 async def _close_quietly(application: App) -> None:

@@ -71,6 +71,9 @@ class TelegramConfig(_Strict):
     webhook_listen: str = "0.0.0.0"  # noqa: S104 - the webhook must be reachable
     webhook_port: int = Field(default=8443, gt=0, lt=65536)
     max_send_attempts: int = Field(default=8, gt=0)
+    # replicas: one reads updates, holding a lease renewed every 1/4 of this (bot/role.py);
+    # another takes over within 1.25 x this after the holder dies
+    updates_lease_seconds: float = Field(default=45.0, ge=2, le=300)
 
 
 class OpsConfig(_Strict):

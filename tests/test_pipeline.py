@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot.db import create_schema, make_engine
 from bot.models import Delivery, Feed, Item, ItemKey, PollRun, Story, Subscriber
@@ -376,3 +376,42 @@ company near Arlit operated by France's Orano.</description>
     report = cycle(settings, engine)
     assert decisions(report) == {"a1": "new", "a2": "new"}
     assert {v.entry.link for v in report.verdicts} == {url}
+
+
+def test_replica_cycles_share_feeds_and_reclaim_a_dead_replicas_lease(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """Spacing keeps a second replica off feeds just polled; a dead local owner's lease is
+    taken over at once, a live one's never."""
+    urls = [feed_server.add(f"/r{n}.xml", body=rss([], title=f"r{n}")) for n in range(2)]
+    settings = settings_for(tmp_path, database_url, [(f"r{n}", u) for n, u in enumerate(urls)])
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    async def scenario() -> list[int]:
+        one, two = Pipeline.create(settings, engine), Pipeline.create(settings, engine)
+        host, namespace, _, _ = one.owner.split("|")
+        try:
+            polled = [(await one.run_cycle(spacing=60)).feeds_polled]
+            polled.append((await two.run_cycle(spacing=60)).feeds_polled)  # polled just now
+            polled.append((await two.run_cycle()).feeds_polled)  # no spacing: due again
+            for url, pid in zip(urls, (exited.stdout.strip(), alive.pid), strict=True):
+                with Session(engine) as session:
+                    feed = session.execute(select(Feed).where(col(Feed.url) == url)).scalar_one()
+                    feed.lease_owner = f"{host}|{namespace}|{pid}|crashed"
+                    feed.lease_until = datetime.now(UTC) + timedelta(hours=1)
+                    session.add(feed)
+                    session.commit()
+            polled.append((await one.run_cycle()).feeds_polled)  # the dead one's feed only
+            return polled
+        finally:
+            await one.aclose()
+            await two.aclose()
+
+    try:
+        assert asyncio.run(scenario()) == [2, 0, 2, 1]
+    finally:
+        alive.kill()
+        alive.wait()
+    assert feed_server.hits("/r0.xml") == 3 and feed_server.hits("/r1.xml") == 2

@@ -116,8 +116,14 @@ def sender_for(application: App) -> TelegramSender:
     return TelegramSender(application.bot, gate=gate)
 
 
-async def start_application(application: App, settings: Settings) -> None:
-    """Initialise (getMe), register the commands, and start receiving updates."""
+async def start_application(application: App, settings: Settings, *, updates: bool = True) -> None:
+    """Initialise (getMe), register the commands, and (with `updates`) start receiving updates.
+
+    Several replicas all start the Application (each sends alerts), but only one receives
+    updates at a time: `python -m bot run` passes `updates=False` and calls `start_updates`
+    while it holds the updates lease (bot/role.py).
+    """
+    _check_mode(settings)
     try:
         await application.initialize()
     except InvalidToken:
@@ -127,11 +133,16 @@ async def start_application(application: App, settings: Settings) -> None:
         ) from None
     await application.bot.set_my_commands([BotCommand(n, d) for n, d in replies.COMMANDS])
     await application.start()
+    if updates:
+        await start_updates(application, settings)
+
+
+async def start_updates(application: App, settings: Settings) -> None:
+    """Long polling (getUpdates), or the webhook server, into the running Application."""
     updater = application.updater
     assert updater is not None
+    _check_mode(settings)
     if settings.telegram.mode == "webhook":
-        if not settings.telegram.webhook_url:
-            raise ConfigError("telegram.webhook_url is required when telegram.mode is 'webhook'")
         token = token_of(settings)
         path = urlsplit(settings.telegram.webhook_url).path.strip("/") or "telegram"
         await updater.start_webhook(
@@ -141,7 +152,7 @@ async def start_application(application: App, settings: Settings) -> None:
             webhook_url=settings.telegram.webhook_url,
             secret_token=webhook_secret(token),
             allowed_updates=ALLOWED_UPDATES,
-        ) if _webhooks_available() else _no_webhooks()
+        )
         log.info(
             "Telegram: webhook on %s:%d/%s",
             settings.telegram.webhook_listen,
@@ -153,13 +164,29 @@ async def start_application(application: App, settings: Settings) -> None:
         log.info("Telegram: long polling as @%s", application.bot.username)
 
 
-async def stop_application(application: App) -> None:
+async def stop_updates(application: App) -> None:
+    """Stop long polling (confirming what was fetched) or the webhook server; idempotent."""
     updater = application.updater
     if updater is not None and updater.running:
         await updater.stop()
+        log.info("Telegram: no longer receiving updates")
+
+
+async def stop_application(application: App) -> None:
+    await stop_updates(application)
     if application.running:
         await application.stop()
     await application.shutdown()
+
+
+def _check_mode(settings: Settings) -> None:
+    """A webhook needs its URL and PTB's webhooks extra: say so before anything starts."""
+    if settings.telegram.mode != "webhook":
+        return
+    if not settings.telegram.webhook_url:
+        raise ConfigError("telegram.webhook_url is required when telegram.mode is 'webhook'")
+    if not _webhooks_available():
+        _no_webhooks()
 
 
 def _webhooks_available() -> bool:

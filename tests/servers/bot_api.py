@@ -58,7 +58,9 @@ class Call:
     method: str  # lower case
     params: dict[str, Any]
     status: int
-    at: float
+    at: float  # time.monotonic() when it was answered
+    began: float = 0.0  # time.monotonic() when it arrived (a long poll waits in between)
+    via: str = ""  # the extra first path segment, if the client's API root had one
 
 
 @dataclass
@@ -124,6 +126,10 @@ class BotApiServer:
     def base_url(self) -> str:
         """The Bot API root, for TELEGRAM_API_URL."""
         return f"http://127.0.0.1:{self.port}"
+
+    def url_via(self, via: str) -> str:
+        """Another root for the same API; calls through it are recorded with `via`."""
+        return f"{self.base_url}/{via}"
 
     # -- test controls -----------------------------------------------------------------
     def set_limits(self, limits: Limits) -> None:
@@ -306,7 +312,8 @@ class BotApiServer:
         return None
 
     # -- dispatch ---------------------------------------------------------------------
-    def handle(self, token: str, method: str, params: dict[str, Any]) -> Answer:
+    def handle(self, token: str, method: str, params: dict[str, Any], via: str = "") -> Answer:
+        began = time.monotonic()
         method = method.lower()
         if token != self.token:
             return error(401, "Unauthorized")
@@ -320,7 +327,7 @@ class BotApiServer:
         else:
             status, body = self._method(method, params)
         with self._cond:
-            self._calls.append(Call(method, params, status, time.monotonic()))
+            self._calls.append(Call(method, params, status, time.monotonic(), began, via))
         if delay:
             time.sleep(delay)
         if script is not None and script.lose_response:

@@ -1,7 +1,9 @@
 """HTTP plumbing of the Bot API test server: the listener, request bodies, JSON answers.
 
 Requests are `/bot<token>/<method>` with a form-encoded, multipart or JSON body (or a query
-string); the answer is Telegram's envelope, `{"ok": …, "result"|"description": …}`.
+string); the answer is Telegram's envelope, `{"ok": …, "result"|"description": …}`. A path
+may start with one extra segment, `/<via>/bot<token>/<method>`: the same API, with `via`
+recorded, so tests can tell apart clients given different roots (e.g. two replicas).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 Answer = tuple[int, dict[str, Any]]
-Dispatch = Callable[[str, str, dict[str, Any]], Answer]  # (token, method, params)
+Dispatch = Callable[[str, str, dict[str, Any], str], Answer]  # (token, method, params, via)
 
-_PATH = re.compile(r"/bot([^/]*)/([A-Za-z]+)")
+_PATH = re.compile(r"(?:/([A-Za-z0-9_-]+))?/bot([^/]*)/([A-Za-z]+)")
 
 
 class Drop(Exception):
@@ -119,7 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             params = decode_params(self.headers.get("Content-Type", ""), body, parts.query)
-            status, payload = self.server.dispatch(match.group(1), match.group(2), params)
+            via = match.group(1) or ""
+            status, payload = self.server.dispatch(match.group(2), match.group(3), params, via)
         except Drop:
             self.close_connection = True
             with contextlib.suppress(OSError):
