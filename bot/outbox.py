@@ -174,6 +174,23 @@ def mark_sent(
         session.commit()
 
 
+def _settle(
+    session: Session, delivery_id: int, owner: str, *, attempt: bool, **values: object
+) -> bool:
+    """Give a claimed row its outcome and release the lease, if `owner` still holds it."""
+    result = session.execute(
+        update(Delivery)
+        .where(_mine(delivery_id, owner))
+        .values(
+            **values,
+            attempts=Delivery.attempts + (1 if attempt else 0),
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def retry_later(
     engine: Engine,
     delivery_id: int,
@@ -185,38 +202,32 @@ def retry_later(
 ) -> bool:
     """Back to pending until `at`. A 429 does not count as an attempt; other errors do."""
     with Session(engine) as session:
-        result = session.execute(
-            update(Delivery)
-            .where(_mine(delivery_id, owner))
-            .values(
-                state="pending",
-                next_attempt_at=at,
-                last_error=error[:_ERROR_CHARS],
-                attempts=Delivery.attempts + (1 if count_attempt else 0),
-                lease_owner=None,
-                lease_until=None,
-            )
+        settled = _settle(
+            session,
+            delivery_id,
+            owner,
+            attempt=count_attempt,
+            state="pending",
+            next_attempt_at=at,
+            last_error=error[:_ERROR_CHARS],
         )
         session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return settled
 
 
 def mark_failed(engine: Engine, delivery_id: int, *, owner: str, error: str) -> bool:
     """Permanently failed (Telegram refused this message, or attempts ran out)."""
     with Session(engine) as session:
-        result = session.execute(
-            update(Delivery)
-            .where(_mine(delivery_id, owner))
-            .values(
-                state="failed",
-                last_error=error[:_ERROR_CHARS],
-                attempts=Delivery.attempts + 1,
-                lease_owner=None,
-                lease_until=None,
-            )
+        settled = _settle(
+            session,
+            delivery_id,
+            owner,
+            attempt=True,
+            state="failed",
+            last_error=error[:_ERROR_CHARS],
         )
         session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return settled
 
 
 def mark_gone(
@@ -224,16 +235,13 @@ def mark_gone(
 ) -> None:
     """The chat is gone for us (blocked, deactivated, kicked): skip and turn the subscriber off."""
     with Session(engine) as session:
-        session.execute(
-            update(Delivery)
-            .where(_mine(delivery_id, owner))
-            .values(
-                state="skipped",
-                last_error=reason[:_ERROR_CHARS],
-                attempts=Delivery.attempts + 1,
-                lease_owner=None,
-                lease_until=None,
-            )
+        _settle(
+            session,
+            delivery_id,
+            owner,
+            attempt=True,
+            state="skipped",
+            last_error=reason[:_ERROR_CHARS],
         )
         deactivate(session, subscriber_id, reason)
         session.commit()
