@@ -30,7 +30,7 @@ from sqlmodel import Session, select  # noqa: E402
 
 from bot.db import create_schema, make_engine  # noqa: E402
 from bot.models import Delivery  # noqa: E402
-from bot.outbox import make_owner  # noqa: E402
+from bot.owners import make_owner  # noqa: E402
 from bot.telegram.app import build_application, sender_for  # noqa: E402
 from bot.telegram.deliver import Deliverer, Policy  # noqa: E402
 from tests.servers.bot_api import BotApiServer, Limits  # noqa: E402

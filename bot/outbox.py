@@ -15,10 +15,6 @@ requests that were on the wire when the process died (see bot/telegram/deliver.p
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.models import Delivery, Subscriber, utcnow
+from bot.owners import owner_is_dead
 from bot.subscriptions import CONSOLE, deactivate
 
 _ERROR_CHARS = 500
@@ -44,40 +41,6 @@ class Claimed:
     thread_id: int
     chat_type: str
     attempts: int  # completed attempts before this one
-
-
-def _pid_namespace() -> str:
-    with contextlib.suppress(OSError):
-        return os.readlink("/proc/self/ns/pid")
-    return "?"
-
-
-def make_owner() -> str:
-    """A lease owner id: host, pid namespace and pid (to spot dead local owners), plus a nonce."""
-    return f"{socket.gethostname()}|{_pid_namespace()}|{os.getpid()}|{uuid.uuid4().hex[:12]}"
-
-
-def owner_is_dead(owner: str, *, me: str) -> bool:
-    """True only when `owner` was a process of this host and pid namespace that is gone."""
-    parts = owner.split("|")
-    if len(parts) != 4 or owner == me:
-        return False
-    host, namespace, pid_text, _ = parts
-    if host != socket.gethostname() or namespace != _pid_namespace() or namespace == "?":
-        return False
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return True  # our pid, another owner id: that process was us before a restart
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _due(now: datetime, console: bool) -> ColumnElement[bool]:

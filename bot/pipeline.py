@@ -39,7 +39,7 @@ from bot.feeds.parse import parse_feed
 from bot.language import detect_language
 from bot.match import Matcher, compile_rules, load_rules
 from bot.models import utcnow
-from bot.outbox import make_owner, owner_is_dead
+from bot.owners import make_owner, owner_is_dead
 from bot.records import Decision, Entry, Verdict
 from bot.seeds import load_seeds
 from bot.settings import Settings

@@ -9,7 +9,7 @@ replica holds it now, or the database has not confirmed our lease for `ttl / 2` 
 down or unreachable), which stops the role well before the lease can pass to someone
 else. A holder killed without clean-up stops renewing, so another replica takes over at
 most `ttl + ttl / 4` later; at once when the dead holder was a process of this host
-(`bot.outbox.owner_is_dead`, the same test the outbox uses). A clean stop releases the
+(`bot.owners.owner_is_dead`, the same test the outbox uses). A clean stop releases the
 lease, so the next replica to look takes over without waiting for it to expire.
 
 Time comes from each replica's clock: skew between hosts shifts a takeover by the skew.
@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot import leases
-from bot.outbox import owner_is_dead
+from bot.owners import owner_is_dead
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from bot import subscriptions
 from bot.db import create_schema, make_engine
 from bot.errors import SahelWatchError
 from bot.metrics import OpsServer
-from bot.outbox import make_owner
+from bot.owners import make_owner
 from bot.role import LeasedRole
 from bot.scheduler import Jobs, build_scheduler
 from bot.seeds import load_seeds

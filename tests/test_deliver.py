@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from bot import outbox, subscriptions
 from bot.db import make_engine
 from bot.models import Delivery, Subscriber
-from bot.outbox import make_owner, owner_is_dead
+from bot.owners import make_owner, owner_is_dead
 from bot.subscriptions import Chat
 from bot.telegram.app import App, sender_for
 from bot.telegram.deliver import Deliverer, Policy, backoff
