@@ -11,6 +11,7 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Integer,
@@ -40,38 +41,41 @@ from bot.records import Entry, FeedSpec
 DECIDE_LOCK_KEY = 0x5A4E1_0001
 
 
-# Hot statements, built once: building a statement costs more than running it on SQLite.
-_ITEM_HIT = select(col(Item.id), col(Item.story_id), col(Item.decision))
+# Hot statements, built once and on the tables (Core), run on the session's connection:
+# building an ORM statement and running it through the ORM cost more than SQLite's work.
+_ITEMS: Table = Item.__table__  # type: ignore[attr-defined]
+_KEYS: Table = ItemKey.__table__  # type: ignore[attr-defined]
+_STORIES: Table = Story.__table__  # type: ignore[attr-defined]
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
+_SUBSCRIBERS: Table = Subscriber.__table__  # type: ignore[attr-defined]
+
+_ITEM_HIT = select(_ITEMS.c.id, _ITEMS.c.story_id, _ITEMS.c.decision)
 _GUID_HIT = _ITEM_HIT.where(
-    col(Item.feed_id) == bindparam("feed_id"), col(Item.guid) == bindparam("guid")
+    _ITEMS.c.feed_id == bindparam("feed_id"), _ITEMS.c.guid == bindparam("guid")
 ).limit(1)
-_STORY_FIRST = (col(Item.story_id).is_(None), col(Item.id))
-_LINK_HIT = _ITEM_HIT.where(col(Item.link) == bindparam("link")).order_by(*_STORY_FIRST).limit(1)
+_STORY_FIRST = (_ITEMS.c.story_id.is_(None), _ITEMS.c.id)
+_LINK_HIT = _ITEM_HIT.where(_ITEMS.c.link == bindparam("link")).order_by(*_STORY_FIRST).limit(1)
 _TITLE_HIT = (
     _ITEM_HIT.where(
-        col(Item.title_key) == bindparam("title_key"), col(Item.first_seen) >= bindparam("since")
+        _ITEMS.c.title_key == bindparam("title_key"), _ITEMS.c.first_seen >= bindparam("since")
     )
     .order_by(*_STORY_FIRST)
     .limit(1)
 )
 _SHARED = func.count().label("shared")
 _BEST = (
-    select(col(ItemKey.item_id), col(ItemKey.story_id), col(ItemKey.published), _SHARED)
-    .where(col(ItemKey.key).in_(bindparam("keys", expanding=True)))
-    .where(col(ItemKey.published) >= bindparam("low"), col(ItemKey.published) <= bindparam("high"))
-    .group_by(col(ItemKey.item_id), col(ItemKey.story_id), col(ItemKey.published))
-    .order_by(_SHARED.desc(), col(ItemKey.item_id).desc())
+    select(_KEYS.c.item_id, _KEYS.c.story_id, _KEYS.c.published, _SHARED)
+    .where(_KEYS.c.key.in_(bindparam("keys", expanding=True)))
+    .where(_KEYS.c.published >= bindparam("low"), _KEYS.c.published <= bindparam("high"))
+    .group_by(_KEYS.c.item_id, _KEYS.c.story_id, _KEYS.c.published)
+    .order_by(_SHARED.desc(), _KEYS.c.item_id.desc())
     .limit(bindparam("limit", type_=Integer))
 ).subquery()
 _CANDIDATES = select(
-    _BEST.c.item_id, _BEST.c.story_id, _BEST.c.published, col(Item.fingerprint)
-).join(Item, col(Item.id) == _BEST.c.item_id)
-# Core (table) inserts: the ORM's bulk path costs more than the rest of a decision.
-_ITEMS: Table = Item.__table__  # type: ignore[attr-defined]
-_STORIES: Table = Story.__table__  # type: ignore[attr-defined]
-_DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
+    _BEST.c.item_id, _BEST.c.story_id, _BEST.c.published, _ITEMS.c.fingerprint
+).join(_ITEMS, _ITEMS.c.id == _BEST.c.item_id)
 _INSERT_ITEM = insert(_ITEMS).returning(_ITEMS.c.id)
-_INSERT_KEYS = insert(ItemKey.__table__)  # type: ignore[attr-defined]
+_INSERT_KEYS = insert(_KEYS)
 _INSERT_STORY = insert(_STORIES).returning(_STORIES.c.id)
 _INSERT_DELIVERIES = insert(_DELIVERIES).from_select(
     [
@@ -87,12 +91,12 @@ _INSERT_DELIVERIES = insert(_DELIVERIES).from_select(
     ],
     select(
         bindparam("story_id", type_=Integer),
-        col(Subscriber.id),
+        _SUBSCRIBERS.c.id,
         literal("pending"),
         literal(0),
         bindparam("now", type_=UTCDateTime()),
         bindparam("now", type_=UTCDateTime()),
-    ).where(col(Subscriber.active).is_(True)),
+    ).where(_SUBSCRIBERS.c.active.is_(True)),
 )
 
 
@@ -280,7 +284,9 @@ def find_exact(
     Titles only count within the dedup window: a generic headline recurs over the years.
     Among link and title matches, an item that belongs to a story wins.
     """
-    same_guid = session.execute(_GUID_HIT, {"feed_id": feed_id, "guid": entry.guid}).first()
+    same_guid = (
+        session.connection().execute(_GUID_HIT, {"feed_id": feed_id, "guid": entry.guid}).first()
+    )
     if same_guid is not None:
         return ExactHit(int(same_guid[0]), same_guid[1], str(same_guid[2]), True, "guid")
     found = None
@@ -294,11 +300,11 @@ def find_exact(
 
 def _first_item(
     session: Session,
-    statement: Select[int | None, int | None, str],
+    statement: Select[Any, Any, Any],
     params: dict[str, object],
     key: str,
 ) -> ExactHit | None:
-    row = session.execute(statement, params).first()
+    row = session.connection().execute(statement, params).first()
     if row is None:
         return None
     return ExactHit(int(row[0]), row[1], str(row[2]), False, key)
@@ -316,9 +322,11 @@ def find_candidates(
     key_list = sorted(keys)
     if not key_list:
         return []
-    rows = session.execute(
-        _CANDIDATES, {"keys": key_list, "low": low, "high": high, "limit": limit}
-    ).all()
+    rows = (
+        session.connection()
+        .execute(_CANDIDATES, {"keys": key_list, "low": low, "high": high, "limit": limit})
+        .all()
+    )
     return [
         Candidate(
             story_id=int(story_id),
@@ -358,7 +366,7 @@ def add_item(
         "fingerprint": fingerprint,
     }
     # a Core insert: the ORM's unit of work costs more than the rest of a decision
-    return int(session.execute(_INSERT_ITEM, values).scalar_one())
+    return int(session.connection().execute(_INSERT_ITEM, values).scalar_one())
 
 
 def index_item(
@@ -369,7 +377,7 @@ def index_item(
         for k in sorted(set(keys))
     ]
     if rows:
-        session.execute(_INSERT_KEYS, rows)
+        session.connection().execute(_INSERT_KEYS, rows)
 
 
 def add_story(
@@ -385,7 +393,8 @@ def add_story(
     Both are written in the caller's transaction: the outbox. Returns (story id, deliveries).
     """
     story_id = int(
-        session.execute(
+        session.connection()
+        .execute(
             _INSERT_STORY,
             {
                 "created_at": now,
@@ -397,12 +406,13 @@ def add_story(
                 "summary": summary,
                 "alerted": alerted,
             },
-        ).scalar_one()
+        )
+        .scalar_one()
     )
     if not alerted:
         return story_id, 0
-    result = session.execute(_INSERT_DELIVERIES, {"story_id": story_id, "now": now})
-    return story_id, max(result.rowcount or 0, 0)  # type: ignore[attr-defined]
+    result = session.connection().execute(_INSERT_DELIVERIES, {"story_id": story_id, "now": now})
+    return story_id, max(result.rowcount or 0, 0)
 
 
 def start_run(session: Session, now: datetime) -> int:
