@@ -25,7 +25,7 @@ from bot.feeds.fetch import (
     make_client,
     parse_retry_after,
 )
-from bot.feeds.guard import IPAddress
+from bot.feeds.guard import IPAddress, is_public_address
 from bot.feeds.parse import parse_feed
 from bot.records import FeedSpec
 from bot.settings import Limits
@@ -368,6 +368,92 @@ async def test_every_redirect_hop_is_checked(
     assert untrusted.error.startswith("refused address 127.0.0.2")
     assert trusted.status == "changed"
     assert [r.host for r in server.requests("/inside.xml")] == ["127.0.0.2"]  # trusted only
+
+
+STRICT = LIMITS.model_copy(update={"allow_private_addresses": False})
+
+
+def stand_in_public(*public: str) -> Callable[[IPAddress], bool]:
+    """The strict policy, with chosen loopback addresses standing in for public ones."""
+    allowed = {ipaddress.ip_address(a) for a in public}
+    return lambda address: address in allowed or is_public_address(address)
+
+
+async def test_the_setting_refuses_private_redirects_and_names(
+    feed_server_factory: Callable[..., FeedServer],
+) -> None:
+    outside = feed_server_factory(hosts=2)  # 127.0.0.2 plays a public host
+    inside = feed_server_factory()  # another port on 127.0.0.1
+    inside.add("/secret.xml", FEED)
+    port = inside.port
+    targets = {
+        "other-port": (inside.url("/secret.xml"), "127.0.0.1"),
+        "mapped": (f"http://[::ffff:127.0.0.1]:{port}/secret.xml", "::ffff:7f00:1"),
+        "mapped-hex": (f"http://[::ffff:7f00:1]:{port}/secret.xml", "::ffff:7f00:1"),
+        "decimal": (f"http://2130706433:{port}/secret.xml", "127.0.0.1"),
+        "octal": (f"http://0177.0.0.1:{port}/secret.xml", "127.0.0.1"),
+        "hex": (f"http://0x7f.1:{port}/secret.xml", "127.0.0.1"),
+        "name": (f"http://localhost:{port}/secret.xml", ""),
+    }
+    urls = {
+        key: outside.add(f"/{key}", redirect_to=target)
+        for key, (target, _address) in targets.items()
+    }
+    public = outside.url("/feed.xml", host=1)
+    outside.add("/feed.xml", FEED)
+    async with fetcher_for(STRICT, address_policy=stand_in_public("127.0.0.2")) as fetcher:
+        outcomes = await asyncio.gather(
+            *(
+                fetcher.fetch(url.replace("127.0.0.1", "127.0.0.2"), Validators())
+                for url in urls.values()
+            )
+        )
+        direct = await fetcher.fetch(f"http://localhost:{port}/secret.xml", Validators())
+        allowed = await fetcher.fetch(public, Validators())
+    for (key, (_target, address)), outcome in zip(targets.items(), outcomes, strict=True):
+        assert outcome.status == "failed", key
+        assert outcome.error is not None
+        assert outcome.error.startswith(f"refused address {address}"), (key, outcome.error)
+        assert outcome.error.endswith("(not public)"), key
+    assert direct.status == "failed" and direct.error is not None
+    assert direct.error.startswith("refused address ") and direct.error.endswith("(not public)")
+    assert allowed.status == "changed" and allowed.body == FEED
+    assert inside.requests() == []  # nothing reached the private server
+    assert len(outside.requests()) == len(targets) + 1
+
+
+async def test_metadata_addresses_are_refused_by_default_before_connecting(
+    feed_server: FeedServer,
+) -> None:
+    targets = {
+        "/plain": "http://169.254.169.254/latest/meta-data/",
+        "/decimal": "http://2852039166/latest/meta-data/",
+        "/mapped": "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "/nat64": "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "/ecs": "http://169.254.170.2/v2/credentials",
+        "/aws-v6": "http://[fd00:ec2::254]/latest/meta-data/",
+        "/alibaba": "http://100.100.100.200/latest/meta-data/",
+    }
+    urls = [feed_server.add(path, redirect_to=target) for path, target in targets.items()]
+    local = feed_server.add("/feed.xml", FEED)
+    assert LIMITS.allow_private_addresses  # the default: private feeds are fine
+    started = time.perf_counter()
+    async with fetcher_for() as fetcher:
+        outcomes = await asyncio.gather(*(fetcher.fetch(u, Validators()) for u in urls))
+    elapsed = time.perf_counter() - started
+    async with fetcher_for() as fetcher:
+        loopback = await fetcher.fetch(local, Validators())
+    for path, outcome in zip(targets, outcomes, strict=True):
+        assert outcome.status == "failed", path
+        assert outcome.error is not None
+        assert outcome.error.startswith("refused address "), (path, outcome.error)
+        assert outcome.error.endswith("(cloud metadata or link-local)"), path
+        assert outcome.http_status is None
+    assert outcomes[0].error == "refused address 169.254.169.254 (cloud metadata or link-local)"
+    assert outcomes[1].error == outcomes[0].error  # the decimal spelling is the same address
+    # refused before any connection: far below the 1 s connect timeout a try would cost
+    assert elapsed < LIMITS.connect_timeout / 2
+    assert loopback.status == "changed"
 
 
 # -- concurrency ------------------------------------------------------------------------

@@ -415,3 +415,18 @@ def test_replica_cycles_share_feeds_and_reclaim_a_dead_replicas_lease(
         alive.kill()
         alive.wait()
     assert feed_server.hits("/r0.xml") == 3 and feed_server.hits("/r1.xml") == 2
+
+
+def test_a_redirect_to_a_metadata_address_fails_the_feed_with_the_reason(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    good = feed_server.add("/good.xml", body=rss([AIRSPACE], title="good"))
+    sneaky = feed_server.add("/sneaky", redirect_to="http://169.254.169.254/latest/meta-data/")
+    settings = settings_for(tmp_path, database_url, [("good", good), ("sneaky", sneaky)])
+    report = cycle(settings, engine)
+    assert decisions(report) == {"t-airspace": "new"}
+    reason = "refused address 169.254.169.254 (cloud metadata or link-local)"
+    assert report.feed_errors == {"sneaky": reason}
+    row = feed_row(engine, "sneaky")
+    assert row.last_status == "error" and row.last_error == reason
+    assert feed_row(engine, "good").last_status == "ok"

@@ -15,8 +15,13 @@ from the client plus an overall deadline per fetch (`limits.total_timeout`, whic
 also bounds a body that drips or never ends); the body cap is applied to the decoded
 bytes while they stream in, and decompression is done here with an output bound, so a
 gzip bomb costs at most the cap. Redirects are followed by hand, at most
-`limits.max_redirects` hops, each hop checked by the address guard when the feed is
-untrusted (`allow_private=False`).
+`limits.max_redirects` hops.
+
+Every hop goes through the address guard (`bot.feeds.guard`): with
+`limits.allow_private_addresses = false` only public addresses; with the default `true`
+anything but cloud metadata / link-local addresses, which only the feed's own URL may
+name. A refused hop fails the fetch ("refused address 169.254.169.254 (cloud metadata or
+link-local)") before any connection to it is opened.
 """
 
 from __future__ import annotations
@@ -100,12 +105,24 @@ def make_client(limits: Limits) -> httpx.AsyncClient:
         timeout=timeout,
         follow_redirects=False,
         trust_env=False,
+        event_hooks={"response": [_normalise_location]},
         headers={
             "User-Agent": limits.user_agent,
             "Accept": ACCEPT,
             "Accept-Encoding": "gzip, deflate",
         },
     )
+
+
+async def _normalise_location(response: httpx.Response) -> None:
+    """Write a numeric IPv4 host in Location as a dotted quad (``0177.0.0.1``).
+
+    httpx parses Location even when it does not follow redirects, and refuses some of
+    these spellings; rewritten here, the hop reaches the address guard like any other.
+    """
+    location = response.headers.get("location")
+    if location is not None:
+        response.headers["location"] = guard.normalise_url(location.strip())
 
 
 def backoff_delay(
@@ -186,7 +203,8 @@ class _Run:
 
     url: str
     validators: Validators
-    policy: guard.AddressPolicy | None
+    strict: bool  # only public addresses; else anything but metadata addresses
+    named: guard.IPAddress | None  # the address the feed's own URL spells, if it does
     deadline: asyncio.Timeout
     started: float = 0.0
 
@@ -212,23 +230,29 @@ class Fetcher:
         self._client = client
         self._limits = limits
         self._policy = address_policy
+        self._allow_private = limits.allow_private_addresses
         self._overall = asyncio.Semaphore(limits.concurrency)
         self._hosts = _HostGates(limits.per_host_concurrency)
 
     async def fetch(
-        self, url: str, validators: Validators, *, allow_private: bool = True
+        self, url: str, validators: Validators, *, allow_private: bool | None = None
     ) -> FetchOutcome:
-        """Fetch `url` with a conditional GET; never raises for a feed problem."""
+        """Fetch `url` with a conditional GET; never raises for a feed problem.
+
+        `allow_private`: None follows `limits.allow_private_addresses`.
+        """
+        if allow_private is None:
+            allow_private = self._allow_private
         run = _Run(
             url=url,
             validators=validators,
-            policy=None if allow_private else self._policy,
+            strict=not allow_private,
+            named=None,
             deadline=asyncio.timeout(None),
         )
         try:
-            with guard.address_policy(run.policy):
-                async with run.deadline:
-                    return await self._follow(run)
+            async with run.deadline:
+                return await self._follow(run)
         except TimeoutError:
             if run.deadline.expired():
                 reason = f"timed out after {self._limits.total_timeout:g} s"
@@ -256,33 +280,53 @@ class Fetcher:
         return _failed(run, _short(reason))
 
     async def _follow(self, run: _Run) -> FetchOutcome:
-        current = httpx.URL(run.url)
+        current = httpx.URL(guard.normalise_url(run.url))
+        run.named = guard.literal_address(current.host)
         seen = {str(current)}
         for _hop in range(self._limits.max_redirects + 1):
             if current.scheme not in ("http", "https"):
                 raise FetchError("invalid URL: only http and https are fetched")
             if not current.host:
                 raise FetchError("invalid URL: no host")
-            if run.policy is not None:
-                await self._check(current, run.policy)
-            async with self._hosts.hold(current.host.lower()), self._overall:
-                if not run.started:
-                    run.started = time.monotonic()
-                    loop = asyncio.get_running_loop()
-                    run.deadline.reschedule(loop.time() + self._limits.total_timeout)
-                request = self._client.build_request(
-                    "GET", current, headers=_conditional_headers(run.validators)
-                )
-                response = await self._client.send(request, stream=True)
-                try:
-                    if response.status_code in _REDIRECTS:
-                        await drain(response)
-                        current = _next_hop(response, seen)
-                        continue
-                    return await self._answer(run, response)
-                finally:
-                    await response.aclose()
+            policy = await self._hop_policy(run, current)
+            with guard.address_policy(policy):
+                async with self._hosts.hold(current.host.lower()), self._overall:
+                    if not run.started:
+                        run.started = time.monotonic()
+                        loop = asyncio.get_running_loop()
+                        run.deadline.reschedule(loop.time() + self._limits.total_timeout)
+                    request = self._client.build_request(
+                        "GET", current, headers=_conditional_headers(run.validators)
+                    )
+                    response = await self._client.send(request, stream=True)
+                    try:
+                        if response.status_code in _REDIRECTS:
+                            await drain(response)
+                            current = _next_hop(response, seen)
+                            continue
+                        return await self._answer(run, response)
+                    finally:
+                        await response.aclose()
         raise FetchError(f"too many redirects (more than {self._limits.max_redirects})")
+
+    async def _hop_policy(self, run: _Run, url: httpx.URL) -> guard.AddressPolicy:
+        """The address policy of one hop, checked here for its host before anything is sent.
+
+        An address literal is checked at once (no connection is opened to a refused one).
+        A name is resolved here only under the strict policy, which also covers a pooled
+        connection; otherwise the transport checks the addresses it connects to.
+        """
+        literal = guard.literal_address(url.host)
+        if run.strict:
+            policy = self._policy
+        else:
+            named = run.named if literal is not None and literal == run.named else None
+            policy = guard.hop_policy(guard.not_metadata, named)
+        if literal is not None:
+            guard.check_address(literal, policy)
+        elif run.strict:
+            await self._check(url, policy)
+        return policy
 
     async def _check(self, url: httpx.URL, policy: guard.AddressPolicy) -> None:
         """The address guard for one hop, its DNS lookup bounded by the connect timeout."""
@@ -361,7 +405,8 @@ def _next_hop(response: httpx.Response, seen: set[str]) -> httpx.URL:
     if not location:
         raise FetchError(f"HTTP {response.status_code} redirect without a Location")
     try:
-        target = response.url.join(location.strip()).copy_with(fragment=None)
+        target = response.url.join(guard.normalise_url(location.strip()))
+        target = target.copy_with(fragment=None)
     except httpx.InvalidURL as exc:
         raise FetchError("invalid redirect Location") from exc
     if str(target) in seen:

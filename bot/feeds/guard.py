@@ -1,31 +1,46 @@
-"""Refuse private, loopback, link-local and reserved addresses for untrusted feed URLs.
+"""Refuse private, loopback, link-local and reserved addresses when fetching feeds.
 
-Feeds from the operator's config may live anywhere (a feed on the LAN is fine); feeds
-added from a chat may not, or a chat user could make the bot read internal services.
+Two policies (`limits.allow_private_addresses`):
 
-Two checks, both driven by an address policy carried in a context variable so that one
-shared `httpx.AsyncClient` serves both kinds of feed:
+* ``false``: only globally routable unicast addresses (`is_public_address`): no private,
+  loopback, link-local, multicast, reserved or unspecified address, nor one embedded in
+  an IPv6 address (IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64).
+* ``true`` (the default): the operator's feeds may live on the LAN or on loopback, but
+  cloud metadata addresses are refused (`is_metadata_address`: all of IPv4 link-local
+  169.254.0.0/16, IPv6 link-local fe80::/10, fd00:ec2::254 and Alibaba's
+  100.100.100.200), unless a hop's URL names that address literally; the feed's own URL
+  may, a redirect or a DNS answer that lands there is refused (`hop_policy`).
 
-* `check_host` resolves the host of every URL (first request and each redirect hop)
-  before the request is sent; this also covers a pooled keep-alive connection.
+IPv4 literals in the forms `inet_aton` accepts (``2130706433``, ``0177.0.0.1``,
+``0x7f.1``, ``127.1``) are read as the address they mean (`literal_address`,
+`normalise_url`), so no spelling slips past the check.
+
+The policy travels in a context variable so that one shared `httpx.AsyncClient` serves
+every fetch. Two checks:
+
+* the fetcher checks each hop's host before the request is sent when it is an address
+  literal (a refused hop never opens a connection), and resolves names too under the
+  strict policy (a pooled keep-alive connection is checked that way as well);
 * `GuardedBackend`, the network backend of the transport built by `guarded_transport`,
-  resolves again when it opens a connection, checks every address and connects to the
+  resolves once when it opens a connection, checks every address and connects to the
   checked address itself, so a DNS answer that changes between check and connect
   (rebinding) cannot slip through. TLS still verifies the original host name.
 
-`httpx-secure` does the same per client; we keep one shared client and need the check
-per request, so this small module is used instead (no extra dependency).
+`httpx-secure` does the same per client; we keep one shared client and need the policy
+per request (and per hop), so this small module is used instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpcore
 import httpx
@@ -36,6 +51,15 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AddressPolicy = Callable[[IPAddress], bool]
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the IPv4 address sits in the last 32 bits
+_METADATA_NETWORKS = (
+    ipaddress.IPv4Network("169.254.0.0/16"),  # AWS, GCP, Azure, OCI (169.254.169.254), ECS
+    ipaddress.IPv6Network("fe80::/10"),
+)
+_METADATA_ADDRESSES = frozenset(
+    (ipaddress.IPv6Address("fd00:ec2::254"), ipaddress.IPv4Address("100.100.100.200"))
+)
+# One to four parts, each decimal, octal (leading 0) or hex (0x): what inet_aton reads.
+_NUMERIC_IPV4 = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.I)
 _POLICY: ContextVar[AddressPolicy | None] = ContextVar("sahel_watch_address_policy", default=None)
 
 
@@ -43,17 +67,88 @@ class AddressRefused(FetchError):
     """The host resolves to an address the policy refuses (the message names no URL)."""
 
 
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, compatible, 6to4, Teredo, NAT64)."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.teredo is not None:
+        return address.teredo[1]
+    if int(address) >> 32 == 0 and int(address) > 0xFFFF:  # deprecated IPv4-compatible ::a.b.c.d
+        return ipaddress.IPv4Address(int(address))
+    return None
+
+
 def is_public_address(address: IPAddress) -> bool:
     """True for globally routable unicast addresses only."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        elif address.teredo is not None:
-            embedded = address.teredo[1]
-        if embedded is not None:
-            return is_public_address(embedded)
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return is_public_address(embedded)
     return bool(address.is_global) and not address.is_multicast
+
+
+def is_metadata_address(address: IPAddress) -> bool:
+    """True for link-local and cloud metadata addresses, embedded ones included."""
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return is_metadata_address(embedded)
+    if address in _METADATA_ADDRESSES:
+        return True
+    return any(address in network for network in _METADATA_NETWORKS)
+
+
+def not_metadata(address: IPAddress) -> bool:
+    """The default policy: anything but a metadata address."""
+    return not is_metadata_address(address)
+
+
+def hop_policy(policy: AddressPolicy, named: IPAddress | None) -> AddressPolicy:
+    """`policy`, except that the address a hop's URL names literally is allowed.
+
+    Used with `not_metadata` for the feed's own URL: the operator who writes
+    ``http://169.254.169.254/...`` in the config means it.
+    """
+    if named is None or policy(named):
+        return policy
+    return lambda address: address == named or policy(address)
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address `host` spells, IPv6 in brackets and numeric IPv4 forms included."""
+    bare = host.strip("[]")
+    try:
+        return ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    if not _NUMERIC_IPV4.fullmatch(bare):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(bare))
+    except OSError:
+        return None
+
+
+def normalise_url(url: str) -> str:
+    """`url` with a numeric IPv4 host form (``0177.0.0.1``) written as a dotted quad.
+
+    httpx refuses some of these forms and passes others to the resolver as names;
+    written out, every hop names the address it goes to.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, colon, port = hostport.partition(":")
+    if not host or host.startswith("["):
+        return url
+    address = literal_address(host)
+    if address is None or str(address) == host:
+        return url
+    netloc = f"{userinfo}{at}{address}{colon}{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @contextmanager
@@ -67,10 +162,9 @@ def address_policy(policy: AddressPolicy | None) -> Iterator[None]:
 
 
 async def _resolve(host: str, port: int) -> list[IPAddress]:
-    try:
-        return [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        pass
+    literal = literal_address(host)
+    if literal is not None:
+        return [literal]
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -87,16 +181,19 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
     return found
 
 
-def _first_refused(addresses: Iterable[IPAddress], policy: AddressPolicy) -> IPAddress | None:
-    return next((a for a in addresses if not policy(a)), None)
+def check_address(address: IPAddress, policy: AddressPolicy) -> None:
+    """Raise `AddressRefused`, saying why, when `policy` refuses `address`."""
+    if policy(address):
+        return
+    why = "cloud metadata or link-local" if is_metadata_address(address) else "not public"
+    raise AddressRefused(f"refused address {address} ({why})")
 
 
 async def check_host(host: str, port: int, policy: AddressPolicy) -> list[IPAddress]:
     """Resolve `host`; raise `AddressRefused` if any of its addresses is refused."""
     addresses = await _resolve(host, port)
-    refused = _first_refused(addresses, policy)
-    if refused is not None:
-        raise AddressRefused(f"refused address {refused} (not a public address)")
+    for address in addresses:
+        check_address(address, policy)
     return addresses
 
 
