@@ -79,6 +79,13 @@ class MatchResult:
     relevant: bool
     terms: tuple[str, ...]
     reasons: tuple[str, ...]
+    # The evidence behind the verdict, for the decision core to weigh with the rest:
+    # weight of the watched terms that anchor the item (in the title or lead, or repeated),
+    # count of politics/security/economy signals, and of off-topic signals.
+    anchor: float = 0.0
+    signal: float = 0.0
+    off: float = 0.0
+    topics: tuple[str, ...] = ()  # the categories of the signals found (CATEGORY_NAMES)
 
 
 _MESSAGES = {
@@ -285,17 +292,22 @@ class Matcher:
         if anchor < self._rules.min_anchor:
             if live:
                 reasons.append(f"only in passing: {', '.join(names)}")
-            return MatchResult(False, names, tuple(reasons) or ("no watched term",))
+            return MatchResult(False, names, tuple(reasons) or ("no watched term",), anchor)
         signal, cats = self._signal(a)
         signal += len(seen.signals)
         off = float(len(seen.off))
         off_words = [f"{w} ({n})" for w, n in seen.off.items()]
+        evidence = (anchor, signal, off)
         if signal < self._rules.min_signal:
-            return MatchResult(False, names, (*reasons, "no politics/security/economy signal"))
+            reasons.append("no politics/security/economy signal")
+            return MatchResult(False, names, tuple(reasons), *evidence)
         if off >= 2 and off >= signal * self._rules.offtopic_margin:
-            return MatchResult(False, names, (*reasons, f"off-topic: {', '.join(off_words[:4])}"))
+            reasons.append(f"off-topic: {', '.join(off_words[:4])}")
+            return MatchResult(False, names, tuple(reasons), *evidence)
         topics = ", ".join(CATEGORY_NAMES[c] for c in sorted(cats)) or "watched signals"
-        return MatchResult(True, names, (f"matched: {', '.join(names)}", f"topic: {topics}"))
+        reasons = [f"matched: {', '.join(names)}", f"topic: {topics}"]
+        categories = tuple(CATEGORY_NAMES[c] for c in sorted(cats))
+        return MatchResult(True, names, tuple(reasons), *evidence, categories)
 
     def _signal(self, a: Analysis) -> tuple[float, set[str]]:
         concepts = self._lexicon.concepts

@@ -1,0 +1,146 @@
+"""The decision: `decide(entry, context) -> Verdict`, a pure function of the entry and of what
+the context holds (compiled rules, the model, the seeds, the stories of the window).
+
+    entry ─► language ─► lexicon: a watched term at all?  no ─► irrelevant (no model call)
+                │
+                ▼ embed title + lead, and title alone (one model call)
+          relevant? (lexicon evidence + nearest examples)           no ─► irrelevant
+          restates a seed? (meaning of title/lead vs seed sentences
+                            + how much of who/what/where the seed holds) yes ─► seed
+          same development as a story of the window? (meaning, shared
+                            features, title facts, actors, time gap)    yes ─► duplicate
+          published longer ago than max_age_hours?                     yes ─► stale
+          otherwise ─► new, with a summary that leads with what is new
+
+Each question is one fitted `Logistic` of `policy.py`; the reasons name the evidence that
+weighed most. The poll cycle, `poll-once` and `evaluate` all call this function; the pipeline
+only looks up exact keys before it and writes what it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any
+
+from bot.decide import evidence
+from bot.decide.embed import Embedder, to_bytes
+from bot.decide.policy import DEFAULT, Policy
+from bot.decide.stories import StoryIndex
+from bot.dedup import SeedPrint, fingerprint, seed_print
+from bot.language import detect_language
+from bot.match import Matcher, compile_rules, load_rules
+from bot.records import Entry, Seed, Verdict
+from bot.summarise import summarise
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a decision reads; built once per process (`build_context`) except `now`,
+    `stories` (the pipeline keeps it current) and `max_age_hours`."""
+
+    matcher: Matcher
+    embedder: Embedder
+    seeds: tuple[evidence.SeedVectors, ...]
+    examples: evidence.Examples
+    stories: StoryIndex
+    now: datetime
+    max_age_hours: float = 0.0
+    policy: Policy = DEFAULT
+
+
+def read_examples() -> tuple[list[str], list[str]]:
+    text = resources.files("bot.decide").joinpath("examples.toml").read_text("utf-8")
+    data: dict[str, Any] = tomllib.loads(text)
+    return list(data["on_topic"]), list(data["off_topic"])
+
+
+def build_context(
+    topics: dict[str, Any],
+    seeds: Sequence[Seed],
+    embedder: Embedder,
+    *,
+    now: datetime,
+    max_age_hours: float = 0.0,
+    policy: Policy = DEFAULT,
+) -> Context:
+    on_topic, off_topic = read_examples()
+    return Context(
+        matcher=compile_rules(load_rules(topics)),
+        embedder=embedder,
+        seeds=tuple(evidence.seed_vectors(s, seed_print(s), embedder) for s in seeds),
+        examples=evidence.embed_examples(on_topic, off_topic, embedder),
+        stories=StoryIndex(window_days=policy.window_days),
+        now=now,
+        max_age_hours=max_age_hours,
+        policy=policy,
+    )
+
+
+def seed_prints(context: Context) -> list[SeedPrint]:
+    return [s.seed for s in context.seeds]
+
+
+def decide(entry: Entry, context: Context) -> Verdict:
+    """Decide one entry that no exact key (guid, link, title) matched."""
+    policy = context.policy
+    language = detect_language(f"{entry.title}. {entry.text}", entry.language)
+    if language != entry.language:
+        entry = dataclasses.replace(entry, language=language)
+    match = context.matcher.match(entry.title, entry.text, entry.language)
+    if not match.terms:
+        return Verdict(entry, "irrelevant", None, match.reasons)
+
+    text = evidence.embed_text(entry.title, entry.text, policy.lead_chars)
+    vectors = context.embedder.encode([text, entry.title])
+    fp = fingerprint(entry.title, entry.text, entry.language)
+    base = Verdict(
+        entry, "irrelevant", None, match.reasons, topics=match.topics,
+        fingerprint=fp.to_json(), vector=to_bytes(vectors[0]),
+    )  # fmt: skip
+    replace = dataclasses.replace
+    margin = evidence.example_margin(vectors[0], context.examples, policy.examples_nearest)
+    relevance = evidence.relevance_features(match, margin)
+    if policy.relevance.score(relevance) <= 0:
+        why = ", ".join(policy.relevance.strongest(relevance))
+        return replace(base, reasons=(*match.reasons, f"not on topic ({why})"))
+
+    reasons: tuple[str, ...] = match.reasons
+    probe = evidence.Probe(fp, vectors[0], vectors[1])
+    for seed in context.seeds:
+        features = evidence.seed_features(probe, seed)
+        if policy.seed.score(features) > 0:
+            why = ", ".join(policy.seed.strongest(features))
+            reasons = (*reasons, f"restates seed {seed.seed.seed_id} ({why})")
+            return replace(base, decision="seed", reasons=reasons)
+
+    when = min(entry.published or context.now, context.now)
+    best: tuple[float, int, tuple[float, ...]] | None = None
+    for story_id, items in context.stories.candidates(probe, when, policy.max_candidates):
+        features = evidence.story_features(probe, items, when, policy.window_days)
+        score = policy.same_story.score(features)
+        if score > 0 and (best is None or score > best[0]):
+            best = (score, story_id, features)
+    if best is not None:
+        _score, story_id, features = best
+        why = ", ".join(policy.same_story.strongest(features))
+        reasons = (*reasons, f"same development as story {story_id} ({why})")
+        return replace(base, decision="duplicate", story_id=story_id, reasons=reasons)
+
+    summary = summarise(entry.title, entry.text, known=[s.seed.fingerprint for s in context.seeds])
+    if _stale(entry, context):
+        age = f"published more than {context.max_age_hours:g} h ago"
+        return replace(base, decision="stale", reasons=(*reasons, age), summary=summary)
+    reasons = (*reasons, "new development")
+    return replace(base, decision="new", reasons=reasons, summary=summary)
+
+
+def _stale(entry: Entry, context: Context) -> bool:
+    limit = context.max_age_hours
+    if limit <= 0 or entry.published is None:
+        return False
+    return entry.published < context.now - timedelta(hours=limit)

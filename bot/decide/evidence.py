@@ -1,0 +1,142 @@
+"""The evidence the decision weighs, as plain numbers (pure functions, no I/O).
+
+Each function returns the feature tuple that one `Logistic` of `policy.py` scores; the fitting
+script (`bench/fit_decide.py`) calls the same functions, so what is fitted is what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.decide.embed import Embedder, Vector
+from bot.dedup import Fingerprint, SeedPrint, dup_score, seed_score
+from bot.features import split_sentences
+from bot.match import MatchResult
+from bot.records import Seed
+
+Matrix = npt.NDArray[np.float32]
+ANCHOR_SCALE = 3.0
+SIGNAL_SCALE = 3.0
+MARGIN_SCALE = 10.0
+CORE_SCALE = 5.0
+NOVELTY_SCALE = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Examples:
+    """Labelled example sentences, embedded once."""
+
+    on_topic: Matrix
+    off_topic: Matrix
+
+
+@dataclass(frozen=True, slots=True)
+class SeedVectors:
+    """A seed story prepared for comparison: its fingerprint and its sentences' vectors."""
+
+    seed: SeedPrint
+    sentences: Matrix
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One item prepared for comparison: what it says (features) and what it means."""
+
+    fingerprint: Fingerprint
+    vector: Vector  # title and lead together
+    title_vector: Vector
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """An item of a stored story, proposed as a candidate."""
+
+    story_id: int
+    item_id: int
+    fingerprint: Fingerprint
+    vector: Vector | None  # None for items stored before vectors were kept
+    published: datetime
+
+
+def embed_text(title: str, text: str, lead_chars: int) -> str:
+    """The text whose meaning stands for an item: its title and the start of its lead."""
+    lead = text[:lead_chars]
+    return f"{title}. {lead}" if lead else title
+
+
+def seed_vectors(seed: Seed, fp: SeedPrint, embedder: Embedder) -> SeedVectors:
+    """The seed's title, summary, events and text sentences, embedded once at start."""
+    lines = [seed.title, seed.summary, *seed.events, *split_sentences(seed.text)]
+    lines = [line for line in lines if len(line) >= 20]
+    return SeedVectors(seed=fp, sentences=embedder.encode(lines))
+
+
+def embed_examples(on_topic: Sequence[str], off_topic: Sequence[str], e: Embedder) -> Examples:
+    return Examples(on_topic=e.encode(on_topic), off_topic=e.encode(off_topic))
+
+
+def _near(vector: Vector, matrix: Matrix, n: int) -> float:
+    if matrix.shape[0] == 0:
+        return 0.0
+    sims = matrix @ vector
+    k = min(n, sims.shape[0])
+    return float(np.sort(sims)[-k:].mean())
+
+
+def example_margin(vector: Vector, examples: Examples, nearest: int) -> float:
+    """How much closer the item is to on-topic examples than to off-topic ones."""
+    return _near(vector, examples.on_topic, nearest) - _near(vector, examples.off_topic, nearest)
+
+
+def relevance_features(match: MatchResult, margin: float) -> tuple[float, ...]:
+    return (
+        1.0 if match.relevant else 0.0,
+        min(match.anchor / ANCHOR_SCALE, 1.0),
+        min(match.signal / SIGNAL_SCALE, 1.0),
+        min(match.off / SIGNAL_SCALE, 1.0),
+        margin * MARGIN_SCALE,
+    )
+
+
+def seed_features(probe: Probe, seed: SeedVectors) -> tuple[float, ...]:
+    lexical = seed_score(probe.fingerprint.as_map(), seed.seed.fingerprint.as_map())
+    meaning = float((seed.sentences @ probe.vector).max()) if seed.sentences.size else 0.0
+    title = float((seed.sentences @ probe.title_vector).max()) if seed.sentences.size else 0.0
+    return (
+        meaning,
+        title,
+        lexical.coverage,
+        min(lexical.core / CORE_SCALE, 1.0),
+        min(lexical.title_novelty / NOVELTY_SCALE, 1.0),
+    )
+
+
+def story_features(
+    probe: Probe, items: Sequence[StoredItem], when: datetime, window_days: float
+) -> tuple[float, ...]:
+    """Evidence that `probe` reports the same development as the story of `items`."""
+    meaning = shared = 0.0
+    novelty = NOVELTY_SCALE
+    conflict = 0.0
+    gap = window_days
+    for item in items:
+        if item.vector is not None:
+            meaning = max(meaning, float(item.vector @ probe.vector))
+        d = dup_score(probe.fingerprint, item.fingerprint)
+        shared = max(shared, d.similarity)
+        novelty = min(novelty, d.title_novelty)
+        if d.conflict:
+            conflict = 1.0
+        gap = min(gap, abs((when - item.published).total_seconds()) / 86_400)
+    return (
+        meaning,
+        shared,
+        min(novelty / NOVELTY_SCALE, 1.0),
+        conflict,
+        min(gap / window_days, 1.0),
+    )

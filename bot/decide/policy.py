@@ -1,0 +1,97 @@
+"""Every number the decision core uses, in one place, each with the reason for its value.
+
+Three questions are answered by weighing evidence together, not by single-feature vetoes:
+
+- **relevant?**  what the lexicon found (watched terms and how they anchor the item, signals
+  of politics, security, economy…, off-topic signals) and how close the item's meaning is to
+  labelled examples of on-topic and off-topic news (`examples.toml`);
+- **restates the seed?**  how close the title and the lead are in meaning to the seed's
+  sentences, and how much of the item's who/what/where/numbers the seed already holds;
+- **same development as a stored story?**  meaning (cosine of the two items), shared
+  language-neutral features (actors, acts, places, numbers, dates), title facts one has and
+  the other lacks, the same act by different actors, and the time between them.
+
+Each is a logistic model: `score = bias + Σ weight × feature`, and the answer is yes when the
+score is above 0 (probability above one half: neither error is cheaper at the margin, since
+a missed development and a repeated alert both cost the reader). The weights were fitted by
+`bench/fit_decide.py` (L2-regularised logistic regression, features scaled to about 0..1) on
+the synthetic labelled sets, `../shared/data/labelled_items.json` and
+`tests/data/extra_items.json`, then checked on real headlines held out of the fit; the
+script prints the same numbers as below and the held-out scores. None is set by hand for an
+item. Refit after adding examples or labelled data, and paste its output here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class Logistic:
+    """A fitted linear score over named features; positive means yes."""
+
+    names: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+
+    def score(self, features: tuple[float, ...]) -> float:
+        if len(features) != len(self.weights):
+            raise ValueError(f"{len(features)} features for {len(self.weights)} weights")
+        return self.bias + sum(w * x for w, x in zip(self.weights, features, strict=True))
+
+    def strongest(self, features: tuple[float, ...], n: int = 2) -> tuple[str, ...]:
+        """The features that pushed the score most, as "name=value" (for reasons)."""
+        parts = sorted(
+            zip(self.weights, features, self.names, strict=True),
+            key=lambda t: -abs(t[0] * t[1]),
+        )
+        return tuple(f"{name} {x:.2f}" for _w, x, name in parts[:n])
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    # --- relevance -----------------------------------------------------------------------
+    # Features: the lexicon's verdict (0/1), anchor weight / 3 (a country named in the title
+    # weighs 1-1.5, a town or a group more; 3 is a clearly anchored item), signals / 3, off-topic
+    # signals / 3 (each capped at 1), and the example margin: mean cosine to the 2 nearest
+    # on-topic examples minus mean cosine to the 2 nearest off-topic ones, × 10 (margins live
+    # in about -0.15..+0.35).
+    relevance: Logistic
+    # --- seed ----------------------------------------------------------------------------
+    # Features: highest cosine of the item (title + lead) to a seed sentence, highest cosine
+    # of the title alone, share of the item's weighted features the seed holds (0..1), weight
+    # of specific features found in the seed's core / 5 (capped at 1), weight of title facts
+    # the seed lacks / 5 (capped at 1).
+    seed: Logistic
+    # --- same story ----------------------------------------------------------------------
+    # Features: highest cosine to an item of the story, highest shared-feature similarity
+    # (0..1), lowest weight of title facts the story lacks / 5 (capped at 1), 1 when the same
+    # act has different actors in the two titles, days since the story's nearest item / 21.
+    same_story: Logistic
+
+    # Stories looked at: published within this many days of the item. Three weeks: follow-up
+    # reports of one development spread over about two weeks in the labelled real news; a
+    # report a month later is news of its own or a look-back.
+    window_days: float = 21.0
+    # How many stored items the lexical index and the meaning index each propose. Bounded so
+    # the cost per item does not grow with the store (bench/decide.py measures both).
+    max_candidates: int = 64
+    # The lead that is embedded with the title: about two sentences. Later sentences are
+    # background more often than news.
+    lead_chars: int = 400
+    # Examples compared with: the mean of the 2 nearest on each side, so that one odd example
+    # cannot decide alone.
+    examples_nearest: int = 2
+
+
+RELEVANCE_FEATURES: Final = ("lexicon", "anchor", "signal", "off-topic", "examples")
+SEED_FEATURES: Final = ("meaning", "title meaning", "coverage", "core", "title novelty")
+STORY_FEATURES: Final = ("meaning", "shared features", "title novelty", "role conflict", "gap")
+
+# Fitted by bench/fit_decide.py on labelled_items.json + extra_items.json (see module doc).
+DEFAULT = Policy(
+    relevance=Logistic(RELEVANCE_FEATURES, (1.788, 0.423, 1.305, -0.969, 1.311), -0.969),
+    seed=Logistic(SEED_FEATURES, (0.59, 0.423, 1.368, 1.968, -2.677), -2.581),
+    same_story=Logistic(STORY_FEATURES, (1.512, 2.898, -1.866, -0.502, -1.883), -1.844),
+)
