@@ -8,13 +8,15 @@ the same totals for those.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -84,9 +86,53 @@ class DatabaseCollector(Collector):
         yield subscribers
 
 
+OPS_CLIENT_TIMEOUT = 10.0  # seconds a client may stay silent before its connection is closed
+OPS_MAX_CONNECTIONS = 64  # connections served at once; more are closed at once
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("ops http: " + format, *args)
+
+
+class _OpsHTTPServer(ThreadingWSGIServer):
+    """A thread per connection (daemon threads), at most `OPS_MAX_CONNECTIONS` at once.
+
+    An idle or slow client holds only its own thread, until its socket times out
+    (`client_timeout` seconds without a byte).
+    """
+
+    client_timeout = OPS_CLIENT_TIMEOUT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(OPS_MAX_CONNECTIONS)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        connection.settimeout(self.client_timeout)
+        return connection, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning("ops endpoint: more than %d connections, one refused", OPS_MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that timed out or hung up: not worth a traceback on stderr
+        log.debug("ops endpoint: connection ended with an error", exc_info=True)
 
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -113,18 +159,35 @@ def ops_app(health: Callable[[], tuple[bool, str]], metrics_app: WsgiApp) -> Wsg
 
 
 class OpsServer:
-    """The ops endpoint served from a daemon thread; `stop()` ends it."""
+    """The ops endpoint served from a daemon thread; `stop()` ends it.
+
+    Each connection gets its own daemon thread and a socket timeout, so one idle or slow
+    client never holds up `/healthz` or `/metrics` for others, and `stop()` does not wait
+    for connections still open.
+    """
 
     def __init__(
-        self, host: str, port: int, engine: Engine, health: Callable[[], tuple[bool, str]]
+        self,
+        host: str,
+        port: int,
+        engine: Engine,
+        health: Callable[[], tuple[bool, str]],
+        *,
+        client_timeout: float = OPS_CLIENT_TIMEOUT,
     ) -> None:
         self._collector = DatabaseCollector(engine)
         REGISTRY.register(self._collector)
         app = ops_app(health, make_wsgi_app(REGISTRY))
-        self._server: WSGIServer = make_server(host, port, app, handler_class=_QuietHandler)
+        self._server = make_server(
+            host, port, app, server_class=_OpsHTTPServer, handler_class=_QuietHandler
+        )
+        self._server.client_timeout = client_timeout
         self.port = self._server.server_port
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="ops-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="ops-http",
+            daemon=True,
         )
         self._thread.start()
         log.info("ops endpoint on http://%s:%d (/healthz, /metrics)", host, self.port)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
@@ -52,5 +55,39 @@ def test_metrics_and_healthz_over_http(engine: Engine) -> None:
         sick = httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5)
         assert sick.status_code == 503 and "no poll cycle" in sick.text
         assert httpx.get(f"http://127.0.0.1:{server.port}/nope", timeout=5).status_code == 404
+    finally:
+        server.stop()
+
+
+def test_idle_and_slow_clients_never_block_the_endpoint(engine: Engine) -> None:
+    server = metrics.OpsServer("127.0.0.1", 0, engine, lambda: (True, "healthy: fine"))
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    slow = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        slow.sendall(b"GET /heal")  # half a request line, never finished
+        for path in ("/healthz", "/metrics", "/healthz"):
+            started = time.monotonic()
+            answer = httpx.get(f"http://127.0.0.1:{server.port}{path}", timeout=3)
+            assert answer.status_code == 200, path
+            assert time.monotonic() - started < 2.0, path
+        assert answer.text == "healthy: fine\n"
+        started = time.monotonic()
+        server.stop()  # prompt although two clients still hold connections
+        assert time.monotonic() - started < 2.0
+    finally:
+        idle.close()
+        slow.close()
+
+
+def test_a_silent_connection_is_closed_after_the_client_timeout(engine: Engine) -> None:
+    server = metrics.OpsServer(
+        "127.0.0.1", 0, engine, lambda: (True, "healthy: fine"), client_timeout=0.3
+    )
+    try:
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        with idle:
+            started = time.monotonic()
+            assert idle.recv(1) == b""  # the server hung up on the silent client
+            assert 0.2 < time.monotonic() - started < 3.0
     finally:
         server.stop()
