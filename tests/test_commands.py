@@ -4,7 +4,7 @@ answers from the real database (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.models import Feed, PollRun, Subscriber
-from bot.telegram.app import App
+from bot.settings import Settings
+from bot.telegram.app import App, build_application, start_application, stop_application
 from tests.servers.bot_api import BotApiServer, Limits, SentMessage
 from tests.servers.bot_fixtures import ADMIN_ID
 
@@ -107,6 +108,65 @@ async def test_latest_default_count_and_bad_arguments(
     ):
         answer = await ask(bot_api, 503, wrong)
         assert "is not a number from 1 to 20" in answer.plain, wrong
+
+
+async def test_oversized_and_odd_arguments_get_the_usage_answer(
+    running_bot: App, bot_api: BotApiServer
+) -> None:
+    for wrong, shown in (
+        ("/latest " + "9" * 5000, "9" * 39 + "…"),  # int() refuses more than 4,300 digits
+        ("/latest " + "1" * 4000, "1" * 39 + "…"),
+        ("/latest 0005", "0005"),
+        ("/latest 021", "021"),
+        ("/latest " + "x" * 3000, "x" * 39 + "…"),
+        ("/latest 𝟓", "𝟓"),  # a mathematical digit: isdecimal() but not ASCII
+    ):
+        answer = await ask(bot_api, 511, wrong)
+        assert answer.plain == (
+            f"“{shown}” is not a number from 1 to 20. Try /latest for the 5 newest "
+            "developments, or /latest 10."
+        ), wrong[:20]
+    assert not any("went wrong" in m.plain for m in bot_api.sent(511))
+    assert (await ask(bot_api, 511, "/latest 20")).plain.startswith("No new developments")
+
+
+@pytest.fixture
+async def bot_with_secret_feeds(
+    engine: Engine, make_settings: Callable[..., Settings], bot_api: BotApiServer
+) -> AsyncIterator[App]:
+    """A running bot whose feed URLs carry keys and credentials, one feed without a name."""
+    feeds = [
+        {"url": "https://news.test/rss/africa?apikey=SECRET1&lang=fr", "name": "Keyed Wire"},
+        {"url": "https://reader:SECRET2@feeds.test:8443/private/feed.xml", "name": "Members"},
+        {"url": "https://unnamed.test/feed?token=SECRET3"},
+    ]
+    settings = make_settings(bot_api, feeds=feeds)
+    application = build_application(settings, engine, seeds=("The seed story",))
+    await start_application(application, settings)
+    try:
+        yield application
+    finally:
+        await stop_application(application)
+
+
+async def test_sources_shows_hosts_to_everyone_and_no_secrets_to_anyone(
+    bot_with_secret_feeds: App, bot_api: BotApiServer
+) -> None:
+    public = (await ask(bot_api, 512, "/sources")).plain
+    assert public.splitlines()[1:] == [
+        "⏳ Keyed Wire (en) — news.test",
+        "⏳ Members (en) — feeds.test",
+        "⏳ unnamed.test (en) — unnamed.test",
+    ]
+    admin = (await ask(bot_api, ADMIN_ID, "/sources")).plain
+    assert admin.splitlines()[1:] == [
+        "⏳ Keyed Wire (en) — https://news.test/rss/africa?apikey=…&lang=…",
+        "⏳ Members (en) — https://feeds.test:8443/private/feed.xml",
+        "⏳ unnamed.test (en) — https://unnamed.test/feed?token=…",
+    ]
+    stats = (await ask(bot_api, ADMIN_ID, "/stats")).plain
+    for text in (public, admin, stats):
+        assert "SECRET" not in text and "reader" not in text
 
 
 async def test_status_reports_subscription_poll_feeds_and_day(

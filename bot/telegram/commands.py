@@ -118,12 +118,19 @@ async def unsubscribe(update: Update, context: Context) -> None:
 
 
 def parse_count(args: Sequence[str]) -> int | None:
-    """/latest's argument: nothing → the default, else a whole number in range, else None."""
+    """/latest's argument: nothing → the default, else a whole number in range, else None.
+
+    The length is checked before `int()`, which refuses more than 4,300 digits (and
+    would spend time on fewer): "/latest 999…" is a wrong argument like any other.
+    """
     if not args:
         return replies.LATEST_DEFAULT
-    if len(args) > 1 or not args[0].isdecimal() or not args[0].isascii():
+    word = args[0]
+    if len(args) > 1 or len(word) > len(str(replies.LATEST_MAX)):
         return None
-    count = int(args[0])
+    if not word.isascii() or not word.isdecimal():
+        return None
+    count = int(word)
     return count if 1 <= count <= replies.LATEST_MAX else None
 
 
@@ -160,10 +167,10 @@ async def help_command(update: Update, context: Context) -> None:
 
 
 async def sources(update: Update, context: Context) -> None:
-    """The feeds watched, with their health."""
+    """The feeds watched, with their health: outlets' hosts, full addresses for admins."""
     d = deps(context)
     feeds = await asyncio.to_thread(queries.feed_health, d.engine, d.settings.feed_specs())
-    await answer(update, context, replies.sources(feeds))
+    await answer(update, context, replies.sources(feeds, admin=is_admin(update, d.settings)))
 
 
 async def stats(update: Update, context: Context) -> None:

@@ -19,7 +19,16 @@ DAY = timedelta(hours=24)
 
 
 def _outlet(name: str, url: str) -> str:
-    return name or urlsplit(url).hostname or url
+    """The feed's name; for a feed without one (its name is its URL), the URL's host only.
+
+    A feed URL may carry an API key: it is never shown as a name.
+    """
+    if name and name != url:
+        return name
+    try:
+        return urlsplit(url).hostname or "(unnamed feed)"
+    except ValueError:
+        return "(unnamed feed)"
 
 
 def story_views(engine: Engine, story_ids: Sequence[int]) -> dict[int, StoryView]:

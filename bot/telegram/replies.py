@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from datetime import datetime
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from bot.telegram.render import clean, pack, when
 from bot.telegram.views import FeedHealth, StatsView, StatusView
@@ -132,10 +133,33 @@ def _health(feed: FeedHealth) -> str:
     return "⚠️" if feed.failing else "✅"
 
 
-def sources(feeds: Sequence[FeedHealth]) -> list[str]:
+def feed_address(url: str, *, full: bool) -> str:
+    """Where a feed lives, without its secrets: the host; `full`: the URL, query values dropped.
+
+    Feed URLs may carry API keys (``?apikey=…``) or credentials (``user:pass@``): nobody
+    sees those; only admins see the path and the names of the query parameters.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(invalid address)"
+    if not full or not host:
+        return host or "(invalid address)"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    keys = [key for key, _value in parse_qsl(parts.query, keep_blank_values=True)]
+    query = "&".join(f"{key}=…" for key in keys)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def sources(feeds: Sequence[FeedHealth], *, admin: bool = False) -> list[str]:
+    """/sources: each feed's health, name, language and address (see `feed_address`)."""
     lines = [
         f"{_health(f)} {_e(shorten(clean(f.name), 80))} ({_e(clean(f.language))}) — "
-        f"{_e(shorten(clean(f.url), 200))}"
+        f"{_e(shorten(clean(feed_address(f.url, full=admin)), 200))}"
         for f in feeds
     ]
     header = f"<b>Feeds watched ({len(feeds)})</b>"
