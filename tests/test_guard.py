@@ -94,7 +94,14 @@ def test_names_are_not_literals(host: str) -> None:
 def test_normalise_url_writes_numeric_hosts_as_dotted_quads() -> None:
     assert normalise_url("http://0177.0.0.1:8080/a?b=1") == "http://127.0.0.1:8080/a?b=1"
     assert normalise_url("http://u:p@2852039166/x") == "http://u:p@169.254.169.254/x"
-    for unchanged in ("http://127.0.0.1/x", "http://wire.test/feed", "/relative", "http://[::1]/"):
+    unchanged_urls = (
+        "http://127.0.0.1/x",
+        "http://wire.test/feed",
+        "/relative",
+        "http://[::1]/",
+        "http://[nope/",
+    )
+    for unchanged in unchanged_urls:
         assert normalise_url(unchanged) == unchanged
 
 

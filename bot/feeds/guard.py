@@ -139,7 +139,10 @@ def normalise_url(url: str) -> str:
     httpx refuses some of these forms and passes others to the resolver as names;
     written out, every hop names the address it goes to.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed URL: left for httpx to refuse
+        return url
     userinfo, at, hostport = parts.netloc.rpartition("@")
     host, colon, port = hostport.partition(":")
     if not host or host.startswith("["):
