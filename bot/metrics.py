@@ -42,6 +42,17 @@ ITEMS = Counter(
 SENDS = Counter(
     "sahelwatch_sends_total", "Telegram send attempts, by result", ["result"], registry=REGISTRY
 )
+UNCONFIRMED_SENDS = Counter(
+    "sahelwatch_unconfirmed_sends_total",
+    "Sends Telegram did not answer in time (they may have been delivered), by what followed",
+    ["then"],
+    registry=REGISTRY,
+)
+HELD_RESULTS = Counter(
+    "sahelwatch_send_results_held_total",
+    "Send results kept in memory because the database could not record them",
+    registry=REGISTRY,
+)
 SEND_LATENCY = Histogram(
     "sahelwatch_send_latency_seconds",
     "Time from a story's creation to its delivery being sent",

@@ -41,6 +41,7 @@ class Claimed:
     thread_id: int
     chat_type: str
     attempts: int  # completed attempts before this one
+    timeouts: int = 0  # earlier sends Telegram did not answer (they may have been delivered)
 
 
 def _due(now: datetime, console: bool) -> ColumnElement[bool]:
@@ -88,6 +89,7 @@ def claim(
                 col(Delivery.story_id),
                 col(Delivery.subscriber_id),
                 col(Delivery.attempts),
+                col(Delivery.timeouts),
             )
         ).all()
         where = (
@@ -102,8 +104,8 @@ def claim(
         session.commit()
     chats = {sid: (chat_id, thread_id, chat_type) for sid, chat_id, thread_id, chat_type in where}
     claimed = [
-        Claimed(delivery_id, story_id, subscriber_id, *chats[subscriber_id], attempts)
-        for delivery_id, story_id, subscriber_id, attempts in rows
+        Claimed(delivery_id, story_id, subscriber_id, *chats[subscriber_id], attempts, timeouts)
+        for delivery_id, story_id, subscriber_id, attempts, timeouts in rows
     ]
     return sorted(claimed, key=lambda c: c.delivery_id)
 
@@ -162,8 +164,13 @@ def retry_later(
     at: datetime,
     error: str,
     count_attempt: bool = True,
+    timed_out: bool = False,
 ) -> bool:
-    """Back to pending until `at`. A 429 does not count as an attempt; other errors do."""
+    """Back to pending until `at`. A 429 does not count as an attempt; other errors do.
+
+    `timed_out`: Telegram did not answer, so the send may have been delivered; counted in
+    `timeouts`, which bounds how often such a row is sent again (bot/telegram/deliver.py).
+    """
     with Session(engine) as session:
         settled = _settle(
             session,
@@ -173,6 +180,7 @@ def retry_later(
             state="pending",
             next_attempt_at=at,
             last_error=error[:_ERROR_CHARS],
+            timeouts=Delivery.timeouts + (1 if timed_out else 0),
         )
         session.commit()
         return settled
@@ -313,6 +321,11 @@ def recover(
         ).rowcount  # type: ignore[attr-defined]
         session.commit()
         return int(exhausted) + int(revived)
+
+
+def state_of(engine: Engine, delivery_id: int) -> str | None:
+    with Session(engine) as session:
+        return session.exec(select(Delivery.state).where(col(Delivery.id) == delivery_id)).first()
 
 
 def counts_by_state(engine: Engine) -> dict[str, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, update
+from sqlalchemy import and_, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -128,7 +128,9 @@ def deactivate_chat(engine: Engine, chat_id: int, reason: str) -> int:
 def migrate(engine: Engine, old_chat_id: int, new_chat_id: int) -> int:
     """A group became a supergroup: move its subscribers to the new id; how many moved.
 
-    A topic already subscribed under the new id keeps that row; the old one is turned off.
+    When the new id is already subscribed (same topic), the two rows merge into that one:
+    the old row's unsent deliveries move to it, except for stories it already has a row
+    for, which are skipped, so each story reaches the chat once. The old row is turned off.
     """
     moved = 0
     with Session(engine) as session:
@@ -136,15 +138,41 @@ def migrate(engine: Engine, old_chat_id: int, new_chat_id: int) -> int:
         for row in session.exec(select(Subscriber).where(Subscriber.chat_id == old_chat_id)).all():
             assert row.id is not None
             existing = _find(session, new_chat_id, row.thread_id)
-            if existing is not None:
-                if row.active:
-                    _turn_off(session, row, f"migrated to {new_chat_id}", now)
+            if existing is None:
+                row.chat_id, row.chat_type, row.updated_at = new_chat_id, "supergroup", now
+                session.add(row)
+                moved += 1
                 continue
-            row.chat_id, row.chat_type, row.updated_at = new_chat_id, "supergroup", now
-            session.add(row)
-            moved += 1
+            assert existing.id is not None
+            _merge_deliveries(
+                session, row.id, existing.id if existing.active else None, new_chat_id
+            )
+            if row.active:
+                _turn_off(session, row, f"migrated to {new_chat_id}", now)
         session.commit()
     return moved
+
+
+def _merge_deliveries(session: Session, old_id: int, new_id: int | None, new_chat: int) -> None:
+    """Unsent rows of subscriber `old_id` go to `new_id`, skipped where it has the story
+    already (all of them when the new chat's subscriber is off: `new_id` None)."""
+    unsent = col(Delivery.state).in_(["pending", "sending"])
+    skip = col(Delivery.subscriber_id) == old_id
+    if new_id is not None:
+        taken = select(Delivery.story_id).where(col(Delivery.subscriber_id) == new_id)
+        skip = and_(skip, col(Delivery.story_id).in_(taken))
+    reason = f"merged into chat {new_chat}"
+    session.execute(
+        update(Delivery)
+        .where(skip, unsent)
+        .values(state="skipped", last_error=reason, lease_owner=None, lease_until=None)
+    )
+    if new_id is not None:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.subscriber_id) == old_id, unsent)
+            .values(subscriber_id=new_id)
+        )
 
 
 def ensure_console(engine: Engine) -> int:

@@ -83,7 +83,13 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .rate_limiter(rate_limiter())
-        .request(GatedRequest(gate, connection_pool_size=CONNECTIONS))
+        .request(
+            GatedRequest(
+                gate,
+                connection_pool_size=CONNECTIONS,
+                read_timeout=settings.telegram.send_timeout,
+            )
+        )
         .job_queue(None)
         .build()
     )

@@ -7,22 +7,34 @@ group, see bot/telegram/app.py) and sends. Outcomes (see `sender`):
 
     Sent        → sent, with Telegram's message id, committed at once
     RetryLater  → pending again after the time Telegram asked; not an attempt
-    Moved       → the subscriber's chat id is updated and the message resent once
+    Moved       → the subscriber moves to the new chat id (merged into the subscriber
+                  already there, if any: then a story it has is not sent again) and the
+                  message is resent once
     Gone        → skipped, and the subscriber turned off (with its other pending rows)
     Rejected    → failed, with Telegram's reason; never retried
+    Unconfirmed → no answer within `telegram.send_timeout`: Telegram may have delivered
+                  it. Sent again once (the row's `timeouts` count survives restarts), then
+                  failed with that reason; both counted in sahelwatch_unconfirmed_sends_total
     Transient   → pending again after exponential backoff with jitter, then failed
                   after `max_attempts`
 
 Exactly once, and its limit. A row is marked sent in its own transaction right after
 Telegram answers, so a restart never repeats a recorded send. The ambiguity is a request
-on the wire when the process dies (or a TimedOut): Telegram may have delivered it and we
-cannot ask. Policy: at least once. Such rows return to pending (bot/outbox.py `recover`)
-and are sent again, so the duplicate window is at most the number of requests in flight
-at the moment of the crash, bounded by `window` and in practice by the rate: at 29
-messages/s and ~50 ms per request, one or two (measured: 2 per SIGKILL in every trial of
+on the wire when the process dies: Telegram may have delivered it and we cannot ask.
+Policy: at least once. Such rows return to pending (bot/outbox.py `recover`) and are sent
+again, so the duplicate window is at most the number of requests in flight at the moment
+of the crash, bounded by `window` and in practice by the rate: at 29 messages/s and
+~50 ms per request, one or two (measured: 2 per SIGKILL in every trial of
 `bench/fanout.py --kill`, and exactly the sends Telegram had accepted but the database had
 not yet recorded; `tests/test_run_e2e.py` checks that equality). Rows claimed but still
 waiting for the rate limiter were never sent and come back without a duplicate.
+
+A database that cannot record an outcome (down, unreachable) stops the sending: the
+outcome is held in memory, no new send starts, and the held outcomes are written again
+with backoff until the database takes them; then sending resumes. A held row stays
+"busy" for this process's `recover` and `renew`, so it is recorded as sent, not sent
+again. Only a process that dies while holding outcomes, or a lease that passes to another
+replica during a long outage, repeats those sends.
 
 Shutdown (`stop`): no new claims; in-flight sends get `grace` seconds to finish and be
 recorded; whatever has not finished by then is cancelled and released to pending.
@@ -42,11 +54,22 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from bot import metrics, outbox, subscriptions
+from bot.feeds.fetch import backoff_delay
 from bot.models import utcnow
 from bot.outbox import Claimed
 from bot.telegram.queries import story_views
+from bot.telegram.record import Held, Recorder
 from bot.telegram.render import render_alert
-from bot.telegram.sender import Gone, Moved, Outcome, Rejected, RetryLater, Sender, Sent, Transient
+from bot.telegram.sender import (
+    Gone,
+    Moved,
+    Outcome,
+    RetryLater,
+    Sender,
+    Sent,
+    Transient,
+    Unconfirmed,
+)
 from bot.telegram.views import StoryView
 
 log = logging.getLogger(__name__)
@@ -55,6 +78,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Policy:
     max_attempts: int = 8
+    max_unconfirmed: int = 2  # sends without an answer before a row fails: one retry
     backoff_base: float = 2.0
     backoff_max: float = 600.0
     lease_seconds: float = 30.0
@@ -62,14 +86,18 @@ class Policy:
     idle_poll: float = 1.0  # seconds between outbox checks when idle
     grace: float = 5.0  # seconds for in-flight sends at shutdown
     story_cache_seconds: float = 30.0
+    record_retry_max: float = 10.0  # longest wait between tries to record held outcomes
 
 
 def backoff(
     attempts: int, *, base: float, cap: float, rand: Callable[[], float] = random.random
 ) -> float:
-    """Delay before retry number `attempts` (1-based): base·2^(n-1), capped, full jitter ±50 %."""
-    delay = min(cap, base * float(2 ** max(0, attempts - 1)))
-    return delay * (0.5 + rand())
+    """Delay before retry number `attempts` (1-based): the project's backoff, full jitter ±50 %."""
+    return backoff_delay(attempts, base=base, maximum=cap, retry_after=None) * (0.5 + rand())
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
 
 
 @dataclass
@@ -80,6 +108,9 @@ class Tally:
     failed: int = 0
     gone: int = 0
     migrated: int = 0
+    merged: int = 0  # rows dropped because the migrated-to chat had the story already
+    unconfirmed: int = 0
+    held: int = 0  # outcomes the database could not record at once
     by_outcome: dict[str, int] = field(default_factory=dict)
 
 
@@ -102,10 +133,23 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._tasks: dict[asyncio.Task[None], Claimed] = {}
         self._stories: dict[int, tuple[float, StoryView]] = {}
+        self._held: dict[int, Held] = {}  # outcomes not yet recorded, by delivery id
+        self._recording = asyncio.Event()  # set while the database records outcomes
+        self._recording.set()
+        self._flusher: asyncio.Task[None] | None = None
+        self._recorder = Recorder(engine, owner, self.policy, self.tally, self._retry_delay)
+
+    def _retry_delay(self, attempts: int) -> float:
+        return backoff(attempts, base=self.policy.backoff_base, cap=self.policy.backoff_max)
 
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
+
+    @property
+    def held(self) -> int:
+        """Outcomes waiting for the database; while any wait, no send starts."""
+        return len(self._held)
 
     def wake(self) -> None:
         """New deliveries were written: look now rather than at the next idle poll."""
@@ -121,10 +165,9 @@ class Deliverer:
                     failures = 0
                 except Exception as exc:  # the database is locked or gone: log, wait, go on
                     failures += 1
-                    pause = min(60.0, self.policy.idle_poll * 2**failures)
-                    first_line = (str(exc).splitlines() or [""])[0][:200]
-                    log.error("could not claim deliveries (%s: %s); retrying in %.0f s",
-                              type(exc).__name__, first_line, pause)  # fmt: skip
+                    pause = backoff(failures + 1, base=self.policy.idle_poll, cap=60.0)
+                    log.error("could not claim deliveries (%s); retrying in %.0f s",
+                              _first_line(exc), pause)  # fmt: skip
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=pause)
                     continue
@@ -135,7 +178,7 @@ class Deliverer:
     async def fill(self) -> int:
         """Claim as many due rows as the window allows and start their sends."""
         room = self.policy.window - len(self._tasks)
-        if room <= 0:
+        if room <= 0 or not self._recording.is_set():
             return 0
         claimed = await asyncio.to_thread(
             outbox.claim,
@@ -179,11 +222,12 @@ class Deliverer:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             started = await self.fill()
-            if not started and not self._tasks:
+            if not started and not self._tasks and not self._held:
                 return
-            if self._tasks:
+            waiting = set(self._tasks) | ({self._flusher} if self._flusher else set())
+            if waiting:
                 await asyncio.wait(
-                    set(self._tasks),
+                    waiting,
                     timeout=max(0.0, deadline - time.monotonic()),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
@@ -198,33 +242,53 @@ class Deliverer:
             task.cancel()
         if left:
             await asyncio.wait(set(left))
-        ids = [job.delivery_id for job in left.values()]
-        released = (
-            await asyncio.to_thread(outbox.release, self.engine, ids, owner=self.owner)
-            if ids
-            else 0
-        )
+        await self._stop_flusher()
+        ids = [job.delivery_id for job in left.values() if job.delivery_id not in self._held]
+        try:
+            released = (
+                await asyncio.to_thread(outbox.release, self.engine, ids, owner=self.owner)
+                if ids
+                else 0
+            )
+        except Exception as exc:
+            log.warning("could not release %d unsent deliveries (%s); their leases expire",
+                        len(ids), _first_line(exc))  # fmt: skip
+            released = 0
         if released:
             log.info("released %d unsent deliveries at shutdown", released)
 
+    async def _stop_flusher(self) -> None:
+        """At shutdown: one last try to record held outcomes, else say what will repeat."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        if self._held and not await self._write_held():
+            log.error(
+                "%d sends could not be recorded before shutdown; they will be sent again",
+                len(self._held),
+            )
+
+    def _busy(self) -> list[int]:
+        return [job.delivery_id for job in self._tasks.values()] + list(self._held)
+
     async def renew(self) -> int:
-        """Extend the leases of the deliveries this process is working on."""
-        ids = [job.delivery_id for job in self._tasks.values()]
+        """Extend the leases of the deliveries this process is working on (or holds)."""
         return await asyncio.to_thread(
             outbox.renew,
             self.engine,
-            ids,
+            self._busy(),
             owner=self.owner,
             lease_seconds=self.policy.lease_seconds,
         )
 
     async def recover(self) -> int:
-        busy = [job.delivery_id for job in self._tasks.values()]
         count = await asyncio.to_thread(
             outbox.recover,
             self.engine,
             me=self.owner,
-            busy=busy,
+            busy=self._busy(),
             max_attempts=self.policy.max_attempts,
             now=self._clock(),
         )
@@ -254,18 +318,26 @@ class Deliverer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or the database: retry later rather than strand the row
-            log.exception("delivery %s crashed", job.delivery_id)
+            log.error("delivery %s crashed (%s)", job.delivery_id, _first_line(exc))
+            log.debug("delivery %s crashed", job.delivery_id, exc_info=True)
             delay = backoff(
                 job.attempts + 1, base=self.policy.backoff_base, cap=self.policy.backoff_max
             )
-            await asyncio.to_thread(
-                outbox.retry_later,
-                self.engine,
-                job.delivery_id,
-                owner=self.owner,
-                at=self._clock() + timedelta(seconds=delay),
-                error=f"internal error: {type(exc).__name__}",
-            )
+            try:
+                await asyncio.to_thread(
+                    outbox.retry_later,
+                    self.engine,
+                    job.delivery_id,
+                    owner=self.owner,
+                    at=self._clock() + timedelta(seconds=delay),
+                    error=f"internal error: {type(exc).__name__}",
+                )
+            except Exception:  # the database is gone: the lease expires, the row comes back
+                log.warning("delivery %s left to its lease", job.delivery_id)
+
+    async def _send(self, chat_id: int, thread_id: int, text: str) -> Outcome:
+        await self._recording.wait()  # no send starts while outcomes wait for the database
+        return await self.sender.send(chat_id, thread_id, text)
 
     async def _deliver_one(self, job: Claimed) -> None:
         view = await self._story(job.story_id)
@@ -279,75 +351,74 @@ class Deliverer:
             )
             return
         text = render_alert(view)
-        outcome = await self.sender.send(job.chat_id, job.thread_id, text)
+        outcome = await self._send(job.chat_id, job.thread_id, text)
         if isinstance(outcome, Moved):
             self.tally.migrated += 1
             await asyncio.to_thread(
                 subscriptions.migrate, self.engine, job.chat_id, outcome.new_chat_id
             )
-            outcome = await self.sender.send(outcome.new_chat_id, job.thread_id, text)
+            state = await asyncio.to_thread(outbox.state_of, self.engine, job.delivery_id)
+            if state != "sending":  # merged: the new chat's subscriber has this story
+                self.tally.merged += 1
+                log.info("delivery %s merged into chat %s", job.delivery_id, outcome.new_chat_id)
+                return
+            outcome = await self._send(outcome.new_chat_id, job.thread_id, text)
             if isinstance(outcome, Moved):
                 outcome = Transient(f"chat migrated twice (to {outcome.new_chat_id})")
-        await asyncio.to_thread(self._record, job, outcome, view.seen)
+        self._count(job, outcome, view.seen)
+        await self._record(Held(job, outcome, self._clock()))
 
-    def _record(self, job: Claimed, outcome: Outcome, story_created: datetime) -> None:
+    async def _record(self, result: Held) -> None:
+        """Write an outcome; if the database cannot, hold it and stop sending until it can."""
+        if self._recording.is_set():
+            try:
+                await asyncio.to_thread(self._recorder.write, result)
+                return
+            except Exception as exc:
+                log.error("cannot record sends (%s); no send starts until the database "
+                          "records them", _first_line(exc))  # fmt: skip
+        self._held[result.job.delivery_id] = result
+        self.tally.held += 1
+        metrics.HELD_RESULTS.inc()
+        if self._recording.is_set():
+            self._recording.clear()
+            self._flusher = asyncio.create_task(self._flush(), name="record-held")
+
+    async def _flush(self) -> None:
+        """Write held outcomes with backoff until the database takes them all; then resume."""
+        tries = 0
+        while not await self._write_held():
+            tries += 1
+            await asyncio.sleep(
+                backoff(tries, base=self.policy.idle_poll, cap=self.policy.record_retry_max)
+            )
+        log.info("the database records sends again; sending resumes")
+        self._recording.set()
+        self._flusher = None
+        self.wake()
+
+    async def _write_held(self) -> bool:
+        for delivery_id, result in list(self._held.items()):
+            try:
+                await asyncio.to_thread(self._recorder.write, result)
+            except Exception:
+                return False
+            del self._held[delivery_id]
+        return True
+
+    def _count(self, job: Claimed, outcome: Outcome, story_created: datetime) -> None:
         name = type(outcome).__name__
         self.tally.by_outcome[name] = self.tally.by_outcome.get(name, 0) + 1
         metrics.SENDS.labels(result=name.lower()).inc()
-        now = self._clock()
         if isinstance(outcome, Sent):
             self.tally.sent += 1
-            metrics.SEND_LATENCY.observe(max(0.0, (now - story_created).total_seconds()))
-            outbox.mark_sent(self.engine, job.delivery_id, message_id=outcome.message_id, now=now)
+            latency = (self._clock() - story_created).total_seconds()
+            metrics.SEND_LATENCY.observe(max(0.0, latency))
         elif isinstance(outcome, RetryLater):
             self.tally.rate_limited += 1
-            outbox.retry_later(
-                self.engine,
-                job.delivery_id,
-                owner=self.owner,
-                error=outcome.reason,
-                at=now + timedelta(seconds=outcome.seconds),
-                count_attempt=False,
-            )
         elif isinstance(outcome, Gone):
             self.tally.gone += 1
-            log.info("chat %s is gone (%s): subscriber turned off", job.chat_id, outcome.reason)
-            outbox.mark_gone(
-                self.engine,
-                job.delivery_id,
-                owner=self.owner,
-                subscriber_id=job.subscriber_id,
-                reason=outcome.reason,
-            )
-        elif isinstance(outcome, Rejected):
-            self.tally.failed += 1
-            log.warning("delivery %s rejected by Telegram: %s", job.delivery_id, outcome.reason)
-            outbox.mark_failed(self.engine, job.delivery_id, owner=self.owner, error=outcome.reason)
-        elif isinstance(outcome, Transient):
-            attempts = job.attempts + 1
-            if attempts >= self.policy.max_attempts:
-                self.tally.failed += 1
-                log.warning(
-                    "delivery %s failed after %d attempts: %s",
-                    job.delivery_id,
-                    attempts,
-                    outcome.reason,
-                )
-                outbox.mark_failed(
-                    self.engine,
-                    job.delivery_id,
-                    owner=self.owner,
-                    error=f"gave up after {attempts} attempts: {outcome.reason}",
-                )
-            else:
-                self.tally.retried += 1
-                delay = backoff(
-                    attempts, base=self.policy.backoff_base, cap=self.policy.backoff_max
-                )
-                outbox.retry_later(
-                    self.engine,
-                    job.delivery_id,
-                    owner=self.owner,
-                    error=outcome.reason,
-                    at=now + timedelta(seconds=delay),
-                )
+        elif isinstance(outcome, Unconfirmed):
+            self.tally.unconfirmed += 1
+            last = job.timeouts + 1 >= self.policy.max_unconfirmed
+            metrics.UNCONFIRMED_SENDS.labels(then="failed" if last else "retried").inc()

@@ -5,8 +5,9 @@
     Moved(new_chat_id)      the group became a supergroup: update the chat, resend
     Gone(reason)            403 blocked / deactivated / kicked, chat or topic not found
     Rejected(reason)        400 for this message: record, do not retry
-    Transient(reason)       timeout or network error: retry with backoff (a timed-out
-                            request may have been delivered: at least once)
+    Unconfirmed(reason)     no answer in time: Telegram may have delivered it (retried at
+                            most once, see deliver.py)
+    Transient(reason)       network error before delivery: retry with backoff
 
 `TelegramSender` paces each chat to one message per `chat_interval` seconds (the rate
 limiter has no per-private-chat limit). After a 429 it closes the `FloodGate` for the time
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TextIO
 
+import httpx
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -71,11 +73,16 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class Unconfirmed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Transient:
     reason: str
 
 
-Outcome = Sent | RetryLater | Moved | Gone | Rejected | Transient
+Outcome = Sent | RetryLater | Moved | Gone | Rejected | Unconfirmed | Transient
 
 # BadRequest descriptions meaning the chat (or topic) cannot receive anything from us.
 _GONE_HINTS = (
@@ -217,7 +224,9 @@ class TelegramSender:
                 return Gone(reason)
             return Rejected(reason)
         except TimedOut as exc:
-            return Transient(f"timed out ({exc.message}); the message may have been delivered")
+            if isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout):
+                return Transient(f"not sent: {exc.message}")  # never reached Telegram
+            return Unconfirmed(f"no answer in time ({exc.message}); it may have been delivered")
         except InvalidToken:
             return Transient("the bot token was rejected")
         except (NetworkError, TelegramError) as exc:
