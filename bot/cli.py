@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -152,6 +153,17 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.evaluate import evaluate, render
+
+    result = evaluate(Path(args.file), settings)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=1))
+    else:
+        print(render(Path(args.file).name, result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sahel-watch",
@@ -177,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         "health", help="exit 0 when the database answers and polling is on time"
     )
     health.set_defaults(func=cmd_health)
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="decide a labelled JSON file through the real decision path on a temporary "
+        "database and score it (precision, recall, alert precision, misjudged items)",
+    )
+    evaluate.add_argument("file", help="labelled items, in the schema of labelled_items.json")
+    evaluate.add_argument("--json", action="store_true", help="the scores as one JSON object")
+    evaluate.set_defaults(func=cmd_evaluate)
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     upgrade = db_sub.add_parser("upgrade", help="bring the schema to the current version")

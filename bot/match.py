@@ -86,6 +86,7 @@ class MatchResult:
     signal: float = 0.0
     off: float = 0.0
     topics: tuple[str, ...] = ()  # the categories of the signals found (CATEGORY_NAMES)
+    mentions: int = 0  # watched terms found, those in another sense included
 
 
 _MESSAGES = {
@@ -284,6 +285,7 @@ class Matcher:
                 if m:
                     suppressed |= neg.terms
                     reasons.append(f"negative context ({neg.name}): {m.group(0)}")
+        mentions = len(found)
         live = sorted((k for k in found if k not in suppressed), key=lambda k: min(found[k]))
         names = tuple(self._terms[k].name or k for k in live)
         anchor = sum(
@@ -292,7 +294,8 @@ class Matcher:
         if anchor < self._rules.min_anchor:
             if live:
                 reasons.append(f"only in passing: {', '.join(names)}")
-            return MatchResult(False, names, tuple(reasons) or ("no watched term",), anchor)
+            reasons = reasons or ["no watched term"]
+            return MatchResult(False, names, tuple(reasons), anchor, mentions=mentions)
         signal, cats = self._signal(a)
         signal += len(seen.signals)
         off = float(len(seen.off))
@@ -300,14 +303,14 @@ class Matcher:
         evidence = (anchor, signal, off)
         if signal < self._rules.min_signal:
             reasons.append("no politics/security/economy signal")
-            return MatchResult(False, names, tuple(reasons), *evidence)
+            return MatchResult(False, names, tuple(reasons), *evidence, mentions=mentions)
         if off >= 2 and off >= signal * self._rules.offtopic_margin:
             reasons.append(f"off-topic: {', '.join(off_words[:4])}")
-            return MatchResult(False, names, tuple(reasons), *evidence)
+            return MatchResult(False, names, tuple(reasons), *evidence, mentions=mentions)
         topics = ", ".join(CATEGORY_NAMES[c] for c in sorted(cats)) or "watched signals"
         reasons = [f"matched: {', '.join(names)}", f"topic: {topics}"]
         categories = tuple(CATEGORY_NAMES[c] for c in sorted(cats))
-        return MatchResult(True, names, tuple(reasons), *evidence, categories)
+        return MatchResult(True, names, tuple(reasons), *evidence, categories, mentions)
 
     def _signal(self, a: Analysis) -> tuple[float, set[str]]:
         concepts = self._lexicon.concepts

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -77,6 +77,7 @@ class Story(SQLModel, table=True):
     published: datetime | None = _when()
     summary: str = Field(default="", sa_type=Text)
     alerted: bool = True  # False for a stale story: stored for dedup, never sent
+    topics: str = Field(default="", sa_type=Text)  # comma-separated decision categories
 
 
 class Item(SQLModel, table=True):
@@ -98,6 +99,7 @@ class Item(SQLModel, table=True):
     story_id: int | None = Field(default=None, foreign_key="story.id", index=True)
     reasons: str = Field(default="[]", sa_type=Text)  # JSON list of strings
     fingerprint: str = Field(default="", sa_type=Text)  # bot.dedup serialisation
+    vector: bytes | None = Field(default=None, sa_type=LargeBinary)  # bot.decide.embed, float16
 
 
 class ItemKey(SQLModel, table=True):
@@ -146,6 +148,7 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = None
     lease_owner: str | None = None
     lease_until: datetime | None = _when()
+    timeouts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # unanswered sends
 
 
 class PollRun(SQLModel, table=True):
@@ -168,3 +171,5 @@ class Lease(SQLModel, table=True):
     owner: str
     acquired_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime | None = _when()  # the holder last saw its role working
+    problem: str | None = None  # why the holder cannot play the role (e.g. token refused)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -60,7 +60,7 @@ def read_examples() -> tuple[list[str], list[str]]:
 
 
 def build_context(
-    topics: dict[str, Any],
+    topics: Mapping[str, Any],
     seeds: Sequence[Seed],
     embedder: Embedder,
     *,
@@ -92,7 +92,7 @@ def decide(entry: Entry, context: Context) -> Verdict:
     if language != entry.language:
         entry = dataclasses.replace(entry, language=language)
     match = context.matcher.match(entry.title, entry.text, entry.language)
-    if not match.terms:
+    if not match.mentions:
         return Verdict(entry, "irrelevant", None, match.reasons)
 
     text = evidence.embed_text(entry.title, entry.text, policy.lead_chars)
@@ -110,6 +110,8 @@ def decide(entry: Entry, context: Context) -> Verdict:
         return replace(base, reasons=(*match.reasons, f"not on topic ({why})"))
 
     reasons: tuple[str, ...] = match.reasons
+    if not match.relevant:  # the lexicon alone would have said no: say what outweighed it
+        reasons = (*reasons, f"on topic ({', '.join(policy.relevance.strongest(relevance))})")
     probe = evidence.Probe(fp, vectors[0], vectors[1])
     for seed in context.seeds:
         features = evidence.seed_features(probe, seed)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from bot.decide.core import Context, build_context, decide
+from bot.decide.embed import UsemEmbedder, from_bytes
+from bot.decide.evidence import StoredItem
+from bot.dedup import Fingerprint
+from bot.records import Entry, Verdict
+from bot.seeds import load_seeds
+
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"
+NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
+
+
+class Counting:
+    """The real model, counting its calls."""
+
+    def __init__(self, inner: UsemEmbedder) -> None:
+        self.inner, self.calls, self.name = inner, 0, inner.name
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.calls += 1
+        return self.inner.encode(texts)
+
+
+@pytest.fixture
+def counting(embedder: UsemEmbedder) -> Counting:
+    return Counting(embedder)
+
+
+@pytest.fixture
+def context(counting: Counting) -> Context:
+    return build_context({}, load_seeds(SEEDS), counting, now=NOW, max_age_hours=48)
+
+
+def entry(title: str, text: str, lang: str = "en", hours_ago: float = 1.0) -> Entry:
+    return Entry(
+        feed_url="https://feed.example/rss",
+        feed_name="Example",
+        guid=title,
+        title=title,
+        text=text,
+        link="https://news.example/a",
+        published=NOW - timedelta(hours=hours_ago),
+        language=lang,
+    )
+
+
+def remember(context: Context, verdict: Verdict, story_id: int, item_id: int) -> None:
+    assert verdict.entry.published is not None
+    context.stories.add(
+        StoredItem(
+            story_id,
+            item_id,
+            Fingerprint.from_json(verdict.fingerprint),
+            from_bytes(verdict.vector),
+            verdict.entry.published,
+        )
+    )
+
+
+def test_no_watched_term_is_irrelevant_without_a_model_call(
+    context: Context, counting: Counting
+) -> None:
+    before = counting.calls
+    verdict = decide(entry("Rain delays the harvest in Normandy", "Farmers wait."), context)
+    assert verdict.decision == "irrelevant"
+    assert verdict.vector == b""
+    assert counting.calls == before
+
+
+def test_a_restatement_of_the_seed_is_seed(context: Context) -> None:
+    verdict = decide(
+        entry(
+            "Mali, Niger and Burkina Faso pull envoys from Algeria over downed drone",
+            "The three Sahel juntas recalled their ambassadors from Algiers after Algeria's "
+            "army destroyed a Malian drone near Tin Zaouatine, calling it an act of aggression.",
+        ),
+        context,
+    )
+    assert verdict.decision == "seed", verdict.reasons
+    assert "restates seed aes-algeria-drone-2025" in verdict.reasons[-1]
+
+
+def test_a_development_is_new_then_its_translation_joins_it(context: Context) -> None:
+    first = decide(
+        entry(
+            "Niger suspends uranium exports through Benin",
+            "Niger's military government suspended uranium exports through the port of "
+            "Cotonou on Monday, citing security on the route through Benin.",
+        ),
+        context,
+    )
+    assert first.decision == "new", first.reasons
+    assert first.summary and first.story_id is None
+    assert len(first.vector) == 1024 and first.fingerprint.startswith("{")
+    assert "economy" in first.topics
+    remember(context, first, story_id=41, item_id=1)
+    second = decide(
+        entry(
+            "Le Niger suspend ses exportations d'uranium via le Bénin",
+            "Le gouvernement militaire du Niger a suspendu lundi les exportations d'uranium "
+            "par le port de Cotonou, invoquant la sécurité sur la route béninoise.",
+            lang="fr",
+        ),
+        context,
+    )
+    assert second.decision == "duplicate", second.reasons
+    assert second.story_id == 41
+    assert "same development as story 41" in second.reasons[-1]
+
+
+def test_an_old_development_is_stale(context: Context) -> None:
+    verdict = decide(
+        entry(
+            "Mali and Mauritania agree on joint border patrols",
+            "The defence ministers of Mali and Mauritania agreed in Nouakchott to patrol the "
+            "border together after incidents involving Malian troops.",
+            hours_ago=24 * 5,
+        ),
+        context,
+    )
+    assert verdict.decision == "stale", verdict.reasons
+    assert "published more than 48 h ago" in verdict.reasons[-1]
+
+
+def test_the_feed_language_is_corrected_from_the_text(context: Context) -> None:
+    wrong = entry(
+        "Le Burkina Faso ferme sa frontière avec le Niger",
+        "Les autorités de Ouagadougou ont fermé la frontière avec le Niger jeudi soir.",
+        lang="en",
+    )
+    verdict = decide(wrong, dataclasses.replace(context))
+    assert verdict.entry.language == "fr"
