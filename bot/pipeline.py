@@ -2,10 +2,10 @@
 
     fetch → parse → match → dedup → summarise → store (story + outbox rows)
 
-Fetching is async and concurrent; parsing runs in worker threads; deciding and storing run
-in one database transaction per cycle (in a thread), so a cycle's stories and their
-delivery rows land together or not at all, and a feed's new cache validators are only kept
-when its entries were stored.
+Fetching is async and concurrent; parsing runs in child processes with a CPU budget;
+deciding and storing run in one database transaction per cycle (in a thread), so a cycle's
+stories and their delivery rows land together or not at all, and a feed's new cache
+validators are only kept when its entries were stored.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from bot.dedup import (
     title_key,
 )
 from bot.errors import ParseError
+from bot.feeds.bounded import parse_bounded
 from bot.feeds.fetch import Fetcher, FetchOutcome, backoff_delay, make_client
-from bot.feeds.parse import parse_feed
 from bot.language import detect_language
 from bot.match import Matcher, compile_rules, load_rules
 from bot.models import utcnow
@@ -153,12 +153,12 @@ class Pipeline:
         if outcome.status != "changed" or outcome.body is None:
             return FeedResult(feed, outcome)
         try:
-            parsed = await asyncio.to_thread(
-                parse_feed,
+            parsed = await parse_bounded(
                 outcome.body,
                 outcome.headers,
                 feed.spec(),
                 max_entries=self.settings.limits.max_entries_per_feed,
+                cpu_seconds=self.settings.limits.parse_cpu_seconds,
             )
         except ParseError as exc:
             log.warning("feed %s: %s", feed.name, exc)

@@ -56,6 +56,8 @@ class Limits(_Strict):
     backoff_base_seconds: float = Field(default=60.0, gt=0)
     backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
     max_entries_per_feed: int = Field(default=200, gt=0)
+    # CPU seconds one feed's parse may use (in a child process, bot/feeds/bounded.py)
+    parse_cpu_seconds: int = Field(default=5, ge=1, le=300)
     user_agent: str = DEFAULT_USER_AGENT
     allow_private_addresses: bool = True  # config feeds only; chat-added feeds never
 

@@ -290,7 +290,7 @@ def find_exact(
     if same_guid is not None:
         return ExactHit(int(same_guid[0]), same_guid[1], str(same_guid[2]), True, "guid")
     found = None
-    if entry.link != canonical_url(entry.feed_url):  # no link of its own: not a key
+    if entry.link and entry.link != canonical_url(entry.feed_url):  # no link: not a key
         found = _first_item(session, _LINK_HIT, {"link": entry.link}, "link")
     if found is None and title_key:
         params = {"title_key": title_key, "since": since}

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from bot.feeds.normalise import canonical_url, clean_title, first_words, fold, html_to_text
 
@@ -160,3 +162,53 @@ def test_canonical_url_is_idempotent_on_the_labelled_links() -> None:
 def test_fold_removes_case_and_accents() -> None:
     assert fold("Algérie ÉTATS Maïga Tinzaouatène") == "algerie etats maiga tinzaouatene"
     assert fold("Straße") == fold("STRASSE")
+
+
+# -- properties (Hypothesis) ------------------------------------------------------------
+
+_URL_PART = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from("/?&=#:@%.[]"),
+    max_size=30,
+)
+
+
+@st.composite
+def urls(draw: st.DrawFn) -> str:
+    scheme = draw(st.sampled_from(["http", "https", "HTTP", "ftp", "javascript", ""]))
+    host = draw(st.sampled_from(["Wire.TEST", "a.test", "[::1]", "xn--e1a.test", ""]) | _URL_PART)
+    port = draw(st.sampled_from(["", ":80", ":443", ":8080", ":", ":99999"]))
+    path = draw(_URL_PART)
+    query = draw(
+        st.lists(
+            st.sampled_from(["utm_source=x", "fbclid=1", "a=1", "", "b", "UTM_x=2", "%75tm_a=1"])
+            | _URL_PART,
+            max_size=5,
+        )
+    )
+    fragment = draw(st.sampled_from(["", "#top", "#"]) | _URL_PART)
+    return f"{scheme}://{host}{port}/{path}?{'&'.join(query)}{fragment}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(urls(), st.text(max_size=80)))
+@example("http://Wire.TEST/ ?")  # dropping "?" bared a trailing space
+@example("https://a.test/a/ #frag")
+def test_canonical_url_is_idempotent(url: str) -> None:
+    once = canonical_url(url)
+    assert canonical_url(once) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(), max_size=300))  # surrogates included
+@example("lone \ud83d half")
+def test_normalised_text_is_always_storable(raw: str) -> None:
+    for out in (html_to_text(raw, max_chars=200), clean_title(raw, max_chars=100)):
+        out.encode("utf-8")  # no surrogate left
+        assert not any(ord(c) < 32 and c not in "\n" for c in out)
+    assert len(html_to_text(raw, max_chars=200)) <= 200
+
+
+def test_surrogate_pair_references_become_one_character() -> None:
+    assert html_to_text("a &#55357;&#56832; b &#xd83d;&#XDE00;") == "a 😀 b 😀"
+    assert clean_title("lone &#55357; high &#56832; low") == "lone high low"
+    assert html_to_text("&amp;#55357;&amp;#56832;") == "&#55357;&#56832;"  # escaped: text

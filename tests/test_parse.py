@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from datetime import UTC, datetime
@@ -11,11 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from bot.errors import ParseError
 from bot.feeds.normalise import canonical_url, clean_title, html_to_text
-from bot.feeds.parse import MAX_TEXT_CHARS, MAX_TITLE_CHARS, ParsedFeed, parse_feed
-from bot.records import FeedSpec
+from bot.feeds.parse import (
+    MAX_GUID_BYTES,
+    MAX_LINK_BYTES,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    ParsedFeed,
+    parse_feed,
+)
+from bot.feeds.xmlsafe import MAX_ATTRIBUTES
+from bot.records import Entry, FeedSpec
 from tests.servers import feedgen
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +43,19 @@ def labelled() -> list[dict[str, Any]]:
 
 def parse(body: bytes, headers: dict[str, str] | None = None, **kw: Any) -> ParsedFeed:
     return parse_feed(body, XML if headers is None else headers, SPEC, **kw)
+
+
+def assert_storable(entry: Entry) -> None:
+    """Every string field encodes as UTF-8 without control characters, within its bound."""
+    for value in (entry.guid, entry.title, entry.text, entry.link, entry.language):
+        value.encode("utf-8")  # no lone surrogate
+        assert not [c for c in value if (ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F]
+    assert 0 < len(entry.guid.encode()) <= MAX_GUID_BYTES and "\n" not in entry.guid
+    assert 0 < len(entry.title) <= MAX_TITLE_CHARS and len(entry.text) <= MAX_TEXT_CHARS
+    assert entry.link == "" or (
+        entry.link.startswith(("http://", "https://"))
+        and len(entry.link.encode()) <= MAX_LINK_BYTES
+    )
 
 
 # -- every real captured feed -----------------------------------------------------------
@@ -60,10 +84,7 @@ def test_real_feed_parses_or_fails_clearly(path: Path) -> None:
     assert len(parsed.entries) <= 200
     assert len({e.guid for e in parsed.entries}) == len(parsed.entries)
     for entry in parsed.entries:
-        assert entry.title and len(entry.title) <= MAX_TITLE_CHARS
-        assert len(entry.text) <= MAX_TEXT_CHARS
-        assert "\x00" not in entry.title + entry.text
-        assert entry.link.startswith(("http://", "https://"))
+        assert_storable(entry)
         assert entry.published is None or entry.published.tzinfo is not None
         assert entry.language.isalpha() and entry.language.islower()
         assert entry.feed_url == SPEC.url and entry.feed_name == SPEC.name
@@ -143,7 +164,7 @@ def test_missing_title_link_date_and_id_have_fallbacks() -> None:
     assert untitled.title.startswith("Mali closes its airspace")
     assert untitled.guid.startswith("sha256:") and untitled.published is None
     assert by_guid.link == "https://wire.test/story/9" == by_guid.guid
-    assert no_link.link == canonical_url(SPEC.url) and no_link.guid == "opaque-7"
+    assert no_link.link == "" and no_link.guid == "opaque-7"  # not the feed's URL
     assert title_only.guid.startswith("sha256:") and title_only.guid != untitled.guid
     assert relative.link == "https://feeds.test/relative/story"
     assert relative.guid == relative.link == relative.title  # nothing else to show
@@ -307,3 +328,123 @@ def test_entity_declarations_the_scanner_cannot_place_are_refused() -> None:
         parse(body)
     with pytest.raises(ParseError, match="refused"):
         parse(b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "x">')
+
+
+# -- hostile text: only storable, bounded values come out (issue 7) ---------------------
+
+
+def test_surrogate_references_become_the_character_and_lone_halves_go() -> None:
+    entry = parse(feedgen.hostile_rss()).entries[0]
+    assert entry.title == "Drone 😀 down over Kidal"
+    assert entry.text == "Text 😀 and half"
+    assert entry.guid == "surr-😀-1"
+    assert_storable(entry)
+
+
+def test_hostile_entries_come_out_clean_and_bounded() -> None:
+    parsed = parse(feedgen.hostile_rss())
+    by_title = {e.title: e for e in parsed.entries}
+    assert len(by_title) == 6
+    for entry in parsed.entries:
+        assert_storable(entry)
+    nul = by_title["NUL guid and link"]
+    assert (nul.guid, nul.link) == ("nul-guid-2", "")  # a link with a NUL is dropped
+    emoji = by_title["Guid of 999 emoji"]
+    digest = hashlib.sha256(feedgen.HOSTILE_GUID.encode()).hexdigest()
+    assert emoji.guid == f"sha256:{digest}"  # stable: the same entry next poll
+    assert emoji.link == "https://hostile.test/emoji-guid"
+    assert by_title["CJK link"].link == ""  # too long: dropped, not cut
+    assert by_title["Script link"].link == ""  # not the feed's URL either
+    assert by_title["A plain good entry"].link == "https://hostile.test/good"
+
+
+def test_json_feed_lone_surrogates_and_nul_are_removed() -> None:
+    parsed = parse(feedgen.hostile_json_feed(), {"content-type": "application/feed+json"})
+    first, second = parsed.entries
+    assert (first.guid, first.title, first.text) == ("j-1", "Lone half", "pair 😀 and lone")
+    assert second.title == "A plain good entry"
+    for entry in parsed.entries:
+        assert_storable(entry)
+
+
+@pytest.mark.parametrize(
+    "link", ["javascript:alert(1)", "mailto:x@y.test", "data:text/html,x", "ftp://f.test/a"]
+)
+def test_a_rejected_link_does_not_fall_back_to_the_feed_url(link: str) -> None:
+    (entry,) = parse(feedgen.rss([{"id": "r1", "title": "Rejected", "link": link}])).entries
+    assert entry.link == ""
+
+
+def test_a_link_at_the_bound_is_kept_and_one_byte_over_is_dropped() -> None:
+    base = "https://long.test/"
+    fits = base + "a" * (MAX_LINK_BYTES - len(base))
+    over = fits + "a"
+    entries = parse(
+        feedgen.rss(
+            [{"id": "1", "title": "fits", "link": fits}, {"id": "2", "title": "over", "link": over}]
+        )
+    ).entries
+    assert [e.link for e in entries] == [fits, ""]
+
+
+@pytest.mark.timeout(30)
+def test_an_element_crowded_with_attributes_is_refused_quickly() -> None:
+    body = feedgen.crowded_element(40_000)
+    started = time.process_time()
+    with pytest.raises(ParseError, match=f"more than {MAX_ATTRIBUTES} attributes"):
+        parse(body)
+    assert time.process_time() - started < 1.0  # was 22 s of CPU
+    just_under = feedgen.crowded_element(MAX_ATTRIBUTES - 1)
+    assert [e.guid for e in parse(just_under).entries] == ["crowd-1"]
+
+
+# -- properties (Hypothesis): any bytes give storable entries or a ParseError -----------
+
+_HOSTILE_TEXT = st.lists(
+    st.characters()  # surrogates included: escaped in JSON, invalid UTF-8 in XML
+    | st.sampled_from(
+        ["&#55357;", "&#56832;", "&#0;", "&amp;", "&", "<", "]]>", "<![CDATA[", "\x00", "\ufeff"]
+    ),
+    max_size=30,
+).map("".join)
+
+
+@st.composite
+def feed_bodies(draw: st.DrawFn) -> bytes:
+    """Feed-shaped documents with hostile text spliced in unescaped, in every field."""
+    fields = [draw(_HOSTILE_TEXT) for _ in range(5)]
+    kind = draw(st.sampled_from(["rss", "atom", "json", "bytes"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=400))
+    if kind == "json":
+        item = {"id": fields[0], "title": fields[1], "url": fields[2], "content_html": fields[3]}
+        doc = {"version": "https://jsonfeed.org/version/1.1", "title": fields[4], "items": [item]}
+        return json.dumps(doc).encode()
+    guid, title, link, text, extra = fields
+    if kind == "atom":
+        return (
+            f'<feed xmlns="http://www.w3.org/2005/Atom"><title>{extra}</title><entry>'
+            f'<id>{guid}</id><title type="html">{title}</title><link href="{link}"/>'
+            f"<summary>{text}</summary></entry></feed>"
+        ).encode("utf-8", "surrogatepass")
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>{extra}</title><item>'
+        f"<guid>{guid}</guid><title>{title}</title><link>{link}</link>"
+        f"<description>{text}</description></item></channel></rss>"
+    ).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=250, deadline=None)
+@given(feed_bodies())
+@example(feedgen.hostile_rss())
+@example(feedgen.hostile_json_feed())
+def test_any_body_gives_storable_entries_or_a_parse_error(body: bytes) -> None:
+    try:
+        parsed = parse(body, max_entries=50)
+    except ParseError as exc:
+        assert 0 < len(str(exc)) <= 200
+        return
+    assert len(parsed.entries) <= 50
+    for entry in parsed.entries:
+        assert_storable(entry)
+    parsed.title.encode("utf-8")

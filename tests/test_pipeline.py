@@ -375,7 +375,7 @@ company near Arlit operated by France's Orano.</description>
     settings = settings_for(tmp_path, database_url, [("nolinks", url)])
     report = cycle(settings, engine)
     assert decisions(report) == {"a1": "new", "a2": "new"}
-    assert {v.entry.link for v in report.verdicts} == {url}
+    assert {v.entry.link for v in report.verdicts} == {""}  # no link: not the feed's URL
 
 
 def test_replica_cycles_share_feeds_and_reclaim_a_dead_replicas_lease(

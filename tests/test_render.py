@@ -6,6 +6,8 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.telegram.render import (
     MAX_LENGTH,
@@ -191,3 +193,44 @@ def test_console_text_spells_out_links() -> None:
         "Mali takes Algeria to the ICJ over the drone <https://wire.test/icj?id=1&lang=en>"
     )
     assert "Also reported by: Afrique FR <https://afrique.test/c>" in text
+
+
+# -- properties (Hypothesis): any story renders to valid Telegram HTML within 4096 ------
+
+_ANY_TEXT = st.text(st.characters(), max_size=5000)  # surrogates, controls, bidi, markup: all of it
+_LINKS = st.one_of(
+    st.text(max_size=60),
+    st.builds(lambda tail: "https://a.test/" + tail, st.text(max_size=3000)),
+    st.sampled_from(["", "javascript:alert(1)", 'https://b.test/?q=<"&>', "http://[::1]/x"]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    title=_ANY_TEXT,
+    outlet=st.text(st.characters(), max_size=300),
+    summary=_ANY_TEXT,
+    link=_LINKS,
+    published=st.none() | st.datetimes(timezones=st.just(UTC)),
+    also=st.lists(st.tuples(st.text(max_size=100), _LINKS), max_size=15),
+)
+def test_any_story_renders_valid_telegram_html_within_the_limit(
+    title: str,
+    outlet: str,
+    summary: str,
+    link: str,
+    published: datetime | None,
+    also: list[tuple[str, str]],
+) -> None:
+    view = story(
+        title=title,
+        outlet=outlet,
+        summary=summary,
+        link=link,
+        published=published,
+        also=tuple(Source(name, url) for name, url in also),
+    )
+    _plain, links = check(render_alert(view))
+    assert all(href.startswith(("http://", "https://")) for _, href in links)
+    for message in render_latest([view, view]):
+        check(message)

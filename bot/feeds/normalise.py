@@ -1,7 +1,8 @@
 """Normalise untrusted feed strings: HTML to plain text, titles, canonical links.
 
-Pure functions over strings. Every output is plain text (no markup, entities decoded,
-control characters removed, whitespace folded) and bounded in length; escaping for
+Pure functions over strings. Every output is plain, storable text (no markup, entities
+decoded, control characters and surrogates removed, whitespace folded: see `textsafe`)
+and bounded in length; escaping for
 Telegram happens later, at the rendering boundary.
 """
 
@@ -12,6 +13,7 @@ import re
 import unicodedata
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
+from bot.feeds.textsafe import join_surrogate_refs, storable
 from bot.textcut import shorten
 
 # Elements whose content is never text a reader sees.
@@ -85,7 +87,9 @@ def _strip_markup(fragment: str, input_limit: int) -> str:
 
 
 def _clean_chars(text: str) -> str:
-    return _CONTROL.sub("", html.unescape(text))
+    """Entities decoded (a surrogate pair written as two references becomes its character),
+    then control characters, zero-width spaces and surrogates removed."""
+    return _CONTROL.sub("", storable(html.unescape(join_surrogate_refs(text))))
 
 
 def html_to_text(fragment: str, *, max_chars: int = 20_000) -> str:
@@ -156,7 +160,10 @@ def canonical_url(url: str) -> str:
     kept = [
         pair for pair in parts.query.split("&") if pair and not _is_tracking(pair.partition("=")[0])
     ]
-    return urlunsplit((scheme, netloc, path, "&".join(kept), ""))
+    canonical = urlunsplit((scheme, netloc, path, "&".join(kept), ""))
+    if canonical != canonical.strip():  # dropping a fragment or parameter bared a space
+        return canonical_url(canonical)  # shorter each time: ends; keeps this idempotent
+    return canonical
 
 
 def fold(text: str) -> str:

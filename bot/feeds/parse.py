@@ -7,6 +7,14 @@ feedparser always gets `io.BytesIO(body)`: given bytes it would try them as a pa
 
 Every failure is a `ParseError` with a short reason ("not a feed: got an HTML page");
 a feed that is not well-formed but still yields entries is used, with a warning.
+
+Every string of an `Entry` is storable (`textsafe`: no NUL or other control characters,
+no surrogates) and bounded. Links and guids are bounded in UTF-8 bytes, because they are
+index keys and PostgreSQL refuses a btree row over 2,704 bytes. A link that is not
+http(s), holds control characters or is too long is dropped, never cut (a cut link leads
+elsewhere): the entry then has no link (`""`), and does not borrow the feed's URL. A guid
+that is too long is replaced by `sha256:` and the hex digest of it: stable across polls,
+so the entry is still recognised, and short.
 """
 
 from __future__ import annotations
@@ -26,13 +34,15 @@ import feedparser
 
 from bot.errors import ParseError
 from bot.feeds.normalise import canonical_url, clean_title, first_words, html_to_text
+from bot.feeds.textsafe import storable
 from bot.feeds.xmlsafe import make_safe
 from bot.records import Entry, FeedSpec
 
 MAX_TEXT_CHARS = 20_000
-MAX_TITLE_CHARS = 500
-MAX_GUID_CHARS = 1_000
-MAX_LINK_CHARS = 2_000
+MAX_TITLE_CHARS = 500  # at most 2,000 bytes of UTF-8: within an index row
+# Index keys: well under PostgreSQL's 2,704-byte btree row limit, with room for the feed id.
+MAX_GUID_BYTES = 512  # real guids are URLs or UUIDs; longer ones are hashed
+MAX_LINK_BYTES = 2_048  # what browsers and Telegram links handle; render refuses longer hrefs
 _FALLBACK_TITLE_CHARS = 120
 
 _HTML_START = re.compile(rb"<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE)
@@ -115,15 +125,19 @@ def _text(raw: Mapping[str, Any]) -> str:
 
 
 def _web_url(value: object, base: str) -> str | None:
-    if not isinstance(value, str) or not value.strip():
+    """An absolute, canonical http(s) link within the bound, or None (dropped, never cut)."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip().replace("\t", "").replace("\n", "").replace("\r", "")  # as browsers
+    if not value or storable(value) != value:  # control characters or surrogates
         return None
     try:
-        url = urljoin(base, value.strip())
+        url = canonical_url(urljoin(base, value))
     except ValueError:  # e.g. "http://[not-an-address"
         return None
-    if not url.startswith(("http://", "https://")) or len(url) > MAX_LINK_CHARS:
+    if not url.startswith(("http://", "https://")) or len(url.encode()) > MAX_LINK_BYTES:
         return None
-    return canonical_url(url)
+    return url
 
 
 def _entry_link(raw: Mapping[str, Any], base: str) -> str | None:
@@ -143,14 +157,14 @@ def _entry_link(raw: Mapping[str, Any], base: str) -> str | None:
 
 def _guid(raw: Mapping[str, Any], link: str | None, title: str, text: str) -> str:
     guid = raw.get("id")
-    if isinstance(guid, str) and guid.strip():
-        guid = guid.strip()
-        if len(guid) <= MAX_GUID_CHARS:
+    guid = storable(guid, keep_newlines=False).strip() if isinstance(guid, str) else ""
+    if guid:
+        if len(guid.encode()) <= MAX_GUID_BYTES:
             return guid
-        return "sha256:" + hashlib.sha256(guid.encode("utf-8", "replace")).hexdigest()
+        return "sha256:" + hashlib.sha256(guid.encode()).hexdigest()
     if link:
         return link
-    digest = hashlib.sha256(f"{title}\n{text}".encode("utf-8", "replace")).hexdigest()
+    digest = hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
     return "sha256:" + digest[:32]
 
 
@@ -172,7 +186,7 @@ def _entry(raw: Mapping[str, Any], feed: FeedSpec, language: str) -> Entry | Non
         guid=_guid(raw, link, title, text),
         title=title,
         text=text,
-        link=link or canonical_url(feed.url),
+        link=link or "",  # no link of its own: never the feed's URL
         published=_when(raw),
         language=own_language or language,
     )
@@ -270,7 +284,19 @@ def _iso_time(value: object) -> tuple[int, ...] | None:
 def parse_feed(
     body: bytes, headers: Mapping[str, str], feed: FeedSpec, *, max_entries: int = 200
 ) -> ParsedFeed:
-    """Entries of one fetched feed body; raises `ParseError` with a short reason."""
+    """Entries of one fetched feed body; raises `ParseError` with a short reason.
+
+    In-process and unbounded in CPU time: the pipeline calls `bounded.parse_bounded`.
+    """
+    try:
+        return _parse(body, headers, feed, max_entries)
+    except ParseError:
+        raise
+    except Exception as exc:  # hostile input found a path nobody foresaw: still one reason
+        raise ParseError(f"could not read the feed ({type(exc).__name__})") from exc
+
+
+def _parse(body: bytes, headers: Mapping[str, str], feed: FeedSpec, max_entries: int) -> ParsedFeed:
     if not body.strip():
         raise ParseError("empty body")
     headers = {k.lower(): v for k, v in headers.items()}

@@ -152,3 +152,66 @@ def billion_laughs(levels: int = 10) -> bytes:
         + f"<description>d</description><item><title>&lol{levels - 1};</title>"
         + "<guid>lol-1</guid></item></channel></rss>"
     ).encode()
+
+
+# -- hostile entries (issue 7): text a database or feedparser cannot take as it is --------
+
+HOSTILE_GUID = "🛰" * 999  # 3,996 bytes of UTF-8: over PostgreSQL's 2,704-byte index row
+HOSTILE_CJK_LINK = "https://cjk.test/" + "新闻" * 950  # 1,917 characters, 5,717 bytes
+
+
+def hostile_rss() -> bytes:
+    """RSS 2.0 whose entries carry what broke storage, beside one plain good entry.
+
+    In order: an emoji as two surrogate references plus a lone half (title, text, guid);
+    a NUL in guid and link; a guid of 999 emoji; a 1,900-character CJK link; a
+    `javascript:` link. Written by hand: ElementTree would escape the references.
+    """
+    items = [
+        ("Drone &#55357;&#56832; down &#xD83D;over Kidal", "surr-&#55357;&#56832;-&#56832;1",
+         "https://hostile.test/surrogates", "Text &#55357;&#56832; and &#56832;half"),
+        ("NUL guid and link", "nul&#0;-guid\x00-2", "https://hostile.test/a\x00b", "nul"),
+        ("Guid of 999 emoji", HOSTILE_GUID, "https://hostile.test/emoji-guid", "emoji"),
+        ("CJK link", "cjk-4", HOSTILE_CJK_LINK, "cjk"),
+        ("Script link", "js-5", "javascript:alert(1)", "js"),
+        ("A plain good entry", "good-6", "https://hostile.test/good", "good"),
+    ]  # fmt: skip
+    body = "".join(
+        f"<item><title>{title}</title><guid isPermaLink='false'>{guid}</guid>"
+        f"<link>{link}</link><description>{text}</description></item>"
+        for title, guid, link, text in items
+    )
+    return (
+        "<?xml version='1.0' encoding='utf-8'?>\n<rss version='2.0'><channel>"
+        "<title>Hostile</title><link>https://hostile.test/</link><description>d</description>"
+        f"{body}</channel></rss>"
+    ).encode()
+
+
+def hostile_json_feed() -> bytes:
+    """A JSON Feed with a lone surrogate in a title, a NUL in a guid and an escaped pair."""
+    return (
+        '{"version": "https://jsonfeed.org/version/1.1", "title": "Hostile JSON", "items": ['
+        '{"id": "j\\u0000-1", "title": "Lone \\ud83d half", "url": "https://hostile.test/j1",'
+        ' "content_text": "pair \\ud83d\\ude00 and lone \\ude00"},'
+        '{"id": "j-2", "title": "A plain good entry", "url": "https://hostile.test/j2"}]}'
+    ).encode("ascii")
+
+
+def crowded_element(attributes: int = 40_000) -> bytes:
+    """An RSS feed with one element of many attributes: n² CPU in feedparser's strict parser
+    (40,000: 429 KB, 22 s of CPU before it was refused)."""
+    crowd = " ".join(f'a{i}="v"' for i in range(attributes))
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Crowded'
+        f"</title><item><title {crowd}>x</title><guid>crowd-1</guid></item></channel></rss>"
+    ).encode()
+
+
+def slow_markup(elements: int = 400_000) -> bytes:
+    """Markup no pre-check refuses that still costs seconds of CPU to parse (~5 s of CPU for
+    400,000 unclosed elements, 3.6 MB): for the CPU budget of a parse."""
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>slow</title>'
+        "<item><title>x</title>" + '<a x="1">' * elements + "</channel></rss>"
+    ).encode()

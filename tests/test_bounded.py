@@ -1,0 +1,161 @@
+"""bot.feeds.bounded: a parse in a child process, within a CPU budget, stopped at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ParseError
+from bot.feeds.bounded import parse_bounded
+from bot.feeds.fetch import Fetcher, Validators, make_client
+from bot.feeds.parse import parse_feed
+from bot.records import FeedSpec
+from bot.settings import Limits
+from tests.servers import feedgen
+from tests.servers.bot_fixtures import wait_until
+from tests.servers.feed_server import FeedServer
+
+SPEC = FeedSpec(url="https://feeds.test/wire.xml", name="Wire", language="en")
+XML = {"content-type": "application/xml"}
+REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "feeds"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _parse_children() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name == "sahel-watch-parse"]
+
+
+async def test_the_child_gives_what_parse_feed_gives() -> None:
+    body = feedgen.rss(
+        [{"id": f"g{i}", "title": f"Story {i}", "link": f"https://w.test/{i}"} for i in range(30)]
+    )
+    bounded = await parse_bounded(body, XML, SPEC, max_entries=20, cpu_seconds=5)
+    assert bounded == parse_feed(body, XML, SPEC, max_entries=20)
+    assert len(bounded.entries) == 20 and bounded.warnings
+
+
+async def test_a_parse_error_in_the_child_is_a_parse_error_here() -> None:
+    with pytest.raises(ParseError, match="not a feed: got an HTML page"):
+        await parse_bounded(b"<html><body>x</body></html>", XML, SPEC, max_entries=5, cpu_seconds=5)
+    with pytest.raises(ParseError, match="more than 500 attributes"):
+        await parse_bounded(feedgen.crowded_element(), XML, SPEC, max_entries=5, cpu_seconds=5)
+
+
+@pytest.mark.timeout(60)
+async def test_a_parse_over_its_cpu_budget_fails_with_that_reason() -> None:
+    body = feedgen.slow_markup()  # seconds of CPU without a budget
+    started = time.perf_counter()
+    with pytest.raises(ParseError, match="CPU budget of 1 s"):
+        await parse_bounded(body, XML, SPEC, max_entries=5, cpu_seconds=1)
+    assert time.perf_counter() - started < 1.0 * 4 + 5  # the CPU limit, not the wall backstop
+    assert _parse_children() == []
+
+
+@pytest.mark.timeout(60)
+async def test_other_parses_go_on_while_one_is_stuck() -> None:
+    slow = asyncio.create_task(
+        parse_bounded(feedgen.slow_markup(), XML, SPEC, max_entries=5, cpu_seconds=30)
+    )
+    await wait_until(lambda: len(_parse_children()) == 1)
+    good = feedgen.rss([{"id": "ok", "title": "Still parsed"}])
+    parsed = await asyncio.wait_for(
+        parse_bounded(good, XML, SPEC, max_entries=5, cpu_seconds=5), timeout=10
+    )
+    assert [e.title for e in parsed.entries] == ["Still parsed"]
+    assert not slow.done()
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+
+
+@pytest.mark.timeout(60)
+async def test_cancelling_kills_the_child_at_once() -> None:
+    task = asyncio.create_task(
+        parse_bounded(feedgen.slow_markup(), XML, SPEC, max_entries=5, cpu_seconds=60)
+    )
+    await wait_until(lambda: len(_parse_children()) == 1)
+    (child,) = _parse_children()
+    pid = child.pid
+    assert pid is not None and _alive(pid)
+    started = time.perf_counter()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.perf_counter() - started < 1.0  # shutdown does not wait on the parse
+    assert not _alive(pid) and _parse_children() == []
+
+
+@pytest.mark.timeout(60)
+async def test_hostile_feeds_over_http_fail_alone(feed_server: FeedServer) -> None:
+    """Fetched over real HTTP: the crowded and the slow feed fail with their reasons while
+    the hostile-text feed and a good feed parse, all at once."""
+    urls = {
+        "crowded": feed_server.add("/crowded.xml", feedgen.crowded_element()),
+        "slow": feed_server.add("/slow.xml", feedgen.slow_markup()),
+        "hostile": feed_server.add("/hostile.xml", feedgen.hostile_rss()),
+        "good": feed_server.add("/good.xml", feedgen.rss([{"id": "g", "title": "Good"}])),
+    }
+    limits = Limits(total_timeout=10.0, parse_cpu_seconds=1)
+    async with make_client(limits) as client:
+        fetcher = Fetcher(client, limits)
+
+        async def fetch_and_parse(url: str) -> str:
+            outcome = await fetcher.fetch(url, Validators())
+            assert outcome.body is not None, outcome.error
+            try:
+                parsed = await parse_bounded(
+                    outcome.body,
+                    outcome.headers,
+                    SPEC,
+                    max_entries=limits.max_entries_per_feed,
+                    cpu_seconds=limits.parse_cpu_seconds,
+                )
+            except ParseError as exc:
+                return f"error: {exc}"
+            return " | ".join(f"{e.title} <{e.link}>" for e in parsed.entries)
+
+        results = dict(
+            zip(
+                urls,
+                await asyncio.gather(*(fetch_and_parse(u) for u in urls.values())),
+                strict=True,
+            )
+        )
+    assert results["crowded"] == "error: refused: an element with more than 500 attributes"
+    assert results["slow"] == "error: parse used more than its CPU budget of 1 s"
+    assert results["good"] == "Good <>"
+    assert results["hostile"].startswith(
+        "Drone 😀 down over Kidal <https://hostile.test/surrogates>"
+    )
+    assert (
+        "CJK link <> | Script link <> | A plain good entry <https://hostile.test/good>"
+        in (results["hostile"])
+    )
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data/feeds is not there")
+async def test_real_feeds_give_the_same_entries_bounded() -> None:
+    paths = sorted(p for p in REAL.iterdir() if p.name != "SOURCE.md")[:12]
+    for path in paths:
+        body = path.read_bytes()
+        try:
+            expected: object = parse_feed(body, XML, SPEC)
+        except ParseError as exc:
+            expected = str(exc)
+        try:
+            got: object = await parse_bounded(body, XML, SPEC, max_entries=200, cpu_seconds=5)
+        except ParseError as exc:
+            got = str(exc)
+        assert got == expected, path.name
