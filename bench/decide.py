@@ -1,218 +1,194 @@
-"""Decision speed: match + fingerprint + judge, and how the cost grows with the store.
+"""Decision speed and memory: the real core (`bot.decide.core.decide`) on one core.
 
-    python bench/decide.py [--items N]
+    python bench/decide.py [--entries N] [--relevant N]
 
-Table 1: items decided per second of CPU time on one core (the process is pinned to one CPU
-and timed with process_time, so other load on the machine does not count), each item
-a fresh text (so no cache helps), judged against 64 candidates, as the pipeline does.
-Table 2: cost per decided item with 1,000 and with 100,000 stored items in an in-memory
-stand-in for the ItemKey index (key -> items sorted by publication time; a window query is
-a bisect, as the (key, published) index makes it in the database). Both stores grow at the
-same rate (20 relevant items a day), so the 21-day window holds as many items in both: what
-grows is history, which must not cost anything.
+Table 1, a realistic mix: 9 entries in 10 off topic (entries of the real captured feeds in
+../shared/data/feeds, mostly technology and world news), 1 in 10 on topic (the labelled
+relevant items, each given a fresh closing sentence so no cache helps), decided against a
+story index of one window at 20 relevant items a day. Table 2: on-topic entries only (model
+call, seed check, story search), with 1,000 and 100,000 stored items. Items are stored at the
+same rate in both (20 a day), so what grows is history; the index holds what the pipeline
+loads into it: two windows back from now. Table 3: model load time, and the resident memory
+of an idle `python -m bot run` (console mode, no feeds due) with the model loaded.
+
+CPU time is `process_time` with the process pinned to one CPU, so other load on the machine
+counts little; the figures still move by about 10 % between runs on a busy 2-core host.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import itertools
+import dataclasses
 import os
 import random
+import signal
+import subprocess
 import sys
+import tempfile
 import time
-from array import array
-from bisect import bisect_left, bisect_right
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-from quality import EXTRA, LABELLED, ROOT, Labelled, load_items
-
-from bot.dedup import Candidate, Fingerprint, SeedPrint, fingerprint, index_keys, judge, seed_print
-from bot.match import Matcher, compile_rules, load_rules
+from bot.decide.core import Context, build_context, decide
+from bot.decide.embed import load_embedder, unit_rows
+from bot.decide.evidence import StoredItem
+from bot.dedup import fingerprint
+from bot.errors import ParseError
+from bot.evaluate import load_labelled
+from bot.feeds.parse import parse_feed
+from bot.records import Entry, FeedSpec
 from bot.seeds import load_seeds
 
-WINDOW = timedelta(days=21).total_seconds()
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+LABELLED = [SHARED / "labelled_items.json", ROOT / "tests" / "data" / "extra_items.json"]
 PER_DAY = 20
-EPOCH = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def fresh(items: Sequence[Labelled], n: int) -> list[tuple[str, str, str]]:
-    """`n` distinct items: the labelled ones with a different closing sentence each time."""
-    out = []
-    for k in range(n):
-        it = items[k % len(items)]
-        out.append((it.title, f"{it.text} Report {k} filed by desk {k % 97}.", it.lang))
-    return out
+def off_topic_entries(limit: int) -> list[Entry]:
+    out: list[Entry] = []
+    for path in sorted((SHARED / "feeds").glob("benchmark_data__*")):
+        body = path.read_bytes()
+        try:
+            parsed = parse_feed(body, {}, FeedSpec(f"https://{path.name}.test/", path.name))
+        except ParseError:
+            continue
+        out.extend(parsed.entries)
+        if len(out) >= limit:
+            break
+    return out[:limit]
 
 
-@dataclass
-class Store:
-    """key -> (publication times, item ids), both in time order; fingerprints as JSON text."""
-
-    times: dict[str, array[float]]
-    ids: dict[str, array[int]]
-    prints: list[str]
-    published: list[float]
-
-    def candidates(self, fp: Fingerprint, when: float, limit: int = 64) -> list[Candidate]:
-        shared: Counter[int] = Counter()
-        for key in index_keys(fp):
-            times = self.times.get(key)
-            if times is None:
-                continue
-            lo, hi = bisect_left(times, when - WINDOW), bisect_right(times, when + WINDOW)
-            shared.update(self.ids[key][lo:hi])
-        top = sorted(shared.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-        return [
-            Candidate(
-                story_id=i,
-                item_id=i,
-                fingerprint=Fingerprint.from_json(self.prints[i]),
-                published=datetime.fromtimestamp(self.published[i], UTC),
-            )
-            for i, _n in top
-        ]
+def on_topic_entries(n: int) -> list[Entry]:
+    relevant = [
+        item.entry
+        for path in LABELLED
+        for item in load_labelled(path)
+        if item.kind in ("new_development", "syndicated_duplicate", "seed_rewrite")
+    ]
+    return [
+        dataclasses.replace(
+            relevant[k % len(relevant)],
+            text=f"{relevant[k % len(relevant)].text} Report {k} from desk {k % 97}.",
+            published=NOW - timedelta(hours=k % 48),
+        )
+        for k in range(n)
+    ]
 
 
-def build_store(size: int, bases: Sequence[Fingerprint], seed: int = 7) -> Store:
-    """`size` stored items, 20 a day, each a perturbed copy of a real item's fingerprint."""
-    rng = random.Random(seed)
-    times: dict[str, array[float]] = {}
-    ids: dict[str, array[int]] = {}
-    prints: list[str] = []
-    published: list[float] = []
-    for i in range(size):
-        base = bases[rng.randrange(len(bases))].features
-        kept = [f for f in base if rng.random() < 0.8]
-        extra = [(f"n:x{rng.randrange(50_000)}", 2.0, rng.randrange(3)) for _ in range(3)]
-        extra.append((f"num:{rng.randrange(10, 100_000)}", 1.5, 2))
-        fp = Fingerprint(language="en", features=tuple(sorted({*kept, *extra})))
-        when = EPOCH + i * 86_400 / PER_DAY
-        for key in index_keys(fp):
-            times.setdefault(key, array("d")).append(when)
-            ids.setdefault(key, array("q")).append(i)
-        prints.append(fp.to_json())
-        published.append(when)
-    return Store(times, ids, prints, published)
+def fill(context: Context, stored: int, bases: Sequence[Entry]) -> None:
+    """`stored` items at PER_DAY a day up to NOW, as the pipeline would have kept them."""
+    rng = np.random.default_rng(7)
+    base_prints = [fingerprint(e.title, e.text, e.language) for e in bases]
+    base_vectors = context.embedder.encode([f"{e.title}. {e.text[:400]}" for e in bases])
+    since = NOW - 2 * context.stories.window  # what `story_items_since` loads
+    for k in range(stored):
+        published = NOW - timedelta(days=k / PER_DAY)
+        if published < since:
+            continue  # in the database, never loaded into the index
+        b = k % len(bases)
+        noisy = base_vectors[b] + rng.normal(0, 0.15, base_vectors.shape[1]).astype(np.float32)
+        vector = unit_rows(noisy[None, :])[0]
+        context.stories.add(StoredItem(k // 3, k + 1, base_prints[b], vector, published))
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    """Seconds per call, best of three runs of `repeat` calls."""
-    best = float("inf")
-    for _ in range(3):
-        gc.collect()
-        start = time.process_time()
-        for _ in range(repeat):
-            fn()
-        best = min(best, (time.process_time() - start) / repeat)
-    return best
+def per_second(context: Context, entries: Sequence[Entry]) -> tuple[float, float]:
+    """(decisions per CPU second, ms per decision)."""
+    started = time.process_time()
+    for entry in entries:
+        decide(entry, context)
+    spent = time.process_time() - started
+    return len(entries) / spent, 1000 * spent / len(entries)
 
 
-def throughput(
-    items: list[tuple[str, str, str]],
-    matcher: Matcher,
-    seeds: Sequence[SeedPrint],
-    pool: Sequence[Candidate],
-) -> tuple[float, float, int]:
-    """(items/s for match+fingerprint+judge, items/s for match alone, relevant count)."""
-    gc.collect()
-    start = time.process_time()
-    relevant = 0
-    for title, text, lang in items:
-        if matcher.match(title, text, lang).relevant:
-            relevant += 1
-        judge(fingerprint(title, text, lang), seeds, pool)
-    full = len(items) / (time.process_time() - start)
-    again = fresh_suffix(items)
-    start = time.process_time()
-    for title, text, lang in again:
-        matcher.match(title, text, lang)
-    alone = len(items) / (time.process_time() - start)
-    return full, alone, relevant
+def idle_run_rss() -> tuple[float, float]:
+    """(seconds until `run` is up, resident MB once idle) of a console-mode `run`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.toml"
+        config.write_text(
+            f'seeds_dir = "{ROOT / "seeds"}"\npoll_interval = 3600\n'
+            '[[feeds]]\nurl = "http://127.0.0.1:9/feed.xml"\nname = "unreachable"\n',
+            encoding="utf-8",
+        )
+        env = {
+            **os.environ,
+            "SAHEL_WATCH_CONFIG": str(config),
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+        }
+        env.pop("TELEGRAM_BOT_TOKEN", None)
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        up = 0.0
+        for line in proc.stdout:
+            if "running: polling" in line:
+                up = time.monotonic() - started
+                break
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # let the first cycle (one refused fetch) settle
+            time.sleep(0.5)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    return up, rss_kb / 1024
 
 
-def fresh_suffix(items: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-    return [(t, x + " Updated.", lang) for t, x, lang in items]
-
-
-def measure(
-    store: Store, probes: Sequence[tuple[str, str, str]], seeds: Sequence[SeedPrint]
-) -> tuple[float, float, float, float]:
-    """Seconds per item to fingerprint, to fetch candidates, to judge; mean candidates."""
-    now = store.published[-1]
-    fps = [fingerprint(t, x, lang) for t, x, lang in probes]
-    cands = [store.candidates(fp, now) for fp in fps]
-    counter = itertools.count()
-
-    def one_fp() -> None:
-        t, x, lang = probes[next(counter) % len(probes)]
-        fingerprint(t + " ", x, lang)  # a new title each call: no cache
-
-    def one_lookup() -> None:
-        store.candidates(fps[next(counter) % len(fps)], now)
-
-    def one_judge() -> None:
-        n = next(counter) % len(fps)
-        judge(fps[n], seeds, cands[n])
-
-    mean = sum(map(len, cands)) / len(cands)
-    return (
-        timed(one_fp, len(probes)),
-        timed(one_lookup, len(probes)),
-        timed(one_judge, len(probes)),
-        mean,
-    )
-
-
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=5_000, help="items decided in table 1")
+    parser.add_argument("--entries", type=int, default=3000, help="entries in the mix")
+    parser.add_argument("--relevant", type=int, default=400, help="on-topic entries timed alone")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    labelled = load_items(LABELLED) + load_items(EXTRA)
-    matcher = compile_rules(load_rules(None))
-    seeds = [seed_print(s) for s in load_seeds(ROOT / "seeds")]
-    bases = [
-        fingerprint(it.title, it.text, it.lang)
-        for it in labelled
-        if it.kind in ("new_development", "syndicated_duplicate", "seed_rewrite")
-    ]
-    pool = [Candidate(k, k, bases[k % len(bases)], datetime.now(UTC)) for k in range(64)]
+    random.seed(7)
 
-    items = fresh(labelled, args.items)
-    full, alone, relevant = throughput(items, matcher, seeds, pool)
-    print(f"## Decisions on one core ({len(items)} distinct items, {relevant} relevant)\n")
-    print("| stage | items/s | µs/item |")
-    print("| --- | ---: | ---: |")
-    print(f"| match alone | {alone:,.0f} | {1e6 / alone:.0f} |")
-    print(f"| match + fingerprint + judge (64 candidates) | {full:,.0f} | {1e6 / full:.0f} |")
+    started = time.perf_counter()
+    embedder = load_embedder()
+    load_seconds = time.perf_counter() - started
+    seeds = load_seeds(ROOT / "seeds")
 
-    print("\n## Cost per decided item against the store (in-memory ItemKey stand-in)\n")
-    print(
-        "| stored items | history (days) | fingerprint µs | candidates (lookup + from_json) µs "
-        "| judge µs | total µs | candidates |"
-    )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    probes = fresh(labelled, 400)
-    totals = []
-    for size in (1_000, 100_000):
-        t_fp, t_lookup, t_judge, mean = measure(build_store(size, bases), probes, seeds)
-        total = t_fp + t_lookup + t_judge
-        totals.append(total)
-        print(
-            f"| {size:,} | {size // PER_DAY:,} | {t_fp * 1e6:.0f} | {t_lookup * 1e6:.0f} | "
-            f"{t_judge * 1e6:.0f} | {total * 1e6:.0f} | {mean:.0f} |"
-        )
-    print(f"\n100,000 / 1,000 cost ratio: {totals[1] / totals[0]:.2f} (target <= 1.3)")
+    def context() -> Context:
+        return build_context({}, seeds, embedder, now=NOW)
+
+    on_topic = on_topic_entries(max(args.entries // 10, args.relevant))
+    off = off_topic_entries(args.entries - args.entries // 10)
+    mix = off + on_topic[: args.entries // 10]
+    random.shuffle(mix)
+    print("Table 1: decisions per second on one core, realistic mix\n")
+    print("| entries | on topic | stored items | decisions/s | ms/decision |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    ctx = context()
+    fill(ctx, 1_000, on_topic[:60])
+    rate, ms = per_second(ctx, mix)
+    print(f"| {len(mix)} | {args.entries // 10} | 1,000 | {rate:,.0f} | {ms:.2f} |")
+
+    print("\nTable 2: on-topic entries (model, seed, story search), by size of the store\n")
+    print("| stored items | in the index | entries | decisions/s | ms/decision |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for stored in (1_000, 100_000):
+        ctx = context()
+        fill(ctx, stored, on_topic[:60])
+        rate, ms = per_second(ctx, on_topic[: args.relevant])
+        print(f"| {stored:,} | {len(ctx.stories):,} | {args.relevant} | {rate:,.0f} | {ms:.2f} |")
+
+    up, rss = idle_run_rss()
+    print("\nTable 3: model and process\n")
+    print("| model load s | `run` up after s | idle `run` resident MB |")
+    print("| ---: | ---: | ---: |")
+    print(f"| {load_seconds:.2f} | {up:.1f} | {rss:.0f} |")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main())

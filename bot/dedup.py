@@ -259,7 +259,7 @@ class DupScore:
     shared: frozenset[str]  # keys both have
 
 
-class _Probe:
+class DupProbe:
     """An item prepared once for comparison with many candidates."""
 
     __slots__ = ("decisive", "feats", "mass", "roles")
@@ -311,7 +311,7 @@ class _Probe:
 
 def dup_score(item: Fingerprint, other: Fingerprint) -> DupScore:
     """How far `item` reports the same development as `other`."""
-    return _Probe(item).against(other)
+    return DupProbe(item).against(other)
 
 
 def _conflict(mine: Mapping[str, set[str]], theirs: Mapping[str, set[str]]) -> str:
@@ -345,7 +345,7 @@ def judge(fp: Fingerprint, seeds: Sequence[SeedPrint], candidates: Sequence[Cand
                 reasons=(f"restates seed {seed.seed_id} ({s.coverage:.0%} of it already known)",),
             )
     best: tuple[float, Candidate, DupScore] | None = None
-    probe = _Probe(fp)
+    probe = DupProbe(fp)
     for cand in candidates:
         d = probe.against(cand.fingerprint)
         if d.conflict or d.title_novelty > DUP_MAX_TITLE_NOVELTY:

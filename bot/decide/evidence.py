@@ -7,14 +7,14 @@ script (`bench/fit_decide.py`) calls the same functions, so what is fitted is wh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 
 from bot.decide.embed import Embedder, Vector
-from bot.dedup import Fingerprint, SeedPrint, dup_score, seed_score
+from bot.dedup import DupProbe, Fingerprint, SeedPrint, seed_score
 from bot.features import split_sentences
 from bot.match import MatchResult
 from bot.records import Seed
@@ -50,6 +50,10 @@ class Probe:
     fingerprint: Fingerprint
     vector: Vector  # title and lead together
     title_vector: Vector
+    lexical: DupProbe = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lexical", DupProbe(self.fingerprint))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +131,7 @@ def story_features(
     for item in items:
         if item.vector is not None:
             meaning = max(meaning, float(item.vector @ probe.vector))
-        d = dup_score(probe.fingerprint, item.fingerprint)
+        d = probe.lexical.against(item.fingerprint)
         shared = max(shared, d.similarity)
         novelty = min(novelty, d.title_novelty)
         if d.conflict:
