@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,11 +27,12 @@ REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "feed
 
 
 def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's zombie may never be reaped here)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _parse_children() -> list[multiprocessing.process.BaseProcess]:
@@ -159,3 +161,38 @@ async def test_real_feeds_give_the_same_entries_bounded() -> None:
         except ParseError as exc:
             got = str(exc)
         assert got == expected, path.name
+
+
+_ORPHAN_SCRIPT = """
+import asyncio, multiprocessing
+from bot.feeds.bounded import parse_bounded
+from tests.servers import feedgen
+
+async def main():
+    task = asyncio.create_task(parse_bounded(
+        feedgen.slow_markup(2_000_000), {}, feedgen_spec, max_entries=5, cpu_seconds=120))
+    while not multiprocessing.active_children():
+        await asyncio.sleep(0.02)
+    print(multiprocessing.active_children()[0].pid, flush=True)
+    await task
+
+from bot.records import FeedSpec
+feedgen_spec = FeedSpec(url="https://x.test/", name="x")
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_a_parse_child_dies_with_a_killed_bot() -> None:
+    """SIGKILL of the bot leaves no parser running (it would burn its whole budget)."""
+    repo = Path(__file__).resolve().parent.parent
+    with subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT], cwd=repo, stdout=subprocess.PIPE
+    ) as bot:
+        assert bot.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(bot.stdout.readline), timeout=30)
+        child = int(line)
+        assert _alive(child)
+        bot.kill()
+        bot.wait()
+        await wait_until(lambda: not _alive(child), within=5)  # it had ~25 s of CPU to go

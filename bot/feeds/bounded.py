@@ -13,8 +13,9 @@ reads the body:
 
 The parent awaits the child's answer on a pipe without blocking the event loop or a
 thread; if it is cancelled (shutdown), or the child outlives a generous wall-clock
-backstop, the child is killed at once. A child whose parent died is still stopped by its
-CPU limit. At most `os.cpu_count()` parses run at once per event loop.
+backstop, the child is killed at once. If the bot itself dies (even by SIGKILL), the child
+notices through a pidfd of the bot (Linux 5.3+) and exits; elsewhere its CPU limit still
+ends it. At most `os.cpu_count()` parses run at once per event loop.
 
 `xmlsafe` refuses the pathological markup it knows (crowded elements) before feedparser
 sees it; the budget is for what nobody foresaw.
@@ -26,7 +27,9 @@ import asyncio
 import multiprocessing
 import os
 import resource
+import select
 import signal
+import threading
 import weakref
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
@@ -50,7 +53,28 @@ _SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] 
 )
 
 
+def _exit_with(bot: int) -> None:
+    """End this process as soon as the bot process `bot` has ended.
+
+    The fork server outlives the bot while any child runs (each child holds its "alive"
+    pipe), so neither the parent nor the fork server can be watched: the bot itself is.
+    """
+    try:
+        pidfd = os.pidfd_open(bot)
+    except ProcessLookupError:  # already gone
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd here: the CPU limit still ends the child
+        return
+
+    def watch() -> None:
+        select.select([pidfd], [], [])  # readable once the bot has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="bot-watch", daemon=True).start()
+
+
 def _child(
+    bot: int,
     conn: Connection,
     body: bytes,
     headers: dict[str, str],
@@ -59,6 +83,7 @@ def _child(
     cpu_seconds: int,
 ) -> None:
     """In the child: limit this process, parse, send back the feed or the error text."""
+    _exit_with(bot)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     answer: tuple[str, Any]
@@ -116,7 +141,7 @@ async def parse_bounded(
         receiver, sender = _CONTEXT.Pipe(duplex=False)
         process = _CONTEXT.Process(
             target=_child,
-            args=(sender, body, dict(headers), spec, max_entries, cpu_seconds),
+            args=(os.getpid(), sender, body, dict(headers), spec, max_entries, cpu_seconds),
             name="sahel-watch-parse",
             daemon=True,
         )
