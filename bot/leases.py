@@ -60,6 +60,17 @@ def release(session: Session, name: str, owner: str) -> None:
     session.commit()
 
 
+def beat(session: Session, name: str, owner: str, *, at: datetime, problem: str | None) -> None:
+    """The holder's word on its role: when it last saw it working, and what stops it."""
+    session.execute(
+        update(Lease)
+        .where(col(Lease.name) == name, col(Lease.owner) == owner)
+        .values(heartbeat_at=at, problem=problem)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
 def holder(session: Session, name: str, *, now: datetime | None = None) -> str | None:
     now = now or utcnow()
     lease = session.get(Lease, name)

@@ -12,6 +12,11 @@ most `ttl + ttl / 4` later; at once when the dead holder was a process of this h
 (`bot.owners.owner_is_dead`, the same test the outbox uses). A clean stop releases the
 lease, so the next replica to look takes over without waiting for it to expire.
 
+With `report`, the holder also writes into its lease row, at every renewal, when it last
+saw the role working and what stops it, if anything (`heartbeat_at`, `problem`: see
+bot/telegram/updates.py); a holder with a problem keeps its row at `resign` instead of
+releasing it, so `python -m bot health` can still say why.
+
 Time comes from each replica's clock: skew between hosts shifts a takeover by the skew.
 """
 
@@ -22,18 +27,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot import leases
+from bot.models import utcnow
 from bot.owners import owner_is_dead
 
 log = logging.getLogger(__name__)
 
 Toggle = Callable[[], Awaitable[None]]
+Report = Callable[[], tuple[datetime | None, str | None]]  # (last seen working, problem)
 
 CHECKS_PER_TTL = 4  # renew (or look for a free lease) this many times per lease period
 TRUST_FRACTION = 0.5  # without a confirmed renewal for this part of the TTL, stop the role
@@ -50,11 +57,13 @@ class LeasedRole:
         start: Toggle,
         stop: Toggle,
         is_dead: Callable[[str], bool] | None = None,
+        report: Report | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         self.engine, self.name, self.owner, self.ttl = engine, name, owner, ttl
         self._start, self._stop = start, stop
+        self._report = report
         self._is_dead = is_dead or (lambda other: owner_is_dead(other, me=owner))
         self._confirmed: float | None = None  # time.monotonic() of the last confirmed lease
         self._db_down = False
@@ -101,7 +110,7 @@ class LeasedRole:
             self.active = False
             await self._stop_quietly()
         try:
-            await asyncio.to_thread(self._release)
+            await asyncio.to_thread(self._leave)
         except SQLAlchemyError:
             log.warning("%s: could not release the lease; it expires on its own", self.name)
 
@@ -120,7 +129,20 @@ class LeasedRole:
                     return False  # alive and unexpired: nothing to try
                 evict.append(current)
             ttl = timedelta(seconds=self.ttl)
-            return leases.acquire(session, self.name, self.owner, ttl, evict=evict)
+            held = leases.acquire(session, self.name, self.owner, ttl, evict=evict)
+            if held and self._report is not None:
+                seen, problem = self._report()
+                leases.beat(session, self.name, self.owner, at=seen or utcnow(), problem=problem)
+            return held
+
+    def _leave(self) -> None:
+        """Release the lease, unless there is a problem to report: then leave it on record."""
+        problem = self._report()[1] if self._report is not None else None
+        if problem is None:
+            self._release()
+            return
+        with Session(self.engine) as session:
+            leases.beat(session, self.name, self.owner, at=utcnow(), problem=problem)
 
     def _release(self) -> None:
         with Session(self.engine) as session:

@@ -52,9 +52,11 @@ from bot.telegram.app import (
     start_updates,
     stop_application,
     stop_updates,
+    updates_watch,
 )
 from bot.telegram.deliver import Deliverer, Policy
 from bot.telegram.sender import ConsoleSender, Sender
+from bot.telegram.updates import UPDATES_LEASE
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,6 @@ POLL_SETTLE_SECONDS = 8.0  # under the 10 s a container stop allows
 # below the 90 % a replica's own cycles can come early (scheduler jitter is 0..10 %), above
 # the 50 % at which two replicas with interleaved cycles could each poll it once.
 POLL_SPACING = 0.75
-UPDATES_LEASE = "telegram-updates"
 
 CONSOLE_BANNER = (
     "Sahel Watch is running in console mode: TELEGRAM_BOT_TOKEN is not set, so every alert "
@@ -74,6 +75,10 @@ CONSOLE_BANNER = (
 
 class TelegramUnavailable(SahelWatchError):
     """The Bot API could not be reached at start-up."""
+
+
+class TokenRefused(SahelWatchError):
+    """The Bot API refused the token while the bot was running (already logged)."""
 
 
 class Cycle(Protocol):
@@ -89,6 +94,13 @@ class _DropFloodNoise(logging.Filter):
         return not record.getMessage().startswith("Rate limit hit after maximum")
 
 
+class _DropTokenNoise(logging.Filter):
+    """PTB logs a refused token on getUpdates with a traceback; run.py says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Invalid token" not in record.getMessage()
+
+
 def quiet_libraries() -> None:
     """Per-request and per-job chatter off: httpx logs URLs (with the token), APScheduler
     logs every run, and the rate limiter logs every 429 that deliver.py already handles."""
@@ -98,6 +110,9 @@ def quiet_libraries() -> None:
     limiter = logging.getLogger("telegram.ext.AIORateLimiter")
     if not any(isinstance(f, _DropFloodNoise) for f in limiter.filters):
         limiter.addFilter(_DropFloodNoise())
+    loop = logging.getLogger("telegram.ext")  # PTB names its retry loop's logger so
+    if not any(isinstance(f, _DropTokenNoise) for f in loop.filters):
+        loop.addFilter(_DropTokenNoise())
 
 
 @contextlib.contextmanager
@@ -196,6 +211,7 @@ async def _serve(
     reading = asyncio.create_task(reader.run(stop_roles), name="updates") if reader else None
     scheduler.start()
     log.info("running: polling %d feeds every %g s", len(settings.feeds), settings.poll_interval)
+    refused = _stop_when_refused(application, stop)
     try:
         await stop.wait()
     finally:
@@ -211,6 +227,23 @@ async def _serve(
         if ops is not None:
             ops.stop()
         log.info("stopped")
+    if refused:
+        raise TokenRefused(refused[0])
+
+
+def _stop_when_refused(application: App | None, stop: asyncio.Event) -> list[str]:
+    """A refused token ends the run (exit 1): log it once, stop; the reason lands in the list."""
+    refused: list[str] = []
+    if application is None:
+        return refused
+
+    def on_refused(reason: str) -> None:
+        log.error("%s; stopping", reason)
+        refused.append(reason)
+        stop.set()
+
+    updates_watch(application).on_refused = on_refused
+    return refused
 
 
 def _updates_role(
@@ -226,8 +259,12 @@ def _updates_role(
     async def stop() -> None:
         await stop_updates(application)
 
+    watch = updates_watch(application)
     ttl = settings.telegram.updates_lease_seconds
-    return LeasedRole(engine, UPDATES_LEASE, owner, ttl=ttl, start=start, stop=stop)
+    return LeasedRole(
+        engine, UPDATES_LEASE, owner, ttl=ttl, start=start, stop=stop,
+        report=lambda: (watch.last_ok, watch.refused),
+    )  # fmt: skip
 
 
 async def _finish(task: asyncio.Task[None] | None) -> None:
@@ -257,10 +294,13 @@ def _start_ops(settings: Settings, engine: Engine) -> OpsServer | None:
 
 
 def main_run(settings: Settings) -> int:
-    """Entry point of `python -m bot run`: 0 after a clean stop, 1 if Telegram is unreachable."""
+    """`python -m bot run`: 0 after a clean stop; 1 if Telegram is unreachable or refuses the
+    token while running."""
     try:
         asyncio.run(run(settings))
     except TelegramUnavailable as exc:
         print(f"sahel-watch: {exc}", file=sys.stderr)
+        return 1
+    except TokenRefused:
         return 1
     return 0

@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot import leases
 from bot.db import make_engine
+from bot.models import Lease, utcnow
+from bot.owners import make_owner
 from bot.role import LeasedRole
+from bot.telegram.updates import UPDATES_LEASE, updates_problem
 
 TTL = 1.0
 NAME = "telegram-updates"
@@ -150,3 +154,30 @@ async def test_a_role_that_cannot_start_gives_the_lease_back(engine: Engine) -> 
     assert holder(engine) is None and not a_role.active
     a.fail_start = False
     assert await a_role.step() and a.playing
+
+
+async def test_the_holder_reports_its_heartbeat_and_keeps_a_problem_on_record(
+    engine: Engine,
+) -> None:
+    """What `health` reads: when the role last worked, and why it stopped (bot/telegram/updates)."""
+    player = Player()
+    seen = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    state: dict[str, Any] = {"seen": seen, "problem": None}
+    holder_role = LeasedRole(
+        engine, UPDATES_LEASE, make_owner(), ttl=TTL, start=player.start, stop=player.stop,
+        report=lambda: (state["seen"], state["problem"]),
+    )  # fmt: skip
+    assert await holder_role.step()
+    with Session(engine) as session:
+        lease = session.get(Lease, UPDATES_LEASE)
+        assert lease is not None and (lease.heartbeat_at, lease.problem) == (seen, None)
+        now = seen + timedelta(seconds=0.5)
+        assert updates_problem(session, lease_seconds=TTL, now=now) is None
+        late = updates_problem(session, lease_seconds=TTL, now=seen + timedelta(seconds=5))
+        assert late is not None and "getUpdates has not answered for 5 s" in late
+    state["problem"] = "the Bot API refused the bot token on getUpdates (HTTP 401)"
+    await holder_role.resign()
+    with Session(engine) as session:
+        lease = session.get(Lease, UPDATES_LEASE)
+        assert lease is not None and lease.problem == state["problem"]  # kept, not released
+        assert updates_problem(session, lease_seconds=TTL, now=utcnow()) == state["problem"]

@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from bot.health import check_health
 from bot.models import Delivery
 from tests.servers.bot_api import BotApiServer, Limits
-from tests.servers.bot_fixtures import insert_story, subscribe_chats
+from tests.servers.bot_fixtures import insert_story, settings_for, subscribe_chats
 from tests.servers.bot_process import REPO, BotProcess, write_config
 from tests.servers.feed_server import FeedServer
 from tests.servers.feedgen import rss
@@ -220,3 +221,49 @@ def test_webhook_mode(
     [call] = bot_api.calls("setWebhook")
     assert call.params["url"] == hook and len(call.params["secret_token"]) == 64
     assert bot_api.token not in call.params["secret_token"]
+
+
+UPDATES_FAST = "[telegram]\nupdates_lease_seconds = 4\n"  # long polls of 1 s, renewed every 1 s
+
+
+def health_of(database_url: str) -> tuple[bool, str]:
+    settings = settings_for(database_url, poll_interval=60, telegram={"updates_lease_seconds": 4})
+    return check_health(settings)
+
+
+def test_a_token_refused_on_get_updates_ends_the_run_with_one_line(
+    tmp_path: Path, bot_api: BotApiServer, database_url: str
+) -> None:
+    config = write_config(tmp_path, feeds=[("http://127.0.0.1:9/none.xml", "None", "en")],
+                          poll_interval=60, extra=UPDATES_FAST)  # fmt: skip
+    bot = BotProcess(tmp_path, config, database_url, api=bot_api, log_level="DEBUG").start()
+    with bot:
+        bot.wait_for("long polling as @sahel_test_bot")
+        wait(lambda: health_of(database_url)[0], what="healthy while polling")
+        bot_api.fail("getUpdates", status=401, description="Unauthorized")
+        assert bot.process is not None
+        assert bot.process.wait(timeout=30) == 1
+    lines = [line for line in bot.output.splitlines() if "refused the bot token" in line]
+    assert len(lines) == 1 and "HTTP 401" in lines[0], bot.output[-3000:]
+    assert "Traceback" not in bot.output and "Invalid token" not in bot.output
+    assert bot_api.token not in bot.output and bot_api.token.split(":")[1] not in bot.output
+    healthy, line = health_of(database_url)
+    assert not healthy and "refused the bot token on getUpdates" in line
+
+
+def test_get_updates_failing_for_a_while_is_unhealthy_then_recovers(
+    tmp_path: Path, bot_api: BotApiServer, database_url: str
+) -> None:
+    config = write_config(tmp_path, feeds=[("http://127.0.0.1:9/none.xml", "None", "en")],
+                          poll_interval=60, extra=UPDATES_FAST)  # fmt: skip
+    with BotProcess(tmp_path, config, database_url, api=bot_api) as bot:
+        bot.wait_for("long polling as @sahel_test_bot")
+        wait(lambda: health_of(database_url)[0], what="healthy while polling")
+        bot_api.fail("getUpdates", status=502, description="Bad Gateway", times=5)
+        wait(lambda: "getUpdates has not answered" in health_of(database_url)[1],
+             what="unhealthy while getUpdates fails")  # fmt: skip
+        wait(lambda: health_of(database_url)[0], what="healthy again", timeout=60)
+        assert "now subscribed" in ask(bot_api, 1301, "/start")  # commands work, no restart
+        assert bot.process is not None and bot.process.poll() is None
+        assert bot.stop() == 0
+    assert bot.output.count("getUpdates failed (NetworkError: Bad Gateway); retrying") == 5

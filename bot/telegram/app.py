@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
 from telegram import BotCommand, Update
-from telegram.error import InvalidToken
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -36,6 +36,7 @@ from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.telegram import commands, replies
 from bot.telegram.sender import FloodGate, GatedRequest, TelegramSender
+from bot.telegram.updates import UpdatesWatch, WatchedRequest, poll_timeout
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,9 @@ OVERALL_PER_SECOND = 29
 OVERALL_BURST = 4
 GROUP_PER_MINUTE = 19
 GROUP_BURST = 5
-POLL_TIMEOUT = 10  # seconds a getUpdates long poll waits
 CONNECTIONS = 256  # PTB's default pool for API calls
 GATE = "flood_gate"
+WATCH = "updates_watch"
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.MY_CHAT_MEMBER]
 
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -76,6 +77,7 @@ def rate_limiter() -> AIORateLimiter:
 def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, ...]) -> App:
     """The Application with every handler; nothing is contacted until it is initialised."""
     gate = FloodGate()
+    watch = UpdatesWatch()
     api = settings.telegram_api_url.rstrip("/")
     application: App = (
         ApplicationBuilder()
@@ -90,11 +92,13 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
                 read_timeout=settings.telegram.send_timeout,
             )
         )
+        .get_updates_request(WatchedRequest(watch))
         .job_queue(None)
         .build()
     )
     application.bot_data[commands.DEPS] = commands.BotDeps(settings, engine, seeds)
     application.bot_data[GATE] = gate
+    application.bot_data[WATCH] = watch
     for names, handler in (
         (["start"], commands.start),
         (["subscribe"], commands.subscribe),
@@ -120,6 +124,18 @@ def sender_for(application: App) -> TelegramSender:
     gate = application.bot_data[GATE]
     assert isinstance(gate, FloodGate)
     return TelegramSender(application.bot, gate=gate)
+
+
+def updates_watch(application: App) -> UpdatesWatch:
+    """What the getUpdates answers of this Application say (bot/telegram/updates.py)."""
+    watch = application.bot_data[WATCH]
+    assert isinstance(watch, UpdatesWatch)
+    return watch
+
+
+def _polling_error(exc: TelegramError) -> None:
+    """PTB retries getUpdates after this (with its backoff); one line instead of a traceback."""
+    log.warning("Telegram: getUpdates failed (%s: %s); retrying", type(exc).__name__, exc.message)
 
 
 async def start_application(application: App, settings: Settings, *, updates: bool = True) -> None:
@@ -166,7 +182,12 @@ async def start_updates(application: App, settings: Settings) -> None:
             path,
         )
     else:
-        await updater.start_polling(timeout=POLL_TIMEOUT, allowed_updates=ALLOWED_UPDATES)
+        updates_watch(application).started()
+        await updater.start_polling(
+            timeout=poll_timeout(settings.telegram.updates_lease_seconds),
+            allowed_updates=ALLOWED_UPDATES,
+            error_callback=_polling_error,
+        )
         log.info("Telegram: long polling as @%s", application.bot.username)
 
 
@@ -174,7 +195,11 @@ async def stop_updates(application: App) -> None:
     """Stop long polling (confirming what was fetched) or the webhook server; idempotent."""
     updater = application.updater
     if updater is not None and updater.running:
-        await updater.stop()
+        try:
+            await updater.stop()
+        except InvalidToken:  # the polling loop ended on it; already reported (run.py)
+            if updates_watch(application).refused is None:
+                raise
         log.info("Telegram: no longer receiving updates")
 
 
