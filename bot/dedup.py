@@ -1,31 +1,25 @@
-"""Novelty: is an item a restatement of a seed story, another report of a known development,
-or something new?
+"""What an item says, for comparing it with the seed and with stored items: the lexical half of
+the evidence the decision core weighs (`bot.decide.evidence`).
 
 Items are compared by `Fingerprint`s: the language-neutral features of `bot.features`
 (concepts, names, numbers, dates, who-did-what roles), each with a weight and the place it
 first appears (title, lead sentence, body). The weight of a feature counts fully in the
 title, less in the lead, least in the body (`SALIENCE`).
 
-- **seed**: the item's salient features are covered by the seed story (what subscribers
-  already know), it touches the seed's core (its title, summary and main events, not only its
-  background), and its title says nothing the seed does not.
-- **duplicate**: the item shares most of its weight with an item of a recent story, and its
-  title adds no action the story lacks nor has a different actor doing the same thing
-  (Algeria closing its airspace is not Mali closing its own).
-- **new**: anything else.
-
-The cost of `judge` depends only on the item and the (bounded) candidates it is given.
+- `seed_score`: how much of the item the seed already holds, how much of the seed's core it
+  touches, and what its title adds.
+- `DupProbe.against` / `dup_score`: the weighted features two items share, the title facts one
+  has and the other lacks, and the same act done by different actors in the two titles.
+- `title_key`: the exact-duplicate key of a title; `index_keys`: its most telling features.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
-from typing import Literal
 
 from bot.features import BODY, LEAD, TITLE, item_features, sentence_roles
 from bot.fold import fold
@@ -36,14 +30,7 @@ SALIENCE = (1.0, 0.6, 0.35)
 MAX_INDEX_KEYS = 40
 INDEX_MIN_WEIGHT = 1.5
 
-# Seed: coverage of the item by the seed, contact with the seed's core, new title weight.
-SEED_MIN_COVERAGE = 0.75
-SEED_MIN_CORE = 3.0
-PARTY_NOVELTY = 2.0
-SEED_MAX_TITLE_NOVELTY = 1.5
-# Duplicate: weighted overlap with a candidate, and new weight the item's title brings.
-DUP_MIN_SIMILARITY = 0.5
-DUP_MAX_TITLE_NOVELTY = 1.5
+PARTY_NOVELTY = 2.0  # a state or bloc the seed lacks, named in the title, weighs at least this
 
 # An event line "Background: …", possibly after its date ("2025-01-01: Background: …").
 _BACKGROUND = re.compile(r"\s*(?:\d{4}-\d{2}-\d{2}\s*[:\-\u2013]?\s*)?(?:background|contexte)\b")
@@ -109,22 +96,6 @@ def _parse(data: str) -> Fingerprint:
 class SeedPrint:
     seed_id: str
     fingerprint: Fingerprint
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    story_id: int
-    item_id: int
-    fingerprint: Fingerprint
-    published: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Novelty:
-    kind: Literal["seed", "duplicate", "new"]
-    story_id: int | None
-    score: float
-    reasons: tuple[str, ...]
 
 
 def title_key(title: str) -> str:
@@ -321,50 +292,3 @@ def _conflict(mine: Mapping[str, set[str]], theirs: Mapping[str, set[str]]) -> s
         if rivals and not whos & rivals:
             return f"{'/'.join(sorted(whos))} vs {'/'.join(sorted(rivals))} ({action})"
     return ""
-
-
-@lru_cache(maxsize=16)
-def _seed_map(fp: Fingerprint) -> dict[str, tuple[float, int]]:
-    return fp.as_map()
-
-
-def judge(fp: Fingerprint, seeds: Sequence[SeedPrint], candidates: Sequence[Candidate]) -> Novelty:
-    """Decide whether `fp` restates a seed, duplicates a candidate's story, or is new."""
-    item = fp.as_map()
-    for seed in seeds:
-        s = seed_score(item, _seed_map(seed.fingerprint))
-        if (
-            s.coverage >= SEED_MIN_COVERAGE
-            and s.core >= SEED_MIN_CORE
-            and s.title_novelty <= SEED_MAX_TITLE_NOVELTY
-        ):
-            return Novelty(
-                kind="seed",
-                story_id=None,
-                score=round(s.coverage, 3),
-                reasons=(f"restates seed {seed.seed_id} ({s.coverage:.0%} of it already known)",),
-            )
-    best: tuple[float, Candidate, DupScore] | None = None
-    probe = DupProbe(fp)
-    for cand in candidates:
-        d = probe.against(cand.fingerprint)
-        if d.conflict or d.title_novelty > DUP_MAX_TITLE_NOVELTY:
-            continue
-        if best is None or d.similarity > best[0]:
-            best = (d.similarity, cand, d)
-    if best is not None and best[0] >= DUP_MIN_SIMILARITY:
-        sim, cand, d = best
-        return Novelty(
-            kind="duplicate",
-            story_id=cand.story_id,
-            score=round(sim, 3),
-            reasons=(
-                f"same development as story {cand.story_id}: {', '.join(probe.top(d.shared))}",
-            ),
-        )
-    return Novelty(
-        kind="new",
-        story_id=None,
-        score=round(1 - (best[0] if best else 0.0), 3),
-        reasons=("new development",),
-    )

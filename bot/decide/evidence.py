@@ -120,10 +120,19 @@ def seed_features(probe: Probe, seed: SeedVectors) -> tuple[float, ...]:
     )
 
 
+def _other_actors(a: Fingerprint, b: Fingerprint) -> bool:
+    """Both titles name who acted, and no actor is in both."""
+    return bool(a.roles) and bool(b.roles) and not {w for _, w in a.roles} & {w for _, w in b.roles}
+
+
 def story_features(
     probe: Probe, items: Sequence[StoredItem], when: datetime, window_days: float
 ) -> tuple[float, ...]:
-    """Evidence that `probe` reports the same development as the story of `items`."""
+    """Evidence that `probe` reports the same development as the story of `items`.
+
+    The fourth feature is 1 when the titles say who did what and the actors differ (the same
+    act by another actor, or another actor altogether).
+    """
     meaning = shared = 0.0
     novelty = NOVELTY_SCALE
     conflict = 0.0
@@ -134,7 +143,7 @@ def story_features(
         d = probe.lexical.against(item.fingerprint)
         shared = max(shared, d.similarity)
         novelty = min(novelty, d.title_novelty)
-        if d.conflict:
+        if d.conflict or _other_actors(probe.fingerprint, item.fingerprint):
             conflict = 1.0
         gap = min(gap, abs((when - item.published).total_seconds()) / 86_400)
     return (

@@ -18,7 +18,7 @@ a missed development and a repeated alert both cost the reader). The weights wer
 ridge chosen by leave-one-file-out) on the labelled sets: the synthetic
 `../shared/data/labelled_items.json` and `tests/data/extra_items.json`, and the real headlines
 of `../shared/data/real_dev_items.json`. Fitted on the synthetic sets alone, the same models
-scored the real headlines, held out, at 79/83 relevance, 80/80 seed and 142/143 same-story
+scored the real headlines, held out, at 82/87 relevance, 80/80 seed and 139/143 same-story
 answers. None is set by hand for an item. Refit after adding examples or labelled data, and
 paste its output here.
 """
@@ -68,8 +68,10 @@ class Policy:
     seed: Logistic
     # --- same story ----------------------------------------------------------------------
     # Features: highest cosine to an item of the story, highest shared-feature similarity
-    # (0..1), lowest weight of title facts the story lacks / 5 (capped at 1), 1 when the same
-    # act has different actors in the two titles, days since the story's nearest item / 21.
+    # (0..1), lowest weight of title facts the story lacks / 5 (capped at 1), 1 when both
+    # titles say who acted and no actor is in both, days since the story's nearest item / 21.
+    # The actors are read loosely from real headlines (4 of 46 real duplicates have other
+    # actors by this reading), so the fit gives this feature a modest weight.
     same_story: Logistic
 
     # Stories looked at: published within this many days of the item. Three weeks: follow-up
@@ -91,10 +93,10 @@ RELEVANCE_FEATURES: Final = ("lexicon", "anchor", "signal", "off-topic", "exampl
 SEED_FEATURES: Final = ("meaning", "title meaning", "coverage", "core", "title novelty")
 STORY_FEATURES: Final = ("meaning", "shared features", "title novelty", "role conflict", "gap")
 
-# Fitted by `python bench/fit_decide.py` (ridge 0.001, chosen by leave-one-file-out) on
+# Fitted by `python bench/fit_decide.py` (ridge 0.0003, chosen by leave-one-file-out) on
 # labelled_items.json, extra_items.json and real_dev_items.json; see the module doc.
 DEFAULT = Policy(
-    relevance=Logistic(RELEVANCE_FEATURES, (2.583, 0.793, 1.654, -1.407, 1.936), -1.549),
-    seed=Logistic(SEED_FEATURES, (1.449, 1.024, 2.502, 4.031, -5.001), -5.399),
-    same_story=Logistic(STORY_FEATURES, (3.552, 5.853, -3.002, -1.007, -4.131), -3.384),
+    relevance=Logistic(RELEVANCE_FEATURES, (4.154, 2.192, 1.507, -4.033, 3.177), -2.589),
+    seed=Logistic(SEED_FEATURES, (2.31, 1.378, 3.398, 5.468, -7.133), -7.69),
+    same_story=Logistic(STORY_FEATURES, (4.765, 7.731, -3.131, -2.287, -5.851), -4.319),
 )
