@@ -1,5 +1,15 @@
-"""The quality bar of issue 2, end to end: the labelled set served as feeds over HTTP,
-`python -m bot poll-once --json` as a subprocess, decisions scored per label."""
+"""The decision quality bar, through the real paths a user runs:
+
+- `python -m bot poll-once --json`: each labelled file served as feeds over HTTP by the feed
+  server, decided by the pipeline on SQLite and on PostgreSQL;
+- `python -m bot evaluate FILE --json`: the same decision path on a temporary database.
+
+The bar (issue 8): alert precision >= 0.97 and no off-topic item alerted, >= 95 % of new
+developments alerted, >= 95 % of seed rewrites kept quiet, >= 90 % of duplicates in the story
+of the item they duplicate. The synthetic files meet it. The real headlines do not yet: they
+are held to the figures measured when the decision core landed (`REAL_FLOOR`), so that a
+change that makes real news worse fails here, and the gap stays visible.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +27,7 @@ import pytest
 from tests.servers.feedgen import atom, rss
 
 REPO = Path(__file__).resolve().parent.parent
-LABELLED = REPO.parent / "shared" / "data" / "labelled_items.json"
-EXTRA = REPO / "tests" / "data" / "extra_items.json"
-
+SHARED = REPO.parent / "shared" / "data"
 EXPECTED = {
     "new_development": "new",
     "seed_rewrite": "seed",
@@ -28,9 +37,75 @@ EXPECTED = {
 }
 
 
+@dataclass(frozen=True)
+class Bar:
+    alert_precision: float = 0.97
+    off_topic_alerted: int = 0
+    new: float = 0.95
+    seed: float = 0.95
+    duplicate: float = 0.90
+
+
+ISSUE_BAR = Bar()
+# Measured on real_dev_items.json when the decision core landed: 26 of 28 alerts right, two
+# off-topic items alerted; see the README's "How a decision is made".
+REAL_FLOOR = Bar(alert_precision=0.90, off_topic_alerted=2, new=0.95, seed=0.95, duplicate=0.90)
+FILES = {
+    "labelled_items.json": (SHARED / "labelled_items.json", ISSUE_BAR),
+    "extra_items.json": (REPO / "tests" / "data" / "extra_items.json", ISSUE_BAR),
+    "real_dev_items.json": (SHARED / "real_dev_items.json", REAL_FLOOR),
+}
+
+
+def labelled(name: str) -> tuple[list[dict[str, Any]], Bar]:
+    """A labelled file; one from ../shared skips where the folder is absent, except in CI."""
+    path, bar = FILES[name]
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI always has ../shared beside the repository")
+        pytest.skip(f"{path} is not beside the repository")
+    return json.loads(path.read_text(encoding="utf-8")), bar
+
+
+def check(
+    items: list[dict[str, Any]], decisions: dict[str, tuple[str, int | None]], bar: Bar
+) -> str:
+    """Score `decisions` (id -> decision, story id) against the labels; assert `bar`."""
+    right: dict[str, int] = defaultdict(int)
+    total: dict[str, int] = defaultdict(int)
+    misses = []
+    for it in items:
+        kind = it["labels"]["kind"]
+        decision, story = decisions[it["id"]]
+        ok = decision == EXPECTED[kind]
+        if ok and kind == "syndicated_duplicate":
+            ok = story is not None and story == decisions[it["labels"]["duplicate_of"]][1]
+        total[kind] += 1
+        right[kind] += ok
+        if not ok:
+            misses.append(f"{it['id']} {kind} -> {decision}")
+    alerts = [it for it in items if decisions[it["id"]][0] == "new"]
+    right_alerts = sum(it["labels"]["kind"] == "new_development" for it in alerts)
+    off_topic = [
+        it["id"] for it in alerts if it["labels"]["kind"] in ("irrelevant", "tricky_negative")
+    ]
+    recall = {k: right[k] / total[k] for k in total}
+    report = (
+        f"alerts {len(alerts)}, right {right_alerts}; "
+        + ", ".join(f"{k} {right[k]}/{total[k]}" for k in EXPECTED if k in total)
+        + f"; misses: {misses}"
+    )
+    assert right_alerts >= bar.alert_precision * len(alerts), report
+    assert len(off_topic) <= bar.off_topic_alerted, report
+    assert recall["new_development"] >= bar.new, report
+    assert recall["seed_rewrite"] >= bar.seed, report
+    assert recall["syndicated_duplicate"] >= bar.duplicate, report
+    return report
+
+
 def serve_and_poll(
     items: list[dict[str, Any]], fmt: str, feed_server: Any, tmp_path: Path, database_url: str
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, tuple[str, int | None]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in items:
         groups[item["feed"]].append(item)
@@ -42,12 +117,11 @@ def serve_and_poll(
         feed_server.add(
             path, body=build(group, title=name, link=f"https://{name}.test/"), content_type=ctype
         )
-        lang = group[0]["lang"]
         lines += [
             "[[feeds]]",
             f'url = "{feed_server.url(path)}"',
             f'name = "{name}"',
-            f'language = "{lang}"',
+            f'language = "{group[0]["lang"]}"',
         ]
     config = tmp_path / f"quality-{fmt}.toml"
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -63,94 +137,58 @@ def serve_and_poll(
     )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    by_guid = {row["guid"]: row for row in rows}
+    by_guid = {row["guid"]: (row["decision"], row["story_id"]) for row in rows}
     missing = [it["id"] for it in items if it["id"] not in by_guid]
     assert not missing, f"entries not decided: {missing}"
     return by_guid
 
 
-def score(
-    items: list[dict[str, Any]], rows: dict[str, dict[str, Any]]
-) -> tuple[str, dict[str, float], list[str]]:
-    by_id = {it["id"]: it for it in items}
-    correct: dict[str, int] = defaultdict(int)
-    total: dict[str, int] = defaultdict(int)
-    predicted: dict[str, int] = defaultdict(int)
-    predicted_right: dict[str, int] = defaultdict(int)
-    misses = []
-    for it in items:
-        kind = it["labels"]["kind"]
-        row = rows[it["id"]]
-        ok = row["decision"] == EXPECTED[kind]
-        if ok and kind == "syndicated_duplicate":
-            original = rows[it["labels"]["duplicate_of"]]
-            ok = row["story_id"] is not None and row["story_id"] == original["story_id"]
-        total[kind] += 1
-        correct[kind] += ok
-        predicted[row["decision"]] += 1
-        predicted_right[row["decision"]] += row["decision"] == EXPECTED[kind]
-        if not ok:
-            misses.append(
-                f"{it['id']} {kind} -> {row['decision']} ({it['title'][:60]}) {row['reasons']}"
-            )
-    recall = {k: correct[k] / total[k] for k in total}
-    lines = [f"{'label':22} {'n':>3} {'decision':>10} {'recall':>7} {'precision':>9}"]
-    for kind in EXPECTED:
-        if kind not in total:
-            continue
-        d = EXPECTED[kind]
-        precision = predicted_right[d] / predicted[d] if predicted[d] else 1.0
-        lines.append(f"{kind:22} {total[kind]:3d} {d:>10} {recall[kind]:7.1%} {precision:9.1%}")
-    assert len(by_id) == len(items)
-    return "\n".join(lines), recall, misses
-
-
-def check_bar(
-    recall: dict[str, float], rows: dict[str, dict[str, Any]], items: list[dict[str, Any]]
-) -> None:
-    negatives = [it for it in items if it["labels"]["kind"] in ("irrelevant", "tricky_negative")]
-    became_story = [it["id"] for it in negatives if rows[it["id"]]["story_id"] is not None]
-    assert became_story == [], f"negatives that became stories: {became_story}"
-    assert recall["new_development"] >= 0.95
-    assert recall["seed_rewrite"] >= 0.95
-    for lang in ("en", "fr"):
-        seeds = [
-            it for it in items if it["labels"]["kind"] == "seed_rewrite" and it["lang"] == lang
-        ]
-        ok = sum(rows[it["id"]]["decision"] == "seed" for it in seeds)
-        assert ok >= 0.95 * len(seeds), f"seed rewrites in {lang}: {ok}/{len(seeds)}"
-    assert recall["syndicated_duplicate"] >= 0.90
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["rss", "atom"])
-def test_quality_bar_on_labelled_set(
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("labelled_items.json", "rss"),
+        ("labelled_items.json", "atom"),
+        ("extra_items.json", "rss"),
+        ("real_dev_items.json", "rss"),
+    ],
+)
+def test_poll_once_meets_the_bar(
+    name: str,
     fmt: str,
     feed_server: Any,
     tmp_path: Path,
     database_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    items = json.loads(LABELLED.read_text(encoding="utf-8"))
-    rows = serve_and_poll(items, fmt, feed_server, tmp_path, database_url)
-    table, recall, misses = score(items, rows)
+    items, bar = labelled(name)
+    decisions = serve_and_poll(items, fmt, feed_server, tmp_path, database_url)
+    report = check(items, decisions, bar)
     with capsys.disabled():
-        print(f"\nquality, labelled set served as {fmt} ({database_url.split(':')[0]}):\n{table}")
-        for miss in misses:
-            print("  miss:", miss)
-    check_bar(recall, rows, items)
+        print(f"\npoll-once, {name} as {fmt} ({database_url.split(':')[0]}): {report}")
 
 
 @pytest.mark.slow
-def test_quality_bar_on_our_own_extra_items(
-    feed_server: Any, tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """106 items written for this project (other events, same kinds): a proxy for unseen news."""
-    items = json.loads(EXTRA.read_text(encoding="utf-8"))
-    rows = serve_and_poll(items, "rss", feed_server, tmp_path, database_url)
-    table, recall, misses = score(items, rows)
+@pytest.mark.parametrize("name", list(FILES))
+def test_evaluate_meets_the_bar(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    items, bar = labelled(name)
+    path = FILES[name][0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "evaluate", str(path), "--json"],
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    labels = result["labels"]
+    report = f"{result['alerts']} alerts, {result['right_alerts']} right; {result['misjudged']}"
+    assert result["items"] == len(items)
+    assert result["right_alerts"] >= bar.alert_precision * result["alerts"], report
+    assert result["false_alerts_off_topic"] <= bar.off_topic_alerted, report
+    assert labels["new_development"]["recall"] >= bar.new, report
+    assert labels["seed_rewrite"]["recall"] >= bar.seed, report
+    assert labels["syndicated_duplicate"]["recall"] >= bar.duplicate, report
     with capsys.disabled():
-        print(f"\nquality, extra items ({database_url.split(':')[0]}):\n{table}")
-        for miss in misses:
-            print("  miss:", miss)
-    check_bar(recall, rows, items)
+        print(f"\nevaluate, {name}: {result['alerts']} alerts, {result['right_alerts']} right")
