@@ -1,41 +1,134 @@
-"""`python -m bot health`: is the database answering and is polling on time?"""
+"""`python -m bot health` and `/healthz`: is the bot doing its job?
+
+Each check looks at the database and answers None (fine) or the reason it is not; the
+first reason found is the answer. Unhealthy when:
+
+* the database does not answer;
+* no poll cycle has finished, or the last one failed, or the last one finished more than
+  3 × `poll_interval` ago;
+* a configured feed has been due for more than 3 × `poll_interval` without being polled
+  (cycles that finish but poll nothing, e.g. behind stuck leases, are not healthy);
+* this replica holds the Telegram updates role but getUpdates has not answered for a
+  lease period, or the Bot API refused the token (bot/telegram/updates.py).
+
+A feed is due from its `next_poll_at` (backoff), else one interval after its last poll,
+else (never polled) from the first poll cycle ever started. Add a check by appending a
+function to `CHECKS`.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from bot.db import make_engine
-from bot.models import PollRun, utcnow
+from bot.models import Feed, PollRun, utcnow
 from bot.settings import Settings
+from bot.telegram.updates import updates_problem
+
+LATE_INTERVALS = 3
 
 
-def check_health(settings: Settings) -> tuple[bool, str]:
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What a check may look at."""
+
+    session: Session
+    settings: Settings
+    now: datetime
+
+    @property
+    def allowed(self) -> timedelta:
+        return timedelta(seconds=LATE_INTERVALS * self.settings.poll_interval)
+
+    def limit_text(self) -> str:
+        return f"{LATE_INTERVALS} x poll_interval = {self.allowed.total_seconds():.0f} s"
+
+
+Check = Callable[[Probe], str | None]
+
+
+def last_cycle(probe: Probe) -> str | None:
+    """The last finished poll cycle succeeded, within 3 poll intervals."""
+    last = probe.session.execute(
+        select(col(PollRun.finished_at), col(PollRun.error))
+        .where(col(PollRun.finished_at).is_not(None))
+        .order_by(col(PollRun.finished_at).desc(), col(PollRun.id).desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return "no poll cycle has finished yet"
+    finished, error = last
+    if error:
+        return f"last poll cycle failed: {error}"
+    age = probe.now - finished
+    if age > probe.allowed:
+        return (
+            f"last poll cycle finished {age.total_seconds():.0f} s ago "
+            f"(more than {probe.limit_text()})"
+        )
+    return None
+
+
+def due_feeds_polled(probe: Probe) -> str | None:
+    """No configured feed has waited, due, for more than 3 poll intervals."""
+    urls = [spec.url for spec in probe.settings.feed_specs()]
+    if not urls:
+        return None
+    first_run = probe.session.execute(select(func.min(col(PollRun.started_at)))).scalar()
+    interval = timedelta(seconds=probe.settings.poll_interval)
+    overdue: list[tuple[timedelta, str]] = []
+    rows = probe.session.execute(
+        select(col(Feed.name), col(Feed.last_polled_at), col(Feed.next_poll_at)).where(
+            col(Feed.url).in_(urls)
+        )
+    )
+    for name, last_polled, next_poll in rows:
+        due = next_poll or (last_polled + interval if last_polled else first_run)
+        if due is not None and probe.now - due > probe.allowed:
+            overdue.append((probe.now - due, name))
+    if not overdue:
+        return None
+    waited, name = max(overdue)
+    return (
+        f"{len(overdue)} of {len(urls)} feeds due but not polled for more than "
+        f"{probe.limit_text()} (longest: {name!r}, due {waited.total_seconds():.0f} s ago)"
+    )
+
+
+def receiving_updates(probe: Probe) -> str | None:
+    """The updates role, when this replica holds it, receives updates; the token is good."""
+    ttl = probe.settings.telegram.updates_lease_seconds
+    return updates_problem(probe.session, lease_seconds=ttl, now=probe.now)
+
+
+CHECKS: list[Check] = [last_cycle, due_feeds_polled, receiving_updates]
+
+
+def check_health(settings: Settings, *, now: datetime | None = None) -> tuple[bool, str]:
     """(healthy, one line saying why)."""
     engine = make_engine(settings.database_url)
     try:
         with Session(engine) as session:
-            last = session.execute(
-                select(col(PollRun.finished_at))
-                .where(col(PollRun.finished_at).is_not(None))
-                .order_by(col(PollRun.finished_at).desc())
-                .limit(1)
-            ).scalar_one_or_none()
+            probe = Probe(session, settings, now or utcnow())
+            for check in CHECKS:
+                reason = check(probe)
+                if reason is not None:
+                    return False, f"unhealthy: {reason}"
+            return True, healthy_line(probe)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc
         return False, f"unhealthy: database does not answer ({type(cause).__name__})"
     finally:
         engine.dispose()
-    if last is None:
-        return False, "unhealthy: no poll cycle has finished yet"
-    age = utcnow() - last
-    allowed = timedelta(seconds=3 * settings.poll_interval)
-    if age > allowed:
-        return False, (
-            f"unhealthy: last poll cycle finished {age.total_seconds():.0f} s ago "
-            f"(more than 3 x poll_interval = {allowed.total_seconds():.0f} s)"
-        )
-    return True, f"healthy: last poll cycle finished {age.total_seconds():.0f} s ago"
+
+
+def healthy_line(probe: Probe) -> str:
+    finished = probe.session.execute(select(func.max(col(PollRun.finished_at)))).scalar()
+    age = (probe.now - finished).total_seconds() if finished else 0.0
+    return f"healthy: last poll cycle finished {age:.0f} s ago"

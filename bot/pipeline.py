@@ -6,6 +6,18 @@ Fetching is async and concurrent; parsing runs in child processes with a CPU bud
 deciding and storing run in one database transaction per cycle (in a thread), so a cycle's
 stories and their delivery rows land together or not at all, and a feed's new cache
 validators are only kept when its entries were stored.
+
+Faults stay where they start. Whatever one feed or one entry raises (fetch, parse,
+normalise, decide, store: any exception, not only database errors) fails that feed alone:
+each entry is decided in its own savepoint, so a row the database refuses is rolled back
+without the rest of the cycle, and the feed records the reason, backs off and keeps its
+old cache validators (its entries come again next time; those stored are "seen"). The
+feeds' leases are released whatever happens, cancellation included. A cycle that fails
+as a whole is recorded as failed, which `health` reports.
+
+A publication date more than `FUTURE_TOLERANCE` ahead is not trusted: the entry counts as
+undated (first seen = published), so a bogus date neither sorts it last nor reaches the
+alert.
 """
 
 from __future__ import annotations
@@ -24,30 +36,26 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot import metrics, store
-from bot.dedup import (
-    Fingerprint,
-    SeedPrint,
-    fingerprint,
-    index_keys,
-    judge,
-    seed_print,
-    title_key,
-)
+from bot.db import create_schema, make_engine
+from bot.decide.core import build_context, decide
+from bot.decide.embed import from_bytes, load_embedder
+from bot.decide.evidence import StoredItem
+from bot.decide.stories import StoryIndex
+from bot.dedup import Fingerprint, title_key
 from bot.errors import ParseError
 from bot.feeds.bounded import parse_bounded
 from bot.feeds.fetch import Fetcher, FetchOutcome, backoff_delay, make_client
-from bot.language import detect_language
-from bot.match import Matcher, compile_rules, load_rules
 from bot.models import utcnow
 from bot.owners import make_owner, owner_is_dead
-from bot.records import Decision, Entry, Verdict
+from bot.records import Decision, Entry, FeedSpec, Verdict
 from bot.seeds import load_seeds
 from bot.settings import Settings
-from bot.summarise import summarise
 
 log = logging.getLogger(__name__)
 
 IRRELEVANT_TEXT_CHARS = 1_000  # enough to show why; off-topic text is not worth keeping whole
+FUTURE_TOLERANCE = timedelta(hours=1)  # clock skew and a mislabelled time zone, no more
+REASON_CHARS = 300  # of an exception message kept as a feed's or a cycle's reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +76,7 @@ class CycleReport:
     feeds_polled: int = 0
     feeds_failed: int = 0
     new_story_ids: tuple[int, ...] = ()
-    error: str | None = None  # the database failed: nothing of this cycle was stored
+    error: str | None = None  # the cycle failed as a whole: nothing of it was stored
     feed_errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -88,8 +96,13 @@ class Pipeline:
         self.owner = owner or make_owner()  # the lease owner of the feeds it claims
         self._client = client or make_client(settings.limits)
         self._fetcher = Fetcher(self._client, settings.limits)
-        self._matcher: Matcher = compile_rules(load_rules(settings.topics))
-        self._seeds: list[SeedPrint] = [seed_print(s) for s in load_seeds(Path(settings.seeds_dir))]
+        self._context = build_context(
+            settings.topics or {},
+            load_seeds(Path(settings.seeds_dir)),
+            load_embedder(),
+            now=utcnow(),
+            max_age_hours=settings.max_age_hours,
+        )
         self._specs = settings.feed_specs()
         with Session(engine) as session:
             store.sync_feeds(session, self._specs)
@@ -113,13 +126,17 @@ class Pipeline:
         try:
             feeds = await asyncio.to_thread(self._claim, started, force, spacing)
         except SQLAlchemyError as exc:
-            return self._db_failure(started, exc)
-        results = await asyncio.gather(*(self._fetch_and_parse(f) for f in feeds))
+            return await self._failed(started, exc)
+        stored = False
         try:
+            results = await asyncio.gather(*(self._poll_feed(f) for f in feeds))
             report = await asyncio.to_thread(self._decide_and_store, started, results)
-        except SQLAlchemyError as exc:
-            await asyncio.to_thread(self._release, [f.id for f in feeds])
-            return self._db_failure(started, exc)
+            stored = True  # the feeds' rows were written, leases released with them
+        except Exception as exc:
+            return await self._failed(started, exc)
+        finally:
+            if not stored and feeds:  # failed or cancelled: free the feeds at once
+                await asyncio.shield(asyncio.to_thread(self._release, [f.id for f in feeds]))
         _count(report)
         return report
 
@@ -148,6 +165,26 @@ class Pipeline:
             session.commit()
         return claimed
 
+    async def _poll_feed(self, feed: store.FeedState) -> FeedResult:
+        """Fetch and parse one feed; whatever goes wrong is this feed's error alone."""
+        try:
+            return await self._fetch_and_parse(feed)
+        except Exception as exc:
+            reason = _reason(exc)
+            log.warning("feed %s: not polled: %s", feed.name, reason, exc_info=True)
+            outcome = FetchOutcome(
+                url=feed.url,
+                status="failed",
+                body=None,
+                headers={},
+                http_status=None,
+                validators=feed.validators,
+                error=reason,
+                retry_after=None,
+                elapsed=0.0,
+            )
+            return FeedResult(feed, outcome, error=reason)
+
     async def _fetch_and_parse(self, feed: store.FeedState) -> FeedResult:
         outcome = await self._fetcher.fetch(feed.url, feed.validators)
         if outcome.status != "changed" or outcome.body is None:
@@ -173,12 +210,21 @@ class Pipeline:
         new_ids: list[int] = []
         failed = 0
         feed_errors: dict[str, str] = {}
+        entry_errors: dict[int, str] = {}  # feed id: the first entry that failed, and why
         with Session(self.engine) as session:
             store.lock_for_decisions(session)
-            run_id = store.start_run(session, started)
+            run_id = store.start_run(session, started)  # also opens the write transaction
+            self._refresh_stories(session, now)
+            for feed, entry in _oldest_first(results, now):
+                verdict = self._decide_isolated(session, feed, entry, now, entry_errors)
+                if verdict is None:
+                    continue
+                verdicts.append(verdict)
+                if verdict.decision == "new" and verdict.story_id is not None:
+                    new_ids.append(verdict.story_id)
             health = []
             for result in results:
-                error = result.error
+                error = result.error or entry_errors.get(result.feed.id)
                 if error is None and result.outcome.status == "failed":
                     error = result.outcome.error
                 if error:
@@ -190,16 +236,11 @@ class Pipeline:
                         result.outcome,
                         now=now,
                         next_poll_at=self._next_poll(result, now) if error else None,
-                        error=result.error,
+                        error=result.error or entry_errors.get(result.feed.id),
                         polled_at=started,
                     )
                 )
             store.record_fetches(session, health)
-            for feed_id, entry in _oldest_first(results, now):
-                verdict = self._decide(session, feed_id, entry, now)
-                verdicts.append(verdict)
-                if verdict.decision == "new" and verdict.story_id is not None:
-                    new_ids.append(verdict.story_id)
             finished = utcnow()
             store.finish_run(
                 session,
@@ -221,15 +262,34 @@ class Pipeline:
             feed_errors=feed_errors,
         )
 
+    def _decide_isolated(
+        self,
+        session: Session,
+        feed: store.FeedState,
+        entry: Entry,
+        now: datetime,
+        errors: dict[int, str],
+    ) -> Verdict | None:
+        """`_decide` in a savepoint: an entry that raises is rolled back alone and noted
+        against its feed in `errors`. A failing rollback (the connection is gone) raises."""
+        savepoint = session.begin_nested()
+        try:
+            verdict = self._decide(session, feed.id, entry, now)
+        except Exception as exc:
+            savepoint.rollback()
+            reason = f"entry {entry.guid[:80]!r} not stored: {_reason(exc)}"
+            first = feed.id not in errors
+            errors.setdefault(feed.id, reason)
+            log.warning("feed %s: %s", feed.name, reason, exc_info=first)
+            return None
+        savepoint.commit()
+        return verdict
+
     def _decide(self, session: Session, feed_id: int, entry: Entry, now: datetime) -> Verdict:
         """Decide one entry and store it (with its story and outbox rows when it is new)."""
-        language = detect_language(f"{entry.title}. {entry.text}", entry.language)
-        if language != entry.language:
-            entry = dataclasses.replace(entry, language=language)
-        window = timedelta(days=self.settings.dedup.window_days)
+        window = timedelta(days=self._context.policy.window_days)
         tkey = title_key(entry.title)
         hit = store.find_exact(session, feed_id, entry, tkey, since=now - window)
-        fp: Fingerprint | None = None
         if hit is not None and hit.same_feed_guid:
             return Verdict(entry, "seen", hit.story_id, (f"already stored (same {hit.key})",))
         if hit is not None:
@@ -237,50 +297,24 @@ class Pipeline:
             decision: Decision = "duplicate" if hit.story_id is not None else "seen"
             verdict = Verdict(entry, decision, hit.story_id, reasons)
         else:
-            verdict, fp = self._judge(session, entry, now, window)
-        self._record(session, feed_id, verdict, tkey, fp, now)
+            verdict = decide(entry, dataclasses.replace(self._context, now=now))
+        if verdict.decision in ("new", "stale"):
+            story_id, _ = store.add_story(
+                session,
+                verdict.entry,
+                summary=verdict.summary,
+                alerted=verdict.decision == "new",
+                now=now,
+                topics=verdict.topics,
+            )
+            verdict = dataclasses.replace(verdict, story_id=story_id)
+        self._record(session, feed_id, verdict, tkey, now)
         return verdict
 
-    def _judge(
-        self, session: Session, entry: Entry, now: datetime, window: timedelta
-    ) -> tuple[Verdict, Fingerprint | None]:
-        """match → dedup → summarise; a new story and its outbox rows are written here."""
-        match = self._matcher.match(entry.title, entry.text, entry.language)
-        if not match.relevant:
-            return Verdict(entry, "irrelevant", None, match.reasons), None
-        fp = fingerprint(entry.title, entry.text, entry.language)
-        when = min(entry.published or now, now)
-        candidates = store.find_candidates(
-            session,
-            index_keys(fp),
-            low=when - window,
-            high=when + window,
-            limit=self.settings.dedup.max_candidates,
-        )
-        novelty = judge(fp, self._seeds, candidates)
-        reasons: tuple[str, ...] = (*match.reasons, *novelty.reasons)
-        if novelty.kind == "seed":
-            return Verdict(entry, "seed", None, reasons), fp
-        if novelty.kind == "duplicate" and novelty.story_id is not None:
-            return Verdict(entry, "duplicate", novelty.story_id, reasons), fp
-        stale = self._is_stale(entry, now)
-        summary = summarise(entry.title, entry.text, known=[s.fingerprint for s in self._seeds])
-        story_id, _ = store.add_story(session, entry, summary=summary, alerted=not stale, now=now)
-        if stale:
-            reasons = (*reasons, f"published more than {self.settings.max_age_hours:g} h ago")
-            return Verdict(entry, "stale", story_id, reasons), fp
-        return Verdict(entry, "new", story_id, reasons), fp
-
-    @staticmethod
     def _record(
-        session: Session,
-        feed_id: int,
-        verdict: Verdict,
-        tkey: str,
-        fp: Fingerprint | None,
-        now: datetime,
+        self, session: Session, feed_id: int, verdict: Verdict, tkey: str, now: datetime
     ) -> None:
-        """Store the item; one that belongs to a story goes into the dedup index too."""
+        """Store the item; one that belongs to a story joins the story index too."""
         entry = verdict.entry
         if verdict.decision in ("irrelevant", "seen"):
             entry = dataclasses.replace(entry, text=entry.text[:IRRELEVANT_TEXT_CHARS])
@@ -292,18 +326,24 @@ class Pipeline:
             decision=verdict.decision,
             reasons=verdict.reasons,
             story_id=verdict.story_id,
-            fingerprint=fp.to_json() if fp is not None else "",
+            fingerprint=verdict.fingerprint,
+            vector=verdict.vector or None,
             now=now,
         )
-        if fp is not None and verdict.story_id is not None:
+        if verdict.story_id is not None and verdict.fingerprint:
             when = min(entry.published or now, now)
-            store.index_item(session, item_id, verdict.story_id, index_keys(fp), when)
+            row = store.StoryItemRow(
+                item_id, verdict.story_id, verdict.fingerprint, verdict.vector or None, when
+            )
+            self._context.stories.add(_stored_item(row))
 
-    def _is_stale(self, entry: Entry, now: datetime) -> bool:
-        limit = self.settings.max_age_hours
-        if limit <= 0 or entry.published is None:
-            return False
-        return entry.published < now - timedelta(hours=limit)
+    def _refresh_stories(self, session: Session, now: datetime) -> None:
+        """Bring the story index up to date with what any replica stored since."""
+        stories = self._context.stories
+        since = now - 2 * stories.window
+        for row in store.story_items_since(session, after_id=stories.last_item_id, since=since):
+            stories.add(_stored_item(row))
+        stories.prune(now)
 
     def _next_poll(self, result: FeedResult, now: datetime) -> datetime:
         limits = self.settings.limits
@@ -321,16 +361,77 @@ class Pipeline:
                 store.release_feeds(session, feed_ids)
                 session.commit()
         except SQLAlchemyError:
-            log.debug("could not release feed leases; they expire on their own", exc_info=True)
+            log.warning("could not release feed leases; they expire on their own")
 
-    @staticmethod
-    def _db_failure(started: datetime, exc: SQLAlchemyError) -> CycleReport:
-        cause = getattr(exc, "orig", None) or exc
-        first_line = (str(cause).splitlines() or [""])[0][:200]
-        reason = f"database error: {type(cause).__name__}: {first_line}"
-        log.error("poll cycle not stored, will retry next cycle (%s)", reason)
-        metrics.POLLS.labels(result="db_error").inc()
-        return CycleReport(started=started, finished=utcnow(), error=reason)
+    async def _failed(self, started: datetime, exc: Exception) -> CycleReport:
+        """A cycle that failed as a whole: one log line, and a failed run for `health`."""
+        if isinstance(exc, SQLAlchemyError):
+            reason = f"database error: {_reason(exc)}"
+            metrics.POLLS.labels(result="db_error").inc()
+            log.error("poll cycle not stored, will retry next cycle (%s)", reason)
+        else:  # a bug: keep the traceback
+            reason = _reason(exc)
+            metrics.POLLS.labels(result="error").inc()
+            log.error("poll cycle failed, will retry next cycle (%s)", reason, exc_info=exc)
+        # the story index may hold items of the rolled-back transaction: reload it next time
+        fresh = StoryIndex(window_days=self._context.policy.window_days)
+        self._context = dataclasses.replace(self._context, stories=fresh)
+        finished = utcnow()
+        await asyncio.shield(asyncio.to_thread(self._record_failure, started, finished, reason))
+        return CycleReport(started=started, finished=finished, error=reason)
+
+    def _record_failure(self, started: datetime, finished: datetime, reason: str) -> None:
+        try:
+            with Session(self.engine) as session:
+                store.record_failed_run(session, started, now=finished, error=reason)
+                session.commit()
+        except SQLAlchemyError:
+            log.warning("could not record the failed poll cycle (database error)")
+
+
+def decide_offline(
+    settings: Settings, database_url: str, entries: Sequence[Entry]
+) -> list[Verdict]:
+    """Decide and store `entries` in order, each as if it arrived when it was published, on
+    the database at `database_url` (`python -m bot evaluate` gives it a fresh one). Nothing is
+    fetched; labelled items are old by design, so nothing is stale."""
+    settings = settings.model_copy(update={"max_age_hours": 0.0})
+    engine = make_engine(database_url)
+    try:
+        create_schema(engine)
+        pipeline = Pipeline(settings, engine)
+        specs = {e.feed_url: FeedSpec(e.feed_url, e.feed_name, e.language) for e in entries}
+        with Session(engine) as session:
+            store.sync_feeds(session, list(specs.values()))
+            session.commit()
+            ids = store.feed_ids(session, list(specs))
+        verdicts = []
+        with Session(engine) as session:
+            for entry in entries:
+                now = entry.published or utcnow()
+                verdicts.append(pipeline._decide(session, ids[entry.feed_url], entry, now))
+            session.commit()
+        asyncio.run(pipeline.aclose())
+    finally:
+        engine.dispose()
+    return verdicts
+
+
+def _stored_item(row: store.StoryItemRow) -> StoredItem:
+    return StoredItem(
+        story_id=row.story_id,
+        item_id=row.item_id,
+        fingerprint=Fingerprint.from_json(row.fingerprint),
+        vector=from_bytes(row.vector) if row.vector else None,
+        published=row.published,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """`Type: first line of the message`, bounded; a database error by its driver's cause."""
+    cause = getattr(exc, "orig", None) or exc
+    first_line = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first_line}"[:REASON_CHARS]
 
 
 def _count(report: CycleReport) -> None:
@@ -351,8 +452,17 @@ def _count(report: CycleReport) -> None:
     )
 
 
-def _oldest_first(results: Sequence[FeedResult], now: datetime) -> list[tuple[int, Entry]]:
-    """All entries of a cycle, oldest first; undated entries count as seen now."""
-    pairs = [(r.feed.id, e) for r in results for e in r.entries]
+def _oldest_first(
+    results: Sequence[FeedResult], now: datetime
+) -> list[tuple[store.FeedState, Entry]]:
+    """All entries of a cycle, oldest first; undated (or future-dated) ones count as now."""
+    pairs = [(r.feed, _trusted(e, now)) for r in results for e in r.entries]
     pairs.sort(key=lambda pair: pair[1].published or now)
     return pairs
+
+
+def _trusted(entry: Entry, now: datetime) -> Entry:
+    """The entry, undated if its date is further in the future than `FUTURE_TOLERANCE`."""
+    if entry.published is not None and entry.published > now + FUTURE_TOLERANCE:
+        return dataclasses.replace(entry, published=None)
+    return entry

@@ -3,12 +3,14 @@
 Every job runs at most once at a time (`max_instances=1`), late runs are merged
 (`coalesce`), and the poll interval gets a little jitter so replicas and feeds do not beat
 in step. Job bodies run as shielded tasks (`Jobs`): shutting the scheduler down does not
-cancel a poll cycle half-way; `Jobs.settle()` waits for it to finish.
+cancel a poll cycle half-way; `Jobs.settle()` waits for it to finish, and cancels what is
+still running after its deadline with one log line (no traceback: stopping is not a fault).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,6 +21,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 JobBody = Callable[[], Awaitable[None]]
 
 HOUSEKEEPING_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def poll_jitter(interval: float) -> float:
@@ -44,7 +48,9 @@ class Jobs:
             task = asyncio.create_task(self._safely(body, name), name=name)
             self._running.add(task)
             task.add_done_callback(self._running.discard)
-            await asyncio.shield(task)
+            # the scheduler cancels this at shutdown: the body goes on until `settle`
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
 
         job.__name__ = name
         return job
@@ -53,8 +59,11 @@ class Jobs:
     async def _safely(body: JobBody, name: str) -> None:
         try:
             await body()
+        except asyncio.CancelledError:
+            log.info("job %s stopped before it finished (shutting down)", name)
+            raise
         except Exception:
-            logging.getLogger(__name__).exception("job %s failed; it runs again next time", name)
+            log.exception("job %s failed; it runs again next time", name)
 
     @property
     def running(self) -> int:

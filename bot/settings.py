@@ -73,6 +73,9 @@ class TelegramConfig(_Strict):
     webhook_listen: str = "0.0.0.0"  # noqa: S104 - the webhook must be reachable
     webhook_port: int = Field(default=8443, gt=0, lt=65536)
     max_send_attempts: int = Field(default=8, gt=0)
+    # seconds to wait for Telegram's answer to a send; PTB's 5 s default turned a slow Bot
+    # API into repeated alerts (a timed-out send may have been delivered, see deliver.py)
+    send_timeout: float = Field(default=30.0, gt=0, le=300)
     # replicas: one reads updates, holding a lease renewed every 1/4 of this (bot/role.py);
     # another takes over within 1.25 x this after the holder dies
     updates_lease_seconds: float = Field(default=45.0, ge=2, le=300)

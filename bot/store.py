@@ -1,12 +1,18 @@
 """Database side of the poll cycle: feed state, exact-key lookups, the dedup index, the outbox.
 
-Every function takes an open `Session` and leaves committing to the caller, so a whole
-cycle's decisions land in one transaction or not at all. Rows go in and plain records come
-out; nothing here decides anything.
+Every function takes an open `Session` and leaves committing to the caller (the pipeline
+puts each entry in a savepoint of the cycle's transaction). Rows go in and plain records
+come out; nothing here decides anything.
+
+Whatever a feed sent can be stored, whether or not the parser cleaned it: every feed string
+goes through `storable` (no NUL or other control character, no surrogate), and every value
+of an indexed column (guid, link, title key, dedup index keys) through `bounded_key`, on
+the way in and in lookups alike, so exact-duplicate lookups still meet.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,11 +36,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
-from bot.dedup import Candidate, Fingerprint
 from bot.feeds.fetch import FetchOutcome, Validators
 from bot.feeds.normalise import canonical_url
-from bot.models import Delivery, Feed, Item, ItemKey, PollRun, Story, Subscriber, UTCDateTime
+from bot.feeds.textsafe import storable
+from bot.models import Delivery, Feed, Item, PollRun, Story, Subscriber, UTCDateTime
 from bot.records import Entry, FeedSpec
+
+# PostgreSQL refuses a B-tree index row over 2,704 bytes; this leaves room for a 2nd column.
+MAX_KEY_BYTES = 2_000
 
 # Taken for the duration of a cycle's decision transaction on PostgreSQL, so that two
 # replicas never decide near-duplicates of each other at the same moment.
@@ -44,7 +53,6 @@ DECIDE_LOCK_KEY = 0x5A4E1_0001
 # Hot statements, built once and on the tables (Core), run on the session's connection:
 # building an ORM statement and running it through the ORM cost more than SQLite's work.
 _ITEMS: Table = Item.__table__  # type: ignore[attr-defined]
-_KEYS: Table = ItemKey.__table__  # type: ignore[attr-defined]
 _STORIES: Table = Story.__table__  # type: ignore[attr-defined]
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
 _SUBSCRIBERS: Table = Subscriber.__table__  # type: ignore[attr-defined]
@@ -62,20 +70,7 @@ _TITLE_HIT = (
     .order_by(*_STORY_FIRST)
     .limit(1)
 )
-_SHARED = func.count().label("shared")
-_BEST = (
-    select(_KEYS.c.item_id, _KEYS.c.story_id, _KEYS.c.published, _SHARED)
-    .where(_KEYS.c.key.in_(bindparam("keys", expanding=True)))
-    .where(_KEYS.c.published >= bindparam("low"), _KEYS.c.published <= bindparam("high"))
-    .group_by(_KEYS.c.item_id, _KEYS.c.story_id, _KEYS.c.published)
-    .order_by(_SHARED.desc(), _KEYS.c.item_id.desc())
-    .limit(bindparam("limit", type_=Integer))
-).subquery()
-_CANDIDATES = select(
-    _BEST.c.item_id, _BEST.c.story_id, _BEST.c.published, _ITEMS.c.fingerprint
-).join(_ITEMS, _ITEMS.c.id == _BEST.c.item_id)
 _INSERT_ITEM = insert(_ITEMS).returning(_ITEMS.c.id)
-_INSERT_KEYS = insert(_KEYS)
 _INSERT_STORY = insert(_STORIES).returning(_STORIES.c.id)
 _INSERT_DELIVERIES = insert(_DELIVERIES).from_select(
     [
@@ -126,6 +121,17 @@ class ExactHit:
     key: str  # "guid" | "link" | "title"
 
 
+def bounded_key(value: str) -> str:
+    """`storable(value)`, or `sha256:` and its hex digest when longer than `MAX_KEY_BYTES`."""
+    clean = storable(value)
+    if len(clean) * 4 <= MAX_KEY_BYTES:  # no character takes more than 4 bytes in UTF-8
+        return clean
+    encoded = clean.encode("utf-8")
+    if len(encoded) <= MAX_KEY_BYTES:
+        return clean
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
@@ -152,6 +158,11 @@ def sync_feeds(session: Session, specs: Sequence[FeedSpec]) -> None:
         if row is not None and (row.name, row.language) != (spec.name, spec.language):
             row.name, row.language = spec.name, spec.language
             session.add(row)
+
+
+def feed_ids(session: Session, urls: Sequence[str]) -> dict[str, int]:
+    rows = session.execute(select(col(Feed.url), col(Feed.id)).where(col(Feed.url).in_(urls)))
+    return {str(url): int(feed_id) for url, feed_id in rows}
 
 
 def claim_due_feeds(
@@ -230,7 +241,7 @@ def fetch_result_values(
     }
     if outcome.status == "failed" or error is not None:
         values["last_status"] = "error"
-        values["last_error"] = (error or outcome.error or "failed")[:500]
+        values["last_error"] = storable((error or outcome.error or "failed")[:500])
         values["consecutive_failures"] = feed.consecutive_failures + 1
     else:
         values["last_status"] = "not_modified" if outcome.status == "not_modified" else "ok"
@@ -284,16 +295,15 @@ def find_exact(
     Titles only count within the dedup window: a generic headline recurs over the years.
     Among link and title matches, an item that belongs to a story wins.
     """
-    same_guid = (
-        session.connection().execute(_GUID_HIT, {"feed_id": feed_id, "guid": entry.guid}).first()
-    )
+    guid = bounded_key(entry.guid)
+    same_guid = session.connection().execute(_GUID_HIT, {"feed_id": feed_id, "guid": guid}).first()
     if same_guid is not None:
         return ExactHit(int(same_guid[0]), same_guid[1], str(same_guid[2]), True, "guid")
     found = None
     if entry.link and entry.link != canonical_url(entry.feed_url):  # no link: not a key
-        found = _first_item(session, _LINK_HIT, {"link": entry.link}, "link")
+        found = _first_item(session, _LINK_HIT, {"link": bounded_key(entry.link)}, "link")
     if found is None and title_key:
-        params = {"title_key": title_key, "since": since}
+        params = {"title_key": bounded_key(title_key), "since": since}
         found = _first_item(session, _TITLE_HIT, params, "title")
     return found
 
@@ -310,34 +320,6 @@ def _first_item(
     return ExactHit(int(row[0]), row[1], str(row[2]), False, key)
 
 
-def find_candidates(
-    session: Session,
-    keys: Iterable[str],
-    *,
-    low: datetime,
-    high: datetime,
-    limit: int,
-) -> list[Candidate]:
-    """Items of stories that share the most index keys with an entry, inside a time window."""
-    key_list = sorted(keys)
-    if not key_list:
-        return []
-    rows = (
-        session.connection()
-        .execute(_CANDIDATES, {"keys": key_list, "low": low, "high": high, "limit": limit})
-        .all()
-    )
-    return [
-        Candidate(
-            story_id=int(story_id),
-            item_id=int(item_id),
-            fingerprint=Fingerprint.from_json(fp),
-            published=published,
-        )
-        for item_id, story_id, published, fp in rows
-    ]
-
-
 def add_item(
     session: Session,
     *,
@@ -349,35 +331,60 @@ def add_item(
     story_id: int | None,
     fingerprint: str,
     now: datetime,
+    vector: bytes | None = None,
 ) -> int:
     values = {
         "feed_id": feed_id,
-        "guid": entry.guid,
-        "link": entry.link,
-        "title_key": title_key,
-        "title": entry.title,
-        "text": entry.text,
-        "language": entry.language,
+        "guid": bounded_key(entry.guid),
+        "link": bounded_key(entry.link),
+        "title_key": bounded_key(title_key),
+        "title": storable(entry.title),
+        "text": storable(entry.text),
+        "language": storable(entry.language),
         "published": entry.published,
         "first_seen": now,
         "decision": decision,
         "story_id": story_id,
-        "reasons": json.dumps(list(reasons), ensure_ascii=False),
-        "fingerprint": fingerprint,
+        "reasons": storable(json.dumps(list(reasons), ensure_ascii=False)),
+        "fingerprint": storable(fingerprint),
+        "vector": vector or None,
     }
     # a Core insert: the ORM's unit of work costs more than the rest of a decision
     return int(session.connection().execute(_INSERT_ITEM, values).scalar_one())
 
 
-def index_item(
-    session: Session, item_id: int, story_id: int, keys: Iterable[str], published: datetime
-) -> None:
-    rows = [
-        {"key": k, "item_id": item_id, "story_id": story_id, "published": published}
-        for k in sorted(set(keys))
-    ]
-    if rows:
-        session.connection().execute(_INSERT_KEYS, rows)
+@dataclass(frozen=True, slots=True)
+class StoryItemRow:
+    """An item of a story, as the decision core's story index needs it."""
+
+    item_id: int
+    story_id: int
+    fingerprint: str
+    vector: bytes | None
+    published: datetime
+
+
+def story_items_since(
+    session: Session, *, after_id: int, since: datetime
+) -> list[StoryItemRow]:
+    """Items of stories first seen since `since` and stored after item `after_id`."""
+    rows = session.connection().execute(
+        select(
+            _ITEMS.c.id,
+            _ITEMS.c.story_id,
+            _ITEMS.c.fingerprint,
+            _ITEMS.c.vector,
+            func.coalesce(_ITEMS.c.published, _ITEMS.c.first_seen),
+        )
+        .where(
+            _ITEMS.c.id > after_id,
+            _ITEMS.c.first_seen >= since,
+            _ITEMS.c.story_id.is_not(None),
+            _ITEMS.c.fingerprint != "",
+        )
+        .order_by(_ITEMS.c.id)
+    )
+    return [StoryItemRow(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]
 
 
 def add_story(
@@ -387,6 +394,7 @@ def add_story(
     summary: str,
     alerted: bool,
     now: datetime,
+    topics: Sequence[str] = (),
 ) -> tuple[int, int]:
     """A new story and, when it alerts, one pending delivery per active subscriber.
 
@@ -398,13 +406,14 @@ def add_story(
             _INSERT_STORY,
             {
                 "created_at": now,
-                "title": entry.title,
-                "link": entry.link,
-                "feed_name": entry.feed_name,
-                "language": entry.language,
+                "title": storable(entry.title),
+                "link": storable(entry.link),
+                "feed_name": storable(entry.feed_name),
+                "language": storable(entry.language),
                 "published": entry.published,
-                "summary": summary,
+                "summary": storable(summary),
                 "alerted": alerted,
+                "topics": ",".join(topics),
             },
         )
         .scalar_one()
@@ -445,4 +454,19 @@ def finish_run(
             new_stories=new_stories,
             error=error,
         )
+    )
+
+
+def record_failed_run(session: Session, started: datetime, *, now: datetime, error: str) -> None:
+    """A poll cycle that failed as a whole (what `health` reports until one succeeds)."""
+    run_id = start_run(session, started)
+    finish_run(
+        session,
+        run_id,
+        now=now,
+        feeds_polled=0,
+        feeds_failed=0,
+        entries=0,
+        new_stories=0,
+        error=storable(error),
     )

@@ -1,17 +1,24 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.health import check_health
-from bot.models import PollRun, utcnow
+from bot.models import Feed, PollRun, utcnow
+from bot.pipeline import CycleReport, Pipeline
 from bot.settings import Settings, load_settings
+from tests.servers.feed_server import FeedServer
+from tests.servers.feedgen import rss
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def settings_for(tmp_path: Path, database_url: str) -> Settings:
@@ -69,3 +76,101 @@ def test_health_command_exit_codes(tmp_path: Path, database_url: str, engine: En
     gone = health()
     assert gone.returncode == 1 and "database does not answer" in gone.stdout
     assert "Traceback" not in gone.stderr
+
+
+# --- the truth about polling, from real cycles over real HTTP ------------------------------
+
+
+def pipeline_settings(tmp_path: Path, database_url: str, url: str) -> Settings:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        f'poll_interval = 60\nseeds_dir = "{REPO / "seeds"}"\n'
+        f'[[feeds]]\nurl = "{url}"\nname = "wire"\n'
+    )
+    return load_settings({"SAHEL_WATCH_CONFIG": str(path), "DATABASE_URL": database_url})
+
+
+def run_cycles(settings: Settings, engine: Engine, n: int, owner: str) -> list[CycleReport]:
+    async def go() -> list[CycleReport]:
+        pipeline = Pipeline.create(settings, engine, owner=owner)
+        try:
+            return [await pipeline.run_cycle() for _ in range(n)]
+        finally:
+            await pipeline.aclose()
+
+    return asyncio.run(go())
+
+
+def test_cycles_that_poll_nothing_are_not_healthy(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """Cycles keep finishing, but the only feed is held by a lease nobody releases: after 3
+    intervals without a poll, health says so, though the last cycle finished just now."""
+    url = feed_server.add("/f.xml", body=rss([], title="f"))
+    settings = pipeline_settings(tmp_path, database_url, url)
+    assert run_cycles(settings, engine, 1, "me")[0].feeds_polled == 1
+    assert check_health(settings)[0]
+    stuck_since = utcnow() - timedelta(minutes=5)
+    with Session(engine) as session:
+        session.execute(
+            update(Feed).values(
+                last_polled_at=stuck_since,
+                lease_owner="another replica",
+                lease_until=utcnow() + timedelta(hours=1),
+            )
+        )
+        session.commit()
+    reports = run_cycles(settings, engine, 2, "me")
+    assert [(r.error, r.feeds_polled) for r in reports] == [(None, 0), (None, 0)]
+    ok, message = check_health(settings)
+    assert not ok
+    assert message.startswith("unhealthy: 1 of 1 feeds due but not polled for more than")
+    assert "'wire'" in message and "3 x poll_interval = 180 s" in message
+    # the lease expires, the next cycle polls the feed: healthy again
+    with Session(engine) as session:
+        session.execute(update(Feed).values(lease_until=utcnow() - timedelta(seconds=1)))
+        session.commit()
+    assert run_cycles(settings, engine, 1, "me")[0].feeds_polled == 1
+    ok, message = check_health(settings)
+    assert ok and message.startswith("healthy: last poll cycle finished")
+
+
+def test_a_failed_last_cycle_is_not_healthy(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """The database refuses to record the feeds' health (a trigger), so the cycle fails as a
+    whole: its run is recorded as failed, health is red with the reason, the lease is free,
+    and the next good cycle makes health green again."""
+    url = feed_server.add("/f.xml", body=rss([], title="f"))
+    settings = pipeline_settings(tmp_path, database_url, url)
+    assert run_cycles(settings, engine, 1, "me")[0].error is None
+    assert check_health(settings)[0]
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk quota exceeded'; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF last_status ON feed "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF last_status ON feed "
+                "BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END"
+            )
+    failed = run_cycles(settings, engine, 1, "me")[0]
+    assert failed.error is not None and "disk quota exceeded" in failed.error
+    ok, message = check_health(settings)
+    assert not ok
+    assert message.startswith("unhealthy: last poll cycle failed: database error:")
+    assert "disk quota exceeded" in message and len(message.splitlines()) == 1
+    with Session(engine) as session:
+        assert session.execute(select(Feed.lease_owner)).scalar_one() is None
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER refuse" + (" ON feed" if conn.dialect.name == "postgresql" else "")
+        )
+    assert run_cycles(settings, engine, 1, "me")[0].error is None
+    assert check_health(settings)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sqlite3
@@ -19,9 +20,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from bot.db import create_schema, make_engine
-from bot.models import Delivery, Feed, Item, ItemKey, PollRun, Story, Subscriber
-from bot.pipeline import CycleReport, Pipeline
+from bot.feeds.fetch import FetchOutcome, Validators
+from bot.models import Delivery, Feed, Item, PollRun, Story, Subscriber
+from bot.pipeline import CycleReport, FeedResult, Pipeline
+from bot.records import Entry
 from bot.settings import Settings, load_settings
+from tests.servers.bot_fixtures import wait_until
 from tests.servers.feed_server import FeedServer
 from tests.servers.feedgen import entity_bomb, rss
 
@@ -203,11 +207,12 @@ def test_broken_feeds_do_not_stop_the_cycle(
     ]
     settings = settings_for(tmp_path, database_url, feeds)
     report = cycle(settings, engine)
-    got = decisions(report)
-    assert got.pop("t-airspace") == "new"
-    # the entity bomb is defused before parsing: at most harmless, bounded entries remain
-    assert all(d == "irrelevant" for d in got.values())
-    assert all(len(v.entry.title) <= 1000 for v in report.verdicts)
+    assert decisions(report)["t-airspace"] == "new"
+    # the entity bomb is defused before parsing: its one entry is harmless and bounded
+    bombed = [v for v in report.verdicts if v.entry.feed_name == "bomb"]
+    assert [v.decision for v in bombed] == ["irrelevant"]
+    assert bombed[0].entry.title.startswith("&big;") and len(bombed[0].entry.title) <= 1000
+    assert len(report.verdicts) == 2
     assert set(report.feed_errors) == {
         "missing",
         "broken",
@@ -216,9 +221,10 @@ def test_broken_feeds_do_not_stop_the_cycle(
         "huge",
         "endless",
         "loop",
-    } | ({"bomb"} & set(report.feed_errors))
-    good_row = feed_row(engine, "good")
-    assert good_row.last_status == "ok" and good_row.consecutive_failures == 0
+    }
+    for name in ("good", "bomb"):
+        row = feed_row(engine, name)
+        assert row.last_status == "ok" and row.consecutive_failures == 0, name
     for name in ("missing", "broken", "limited", "html", "huge", "endless", "loop"):
         row = feed_row(engine, name)
         assert row.last_status == "error" and row.last_error, name
@@ -262,7 +268,8 @@ def test_stale_entries_are_stored_but_never_alert(
         stories = session.execute(select(Story).order_by(Story.id)).scalars().all()
         assert [s.alerted for s in stories] == [False, True]
         assert count(engine, Delivery) == 1
-        assert session.execute(select(func.count()).select_from(ItemKey)).scalar_one() > 0
+        stale = session.execute(select(Item).where(Item.decision == "stale")).scalar_one()
+        assert stale.story_id == stories[0].id and stale.vector  # kept for the story index
 
 
 def test_locked_database_keeps_nothing_half_written_and_retries(
@@ -430,3 +437,252 @@ def test_a_redirect_to_a_metadata_address_fails_the_feed_with_the_reason(
     row = feed_row(engine, "sneaky")
     assert row.last_status == "error" and row.last_error == reason
     assert feed_row(engine, "good").last_status == "ok"
+
+
+# --- fault isolation: one feed or one entry never stops the others ------------------------
+
+POISON_MESSAGE = "poisoned row refused"
+
+
+def refuse_poisoned_items(engine: Engine) -> None:
+    """A trigger that makes the database itself refuse an item whose title says "poison"."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN RAISE EXCEPTION '{POISON_MESSAGE}'; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON item FOR EACH ROW "
+                "WHEN (strpos(NEW.title, 'poison') > 0) EXECUTE FUNCTION refuse_poison()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON item WHEN instr(NEW.title, 'poison') > 0 "
+                f"BEGIN SELECT RAISE(ABORT, '{POISON_MESSAGE}'); END"
+            )
+
+
+class BuggyStage(Pipeline):
+    """A pipeline whose judging raises (not a database error) on one entry: the kind of bug
+    a hostile entry finds in any stage."""
+
+    def _decide(self, session: Session, feed_id: int, entry: Entry, now: datetime) -> Any:
+        if "boom" in entry.title:
+            raise UnicodeEncodeError("utf-8", entry.title, 0, 1, "surrogates not allowed")
+        return super()._decide(session, feed_id, entry, now)
+
+
+def hostile_rss() -> bytes:
+    """Entries that broke whole cycles on PostgreSQL: a guid of 999 emoji, a 1,900-character
+    CJK link, an emoji as two surrogate references, a 3,000-digit token, a NUL reference."""
+    items = [
+        ("😀" * 999, "Emoji guid item about cooking", "https://hostile.test/emoji"),
+        ("cjk", "CJK link item about gardening", "https://hostile.test/" + "中" * 1900),
+        ("pair", "Surrogate pair &#55357;&#56832; item", "https://hostile.test/pair"),
+        ("long", "Token " + "7" * 3000, "https://hostile.test/long"),
+        ("nul&#0;guid", "NUL guid item about sailing", "https://hostile.test/nul"),
+        ("poison", "A poisoned entry about knitting", "https://hostile.test/poison"),
+    ]
+    body = "".join(
+        f"<item><guid isPermaLink='false'>{guid}</guid><title>{title}</title>"
+        f"<link>{link}</link><description>Nothing to see.</description></item>"
+        for guid, title, link in items
+    )
+    document = "<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
+    document += f"<title>hostile</title>{body}</channel></rss>"
+    return document.encode("utf-8")
+
+
+def leased(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        rows = session.execute(select(Feed.name).where(col(Feed.lease_owner).is_not(None)))
+        return list(rows.scalars())
+
+
+def test_hostile_entries_stay_in_their_feed(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """A row the database refuses and a stage that raises each fail their own feed; the good
+    feed is stored and alerted in the same cycle; leases are free; `feeds` shows why."""
+    with Session(engine) as session:
+        session.add(Subscriber(chat_id=7))
+        session.commit()
+    refuse_poisoned_items(engine)
+    buggy_item = dict(CRYPTO, id="t-boom", title="A boom in the crypto market")
+    feeds = [
+        ("good", feed_server.add("/good.xml", body=rss([AIRSPACE], title="good"))),
+        ("hostile", feed_server.add("/hostile.xml", body=hostile_rss())),
+        ("buggy", feed_server.add("/buggy.xml", body=rss([buggy_item, SEED_REPRINT]))),
+    ]
+    settings = settings_for(tmp_path, database_url, feeds)
+
+    async def two_cycles() -> tuple[CycleReport, CycleReport]:
+        pipeline = BuggyStage(settings, engine)
+        try:
+            return await pipeline.run_cycle(force=True), await pipeline.run_cycle()
+        finally:
+            await pipeline.aclose()
+
+    first, second = asyncio.run(two_cycles())
+    assert first.error is None
+    got = decisions(first)
+    assert got["t-airspace"] == "new" and got["t-seed"] == "seed"
+    assert "t-boom" not in got and "poison" not in got
+    # every other hostile entry was stored, keys bounded
+    assert sum(v.entry.feed_name == "hostile" for v in first.verdicts) == 5
+    assert count(engine, Delivery) == 1  # the good feed's alert, for the one subscriber
+    assert sorted(first.feed_errors) == ["buggy", "hostile"]
+    assert POISON_MESSAGE in first.feed_errors["hostile"]
+    assert "UnicodeEncodeError" in first.feed_errors["buggy"]
+    assert leased(engine) == []
+    for name in ("hostile", "buggy"):
+        row = feed_row(engine, name)
+        assert row.last_status == "error" and row.consecutive_failures == 1, name
+        assert row.next_poll_at is not None and row.next_poll_at > datetime.now(UTC), name
+        assert row.etag is None and row.content_hash is None, name  # fetched again next time
+    assert feed_row(engine, "good").last_status == "ok"
+    # the next cycle polls again: the good feed is due, the failed ones back off
+    assert second.error is None and second.feeds_polled == 1
+    assert feed_server.hits("/good.xml") == 2 and feed_server.hits("/hostile.xml") == 1
+
+    env = {**os.environ, "SAHEL_WATCH_CONFIG": settings.config_path, "DATABASE_URL": database_url}
+    shown = subprocess.run(
+        [sys.executable, "-m", "bot", "feeds"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split("  ")[0].strip(): line for line in shown.stdout.splitlines()[2:]}
+    assert "error (200)" in lines["hostile"] and "entry 'poison' not stored" in lines["hostile"]
+    assert "error (200)" in lines["buggy"] and "UnicodeEncodeError" in lines["buggy"]
+    assert "ok (200)" in lines["good"]
+
+
+def built(feed_url: str, guid: str, title: str, **fields: Any) -> Entry:
+    values: dict[str, Any] = {
+        "feed_url": feed_url,
+        "feed_name": "built",
+        "guid": guid,
+        "title": title,
+        "text": fields.pop("text", "Nothing here decides anything."),
+        "link": fields.pop("link", f"https://built.test/{len(guid)}-{len(title)}"),
+        "published": fields.pop("published", datetime.now(UTC) - timedelta(hours=1)),
+        "language": "en",
+    }
+    return Entry(**(values | fields))
+
+
+def test_the_store_takes_any_entry_whatever_the_parser_let_through(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """Entries built here (not parsed) reach the decide-and-store stage directly: NUL, lone
+    surrogates, oversized keys and a date in year 9999 are stored beside a good entry, and
+    found again by their exact keys."""
+    good_url, bad_url = "http://feeds.test/good.xml", "http://feeds.test/bad.xml"
+    settings = settings_for(tmp_path, database_url, [("good", good_url), ("bad", bad_url)])
+    with Session(engine) as session:
+        session.add(Subscriber(chat_id=9))
+        session.commit()
+    airspace = "Algeria closed its airspace to all flights from and to Mali, the ministry said."
+    hostile = [
+        built(bad_url, "nul\x00guid", "Cooking with \x00 NUL", link="https://b.test/\x00x"),
+        built(bad_url, "lone\ud800", "A lone half \udc00 of an emoji"),
+        built(bad_url, "😀" * 999, "Emoji guid about gardening"),
+        built(bad_url, "cjk", "CJK link about sailing", link="https://b.test/" + "中" * 1900),
+        built(bad_url, "token", "Token " + "x" * 3000, text="Code " + "y" * 3000),
+        built(
+            bad_url,
+            "digits",
+            "Algeria shuts its airspace to Mali, code " + "7" * 3000,
+            text=airspace + " Reference " + "9" * 3000 + ".",
+            published=datetime(9999, 12, 31, tzinfo=UTC),
+        ),
+    ]
+    good = built(
+        good_url,
+        "good",
+        "Niger nationalises the Orano-run Somair uranium mine",
+        text="Niger's military government said it was nationalising Somair, the uranium "
+        "mining company near Arlit operated by France's Orano.",
+    )
+
+    def decide_and_store(entries_by_feed: dict[str, list[Entry]]) -> CycleReport:
+        async def go() -> CycleReport:
+            pipeline = Pipeline.create(settings, engine)
+            try:
+                now = datetime.now(UTC)
+                feeds = await asyncio.to_thread(pipeline._claim, now, True, 0.0)
+                assert sorted(f.url for f in feeds) == sorted(entries_by_feed)
+                results = [
+                    FeedResult(f, changed(f.url), entries=tuple(entries_by_feed[f.url]))
+                    for f in feeds
+                ]
+                return await asyncio.to_thread(pipeline._decide_and_store, now, results)
+            finally:
+                await pipeline.aclose()
+
+        return asyncio.run(go())
+
+    first = decide_and_store({good_url: [good], bad_url: hostile})
+    assert first.feed_errors == {}
+    got = {v.entry.title[:20]: v.decision for v in first.verdicts}
+    assert len(got) == 7 and got["Niger nationalises t"] == "new"
+    assert got["Algeria shuts its ai"] == "new"  # undated: a year-9999 date is not trusted
+    assert count(engine, Delivery) == 2
+    with Session(engine) as session:
+        items = session.execute(select(Item)).scalars().all()
+        assert all("\x00" not in i.title + i.guid + i.link + i.text for i in items)
+        dated = {i.guid: i.published for i in items}
+        keys = [i.title_key for i in items] + [i.guid for i in items] + [i.link for i in items]
+    assert dated["digits"] is None
+    assert dated["sha256:" + hashlib.sha256(("😀" * 999).encode()).hexdigest()]
+    assert max(len(k.encode()) for k in keys) <= 2000
+    # the same entries again: every one is recognised by its (bounded) guid
+    again = decide_and_store({good_url: [good], bad_url: hostile})
+    assert {v.decision for v in again.verdicts} == {"seen"} and len(again.verdicts) == 7
+    assert count(engine, Item) == 7
+
+
+def changed(url: str) -> FetchOutcome:
+    return FetchOutcome(
+        url=url,
+        status="changed",
+        body=b"",
+        headers={},
+        http_status=200,
+        validators=Validators(None, None, None),
+        error=None,
+        retry_after=None,
+        elapsed=0.0,
+    )
+
+
+def test_leases_are_released_when_a_cycle_is_cancelled(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """Shutdown cancels a cycle stuck on a slow feed: the feeds are free at once."""
+    feeds = [
+        ("endless", feed_server.add("/endless", endless=True, chunk_interval=0.05)),
+        ("good", feed_server.add("/good.xml", body=rss([AIRSPACE]))),
+    ]
+    settings = settings_for(tmp_path, database_url, feeds)
+
+    async def scenario() -> list[str]:
+        pipeline = Pipeline.create(settings, engine)
+        try:
+            task = asyncio.create_task(pipeline.run_cycle(force=True))
+            await wait_until(lambda: feed_server.hits("/endless") >= 1)
+            held = leased(engine)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return held
+        finally:
+            await pipeline.aclose()
+
+    assert sorted(asyncio.run(scenario())) == ["endless", "good"]
+    assert leased(engine) == []

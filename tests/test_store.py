@@ -7,13 +7,15 @@ from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from bot import store
 from bot.models import Feed
-from bot.records import FeedSpec
+from bot.records import Entry, FeedSpec
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=300)
@@ -115,3 +117,66 @@ def test_leases_of_dead_owners_are_taken_over_live_ones_never(engine: Engine) ->
         assert store.feed_lease_owners(session, URLS, now=soon) == ["b"]
         assert store.feed_lease_owners(session, URLS, now=soon + LEASE * 2) == []
     assert claim(engine, "c", soon, reclaim_from=["dead"]) == []  # b is not dead
+
+
+# --- any entry can be stored, and found again by its exact keys ----------------------------
+
+ANY_CHAR = st.characters(blacklist_categories=())  # surrogates and NUL included
+
+
+def _huge(draw_text: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Short arbitrary text, or such text repeated into thousands of characters."""
+    return st.one_of(
+        draw_text,
+        st.builds(lambda s, n: s * n, draw_text.filter(bool), st.integers(100, 3_000)),
+    )
+
+
+ANY_TEXT = _huge(st.text(ANY_CHAR, max_size=12))
+ENTRIES = st.builds(
+    Entry,
+    feed_url=st.just("http://feeds.test/0.xml"),
+    feed_name=ANY_TEXT,
+    guid=ANY_TEXT,
+    title=ANY_TEXT,
+    text=ANY_TEXT,
+    link=ANY_TEXT,
+    published=st.none() | st.datetimes(timezones=st.just(UTC)),
+    language=st.sampled_from(["en", "fr"]) | st.text(ANY_CHAR, max_size=3),
+)
+
+
+def test_any_entry_is_stored_and_found_again(engine: Engine) -> None:
+    sync(engine)
+    with Session(engine) as session:
+        feed_id = session.execute(select(Feed.id).where(Feed.url == URLS[0])).scalar_one()
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(entry=ENTRIES, title_key=ANY_TEXT, vector=st.binary(max_size=1024))
+    def store_it(entry: Entry, title_key: str, vector: bytes) -> None:
+        with Session(engine) as session:
+            story_id, _ = store.add_story(session, entry, summary=entry.text, alerted=True, now=NOW)
+            item_id = store.add_item(
+                session,
+                feed_id=feed_id,
+                entry=entry,
+                title_key=title_key,
+                decision="new",
+                reasons=(entry.title,),
+                story_id=story_id,
+                fingerprint="",
+                now=NOW,
+                vector=vector,
+            )
+            hit = store.find_exact(session, feed_id, entry, title_key, since=NOW)
+            assert hit is not None and hit.item_id == item_id and hit.same_feed_guid
+            other_feed = store.find_exact(session, feed_id + 1, entry, title_key, since=NOW)
+            if entry.link:  # found by link or title from another feed, else not at all
+                assert other_feed is not None and other_feed.item_id == item_id
+            session.rollback()  # each example on an empty table
+
+    store_it()
