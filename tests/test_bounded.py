@@ -1,4 +1,4 @@
-"""bot.feeds.bounded: a parse in a child process, within a CPU budget, stopped at shutdown."""
+"""bot.feeds.bounded: parses in worker processes, within a CPU budget, stopped at shutdown."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ParseError
-from bot.feeds.bounded import parse_bounded
+from bot.feeds.bounded import WORKER_NAME, busy_workers, parse_bounded
 from bot.feeds.fetch import Fetcher, Validators, make_client
 from bot.feeds.parse import parse_feed
 from bot.records import FeedSpec
@@ -35,8 +35,14 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
-def _parse_children() -> list[multiprocessing.process.BaseProcess]:
-    return [p for p in multiprocessing.active_children() if p.name == "sahel-watch-parse"]
+def _workers() -> set[int]:
+    return {p.pid for p in multiprocessing.active_children() if p.name == WORKER_NAME and p.pid}
+
+
+async def _busy_worker() -> int:
+    await wait_until(lambda: len(busy_workers()) == 1)
+    (pid,) = busy_workers()
+    return pid
 
 
 async def test_the_child_gives_what_parse_feed_gives() -> None:
@@ -57,12 +63,26 @@ async def test_a_parse_error_in_the_child_is_a_parse_error_here() -> None:
 
 @pytest.mark.timeout(60)
 async def test_a_parse_over_its_cpu_budget_fails_with_that_reason() -> None:
-    body = feedgen.slow_markup()  # seconds of CPU without a budget
+    body = feedgen.slow_markup()  # about 5 s of CPU without a budget
     started = time.perf_counter()
+    task = asyncio.create_task(parse_bounded(body, XML, SPEC, max_entries=5, cpu_seconds=1))
+    worker = await _busy_worker()
     with pytest.raises(ParseError, match="CPU budget of 1 s"):
-        await parse_bounded(body, XML, SPEC, max_entries=5, cpu_seconds=1)
+        await task
     assert time.perf_counter() - started < 1.0 * 4 + 5  # the CPU limit, not the wall backstop
-    assert _parse_children() == []
+    assert not _alive(worker) and busy_workers() == ()
+    good = feedgen.rss([{"id": "after", "title": "Next parse, next worker"}])
+    parsed = await parse_bounded(good, XML, SPEC, max_entries=5, cpu_seconds=5)
+    assert [e.title for e in parsed.entries] == ["Next parse, next worker"]
+
+
+async def test_a_worker_is_kept_warm_for_the_next_parse() -> None:
+    good = feedgen.rss([{"id": "w", "title": "Warm"}])
+    await parse_bounded(good, XML, SPEC, max_entries=5, cpu_seconds=5)
+    idle = _workers()
+    for _ in range(5):
+        await parse_bounded(good, XML, SPEC, max_entries=5, cpu_seconds=5)
+    assert idle and _workers() == idle  # no new process per parse
 
 
 @pytest.mark.timeout(60)
@@ -70,7 +90,7 @@ async def test_other_parses_go_on_while_one_is_stuck() -> None:
     slow = asyncio.create_task(
         parse_bounded(feedgen.slow_markup(), XML, SPEC, max_entries=5, cpu_seconds=30)
     )
-    await wait_until(lambda: len(_parse_children()) == 1)
+    await _busy_worker()
     good = feedgen.rss([{"id": "ok", "title": "Still parsed"}])
     parsed = await asyncio.wait_for(
         parse_bounded(good, XML, SPEC, max_entries=5, cpu_seconds=5), timeout=10
@@ -87,16 +107,14 @@ async def test_cancelling_kills_the_child_at_once() -> None:
     task = asyncio.create_task(
         parse_bounded(feedgen.slow_markup(), XML, SPEC, max_entries=5, cpu_seconds=60)
     )
-    await wait_until(lambda: len(_parse_children()) == 1)
-    (child,) = _parse_children()
-    pid = child.pid
-    assert pid is not None and _alive(pid)
+    pid = await _busy_worker()
+    assert _alive(pid)
     started = time.perf_counter()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.perf_counter() - started < 1.0  # shutdown does not wait on the parse
-    assert not _alive(pid) and _parse_children() == []
+    assert not _alive(pid) and busy_workers() == ()
 
 
 @pytest.mark.timeout(60)
@@ -164,16 +182,16 @@ async def test_real_feeds_give_the_same_entries_bounded() -> None:
 
 
 _ORPHAN_SCRIPT = """
-import asyncio, multiprocessing
-from bot.feeds.bounded import parse_bounded
+import asyncio
+from bot.feeds.bounded import busy_workers, parse_bounded
 from tests.servers import feedgen
 
 async def main():
     task = asyncio.create_task(parse_bounded(
         feedgen.slow_markup(2_000_000), {}, feedgen_spec, max_entries=5, cpu_seconds=120))
-    while not multiprocessing.active_children():
+    while not busy_workers():
         await asyncio.sleep(0.02)
-    print(multiprocessing.active_children()[0].pid, flush=True)
+    print(busy_workers()[0], flush=True)
     await task
 
 from bot.records import FeedSpec
