@@ -37,7 +37,7 @@ from sqlmodel import Session
 
 from bot import metrics, store
 from bot.db import create_schema, make_engine
-from bot.decide.core import build_context, decide
+from bot.decide.core import build_context, decide, prepare
 from bot.decide.embed import from_bytes, load_embedder
 from bot.decide.evidence import StoredItem
 from bot.decide.stories import StoryIndex
@@ -215,13 +215,16 @@ class Pipeline:
             store.lock_for_decisions(session)
             run_id = store.start_run(session, started)  # also opens the write transaction
             self._refresh_stories(session, now)
-            for feed, entry in _oldest_first(results, now):
+            pairs = _oldest_first(results, now)
+            self._prepare([entry for _feed, entry in pairs])
+            for feed, entry in pairs:
                 verdict = self._decide_isolated(session, feed, entry, now, entry_errors)
                 if verdict is None:
                     continue
                 verdicts.append(verdict)
                 if verdict.decision == "new" and verdict.story_id is not None:
                     new_ids.append(verdict.story_id)
+            self._context.prepared.clear()  # entries that an exact key decided
             health = []
             for result in results:
                 error = result.error or entry_errors.get(result.feed.id)
@@ -337,6 +340,15 @@ class Pipeline:
             )
             self._context.stories.add(_stored_item(row))
 
+    def _prepare(self, entries: Sequence[Entry]) -> None:
+        """The cycle's model call, for all entries at once. Should it fail, each entry is
+        prepared again alone inside its own savepoint, where a fault stays with its feed."""
+        try:
+            prepare(entries, self._context)
+        except Exception as exc:
+            self._context.prepared.clear()
+            log.warning("preparing the cycle's entries together failed (%s)", _reason(exc))
+
     def _refresh_stories(self, session: Session, now: datetime) -> None:
         """Bring the story index up to date with what any replica stored since."""
         stories = self._context.stories
@@ -406,6 +418,7 @@ def decide_offline(
             session.commit()
             ids = store.feed_ids(session, list(specs))
         verdicts = []
+        pipeline._prepare(entries)
         with Session(engine) as session:
             for entry in entries:
                 now = entry.published or utcnow()

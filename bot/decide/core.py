@@ -22,10 +22,13 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from bot.decide import evidence
 from bot.decide.embed import Embedder, to_bytes
@@ -33,15 +36,26 @@ from bot.decide.policy import DEFAULT, Policy
 from bot.decide.stories import StoryIndex
 from bot.dedup import SeedPrint, fingerprint, seed_print
 from bot.language import detect_language
-from bot.match import Matcher, compile_rules, load_rules
+from bot.match import Matcher, MatchResult, compile_rules, load_rules
 from bot.records import Entry, Seed, Verdict
 from bot.summarise import summarise
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """The part of a decision that does not depend on other entries: language, lexicon, and
+    (for an entry that names a watched term) the vectors of its text and of its title."""
+
+    entry: Entry
+    match: MatchResult
+    vectors: npt.NDArray[np.float32] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
     """What a decision reads; built once per process (`build_context`) except `now`,
-    `stories` (the pipeline keeps it current) and `max_age_hours`."""
+    `stories` (the pipeline keeps it current) and `max_age_hours`. `prepared` holds the
+    results of `prepare` for the entries about to be decided (a memo, emptied by `decide`)."""
 
     matcher: Matcher
     embedder: Embedder
@@ -51,6 +65,7 @@ class Context:
     now: datetime
     max_age_hours: float = 0.0
     policy: Policy = DEFAULT
+    prepared: dict[tuple[str, str], Prepared] = field(default_factory=dict)
 
 
 def read_examples() -> tuple[list[str], list[str]]:
@@ -85,18 +100,49 @@ def seed_prints(context: Context) -> list[SeedPrint]:
     return [s.seed for s in context.seeds]
 
 
-def decide(entry: Entry, context: Context) -> Verdict:
-    """Decide one entry that no exact key (guid, link, title) matched."""
-    policy = context.policy
+def _key(entry: Entry) -> tuple[str, str]:
+    return (entry.feed_url, entry.guid)
+
+
+def _lexical(entry: Entry, context: Context) -> tuple[Entry, MatchResult]:
     language = detect_language(f"{entry.title}. {entry.text}", entry.language)
     if language != entry.language:
         entry = dataclasses.replace(entry, language=language)
-    match = context.matcher.match(entry.title, entry.text, entry.language)
+    return entry, context.matcher.match(entry.title, entry.text, entry.language)
+
+
+def _texts(entry: Entry, policy: Policy) -> list[str]:
+    return [evidence.embed_text(entry.title, entry.text, policy.lead_chars), entry.title]
+
+
+def prepare(entries: Sequence[Entry], context: Context) -> None:
+    """Read the entries of a cycle and embed, in one model call, those that name a watched
+    term: one call for many costs far less than one per entry. `decide` uses the results."""
+    lexical = [_lexical(e, context) for e in entries]
+    texts = [t for e, m in lexical if m.mentions for t in _texts(e, context.policy)]
+    vectors = context.embedder.encode(texts) if texts else None
+    row = 0
+    for original, (entry, match) in zip(entries, lexical, strict=True):
+        mine = None
+        if match.mentions and vectors is not None:
+            mine, row = vectors[row : row + 2], row + 2
+        context.prepared[_key(original)] = Prepared(entry, match, mine)
+
+
+def decide(entry: Entry, context: Context) -> Verdict:
+    """Decide one entry that no exact key (guid, link, title) matched."""
+    policy = context.policy
+    ready = context.prepared.pop(_key(entry), None)
+    if ready is None:
+        entry, match = _lexical(entry, context)
+        vectors = None
+    else:
+        entry, match, vectors = ready.entry, ready.match, ready.vectors
     if not match.mentions:
         return Verdict(entry, "irrelevant", None, match.reasons)
 
-    text = evidence.embed_text(entry.title, entry.text, policy.lead_chars)
-    vectors = context.embedder.encode([text, entry.title])
+    if vectors is None:
+        vectors = context.embedder.encode(_texts(entry, policy))
     fp = fingerprint(entry.title, entry.text, entry.language)
     base = Verdict(
         entry, "irrelevant", None, match.reasons, topics=match.topics,

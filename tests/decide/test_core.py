@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from bot.decide.core import Context, build_context, decide
+from bot.decide.core import Context, build_context, decide, prepare
 from bot.decide.embed import UsemEmbedder, from_bytes
 from bot.decide.evidence import StoredItem
 from bot.dedup import Fingerprint
@@ -285,3 +285,28 @@ def test_a_new_act_in_the_title_is_another_story(context: Context) -> None:
         context,
     )
     assert verdict.decision == "new", verdict.reasons
+
+
+def test_prepare_embeds_a_batch_in_one_call_and_decides_alike(
+    context: Context, counting: Counting
+) -> None:
+    entries = [
+        entry("Rain delays the harvest in Normandy", "Farmers wait."),
+        entry(
+            "Niger suspends uranium exports through Benin",
+            "Niger's military government suspended uranium exports through Cotonou.",
+        ),
+        entry(
+            "Mali and Mauritania agree on joint border patrols",
+            "The two defence ministers met in Nouakchott.",
+        ),
+    ]
+    alone = [decide(e, context) for e in entries]
+    before = counting.calls
+    prepare(entries, context)
+    assert counting.calls == before + 1
+    together = [decide(e, context) for e in entries]
+    assert counting.calls == before + 1
+    assert context.prepared == {}
+    assert [v.decision for v in together] == [v.decision for v in alone]
+    assert [v.reasons for v in together] == [v.reasons for v in alone]
