@@ -2,15 +2,20 @@
 
     python bench/decide.py [--entries N] [--relevant N]
 
+Entries are decided as the poll cycle decides them: a cycle's entries prepared together (one
+model call for those that name a watched term), then decided one by one.
+
 Table 1, a realistic mix: 9 entries in 10 off topic (entries of the real captured feeds in
 ../shared/data/feeds, mostly technology and world news), 1 in 10 on topic (the labelled
 relevant items, each given a fresh closing sentence so no cache helps), decided against a
-story index of one window at 20 relevant items a day. Entries are decided as the poll cycle
-decides them: a cycle's entries prepared together (one model call), then one by one.
-Table 2: on-topic entries only (model call, seed check, story search), with 1,000 and 100,000 stored items. Items are stored at the
-same rate in both (20 a day), so what grows is history; the index holds what the pipeline
-loads into it: two windows back from now. Table 3: model load time, and the resident memory
-of an idle `python -m bot run` (console mode, no feeds due) with the model loaded.
+story index of one window at 20 relevant items a day.
+
+Table 2: on-topic entries only (model call, seed check, story search), with 1,000 and 100,000
+stored items. Items are stored at the same rate in both (20 a day), so what grows is
+history; the index holds what the pipeline loads into it: two windows back from now.
+
+Table 3: model load time, and the resident memory of an idle `python -m bot run` (console
+mode, no feeds due) with the model loaded.
 
 CPU time is `process_time` with the process pinned to one CPU, so other load on the machine
 counts little; the figures still move by about 10 % between runs on a busy 2-core host.
