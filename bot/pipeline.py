@@ -40,6 +40,7 @@ from bot.db import create_schema, make_engine
 from bot.decide.core import build_context, decide, prepare
 from bot.decide.embed import from_bytes, load_embedder
 from bot.decide.evidence import StoredItem
+from bot.decide.policy import DEFAULT
 from bot.decide.stories import StoryIndex
 from bot.dedup import Fingerprint, title_key
 from bot.errors import ParseError
@@ -102,6 +103,11 @@ class Pipeline:
             load_embedder(),
             now=utcnow(),
             max_age_hours=settings.max_age_hours,
+            policy=dataclasses.replace(
+                DEFAULT,
+                window_days=settings.dedup.window_days,
+                max_candidates=settings.dedup.max_candidates,
+            ),
         )
         self._specs = settings.feed_specs()
         with Session(engine) as session:
