@@ -23,7 +23,7 @@ from bot.db import create_schema, make_engine
 from bot.feeds.fetch import FetchOutcome, Validators
 from bot.models import Delivery, Feed, Item, PollRun, Story, Subscriber
 from bot.pipeline import CycleReport, FeedResult, Pipeline
-from bot.records import Entry
+from bot.records import Entry, Verdict
 from bot.settings import Settings, load_settings
 from tests.servers.bot_fixtures import wait_until
 from tests.servers.feed_server import FeedServer
@@ -464,13 +464,15 @@ def refuse_poisoned_items(engine: Engine) -> None:
 
 
 class BuggyStage(Pipeline):
-    """A pipeline whose judging raises (not a database error) on one entry: the kind of bug
-    a hostile entry finds in any stage."""
+    """A pipeline whose store stage raises (not a database error) on one entry, after its
+    story and delivery rows were written: the kind of bug a hostile entry finds."""
 
-    def _decide(self, session: Session, feed_id: int, entry: Entry, now: datetime) -> Any:
-        if "boom" in entry.title:
-            raise UnicodeEncodeError("utf-8", entry.title, 0, 1, "surrogates not allowed")
-        return super()._decide(session, feed_id, entry, now)
+    def _record(
+        self, session: Session, feed_id: int, verdict: Verdict, tkey: str, now: datetime
+    ) -> None:
+        if verdict.entry.guid == "t-boom":
+            raise UnicodeEncodeError("utf-8", verdict.entry.title, 0, 1, "surrogates not allowed")
+        super()._record(session, feed_id, verdict, tkey, now)
 
 
 def hostile_rss() -> bytes:
@@ -509,7 +511,14 @@ def test_hostile_entries_stay_in_their_feed(
         session.add(Subscriber(chat_id=7))
         session.commit()
     refuse_poisoned_items(engine)
-    buggy_item = dict(CRYPTO, id="t-boom", title="A boom in the crypto market")
+    buggy_item = {
+        "id": "t-boom",
+        "title": "Niger nationalises Orano-run Somair uranium mine",
+        "summary": "Niger's military government said it was nationalising Somair, the uranium "
+        "mining company near Arlit operated by France's Orano.",
+        "link": "https://wire.test/somair",
+        "published": rfc822(NOW - timedelta(hours=2)),
+    }
     feeds = [
         ("good", feed_server.add("/good.xml", body=rss([AIRSPACE], title="good"))),
         ("hostile", feed_server.add("/hostile.xml", body=hostile_rss())),
@@ -531,7 +540,9 @@ def test_hostile_entries_stay_in_their_feed(
     assert "t-boom" not in got and "poison" not in got
     # every other hostile entry was stored, keys bounded
     assert sum(v.entry.feed_name == "hostile" for v in first.verdicts) == 5
-    assert count(engine, Delivery) == 1  # the good feed's alert, for the one subscriber
+    # the good feed's alert, for the one subscriber; the buggy entry's story and delivery
+    # rows were rolled back with it
+    assert count(engine, Delivery) == 1 and count(engine, Story) == 1
     assert sorted(first.feed_errors) == ["buggy", "hostile"]
     assert POISON_MESSAGE in first.feed_errors["hostile"]
     assert "UnicodeEncodeError" in first.feed_errors["buggy"]
@@ -686,3 +697,49 @@ def test_leases_are_released_when_a_cycle_is_cancelled(
 
     assert sorted(asyncio.run(scenario())) == ["endless", "good"]
     assert leased(engine) == []
+
+
+def test_a_failed_cycle_leaves_nothing_behind(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """The database refuses the cycle's last write, after a story was decided: nothing of the
+    cycle stays, in the database or in the pipeline's memory, and the next cycle alerts it."""
+    with Session(engine) as session:
+        session.add(Subscriber(chat_id=5))
+        session.commit()
+    url = feed_server.add("/f.xml", body=rss([AIRSPACE], title="f"))
+    settings = settings_for(tmp_path, database_url, [("f", url)])
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF last_status ON feed "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF last_status ON feed "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+
+    async def scenario() -> tuple[CycleReport, CycleReport]:
+        pipeline = Pipeline.create(settings, engine)
+        try:
+            failed = await pipeline.run_cycle(force=True)
+            with engine.begin() as conn:
+                on_pg = conn.dialect.name == "postgresql"
+                conn.exec_driver_sql("DROP TRIGGER refuse" + (" ON feed" if on_pg else ""))
+            return failed, await pipeline.run_cycle(force=True)
+        finally:
+            await pipeline.aclose()
+
+    failed, again = asyncio.run(scenario())
+    assert failed.error is not None and "disk full" in failed.error
+    assert again.error is None and decisions(again) == {"t-airspace": "new"}
+    assert count(engine, Story) == 1 and count(engine, Delivery) == 1
+    with Session(engine) as session:
+        runs = session.execute(select(PollRun).order_by(col(PollRun.id))).scalars().all()
+    assert [r.error is not None for r in runs] == [True, False]
