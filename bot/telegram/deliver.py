@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics, outbox, subscriptions
 from bot.feeds.fetch import backoff_delay
@@ -374,7 +375,7 @@ class Deliverer:
             try:
                 await asyncio.to_thread(self._recorder.write, result)
                 return
-            except Exception as exc:
+            except SQLAlchemyError as exc:  # anything else is a bug: the row's lease expires
                 log.error("cannot record sends (%s); no send starts until the database "
                           "records them", _first_line(exc))  # fmt: skip
         self._held[result.job.delivery_id] = result
@@ -401,7 +402,7 @@ class Deliverer:
         for delivery_id, result in list(self._held.items()):
             try:
                 await asyncio.to_thread(self._recorder.write, result)
-            except Exception:
+            except SQLAlchemyError:
                 return False
             del self._held[delivery_id]
         return True
