@@ -138,6 +138,7 @@ class Deliverer:
         self._recording = asyncio.Event()  # set while the database records outcomes
         self._recording.set()
         self._flusher: asyncio.Task[None] | None = None
+        self._writing: set[asyncio.Future[None]] = set()
         self._recorder = Recorder(engine, owner, self.policy, self.tally, self._retry_delay)
 
     def _retry_delay(self, attempts: int) -> float:
@@ -243,6 +244,8 @@ class Deliverer:
             task.cancel()
         if left:
             await asyncio.wait(set(left))
+        if self._writing:
+            await asyncio.wait(set(self._writing))
         await self._stop_flusher()
         ids = [job.delivery_id for job in left.values() if job.delivery_id not in self._held]
         try:
@@ -367,7 +370,11 @@ class Deliverer:
             if isinstance(outcome, Moved):
                 outcome = Transient(f"chat migrated twice (to {outcome.new_chat_id})")
         self._count(job, outcome, view.seen)
-        await self._record(Held(job, outcome, self._clock()))
+        # Telegram has answered: the outcome is written even if shutdown cancels this task
+        writing = asyncio.ensure_future(self._record(Held(job, outcome, self._clock())))
+        self._writing.add(writing)
+        writing.add_done_callback(self._writing.discard)
+        await asyncio.shield(writing)
 
     async def _record(self, result: Held) -> None:
         """Write an outcome; if the database cannot, hold it and stop sending until it can."""
