@@ -221,46 +221,52 @@ class Pipeline:
             store.lock_for_decisions(session)
             run_id = store.start_run(session, started)  # also opens the write transaction
             self._refresh_stories(session, now)
-            pairs = _oldest_first(results, now)
-            self._prepare([entry for _feed, entry in pairs])
-            for feed, entry in pairs:
-                verdict = self._decide_isolated(session, feed, entry, now, entry_errors)
-                if verdict is None:
-                    continue
-                verdicts.append(verdict)
-                if verdict.decision == "new" and verdict.story_id is not None:
-                    new_ids.append(verdict.story_id)
-            self._context.prepared.clear()  # entries that an exact key decided
-            health = []
-            for result in results:
-                error = result.error or entry_errors.get(result.feed.id)
-                if error is None and result.outcome.status == "failed":
-                    error = result.outcome.error
-                if error:
-                    failed += 1
-                    feed_errors[result.feed.name] = error
-                health.append(
-                    store.fetch_result_values(
-                        result.feed,
-                        result.outcome,
-                        now=now,
-                        next_poll_at=self._next_poll(result, now) if error else None,
-                        error=result.error or entry_errors.get(result.feed.id),
-                        polled_at=started,
+            cycle_mark = self._context.stories.mark()
+            try:
+                pairs = _oldest_first(results, now)
+                self._prepare([entry for _feed, entry in pairs])
+                for feed, entry in pairs:
+                    verdict = self._decide_isolated(session, feed, entry, now, entry_errors)
+                    if verdict is None:
+                        continue
+                    verdicts.append(verdict)
+                    if verdict.decision == "new" and verdict.story_id is not None:
+                        new_ids.append(verdict.story_id)
+                self._context.prepared.clear()  # entries that an exact key decided
+                health = []
+                for result in results:
+                    error = result.error or entry_errors.get(result.feed.id)
+                    if error is None and result.outcome.status == "failed":
+                        error = result.outcome.error
+                    if error:
+                        failed += 1
+                        feed_errors[result.feed.name] = error
+                    health.append(
+                        store.fetch_result_values(
+                            result.feed,
+                            result.outcome,
+                            now=now,
+                            next_poll_at=self._next_poll(result, now) if error else None,
+                            error=result.error or entry_errors.get(result.feed.id),
+                            polled_at=started,
+                        )
                     )
+                store.record_fetches(session, health)
+                finished = utcnow()
+                store.finish_run(
+                    session,
+                    run_id,
+                    now=finished,
+                    feeds_polled=len(results),
+                    feeds_failed=failed,
+                    entries=len(verdicts),
+                    new_stories=len(new_ids),
                 )
-            store.record_fetches(session, health)
-            finished = utcnow()
-            store.finish_run(
-                session,
-                run_id,
-                now=finished,
-                feeds_polled=len(results),
-                feeds_failed=failed,
-                entries=len(verdicts),
-                new_stories=len(new_ids),
-            )
-            session.commit()
+                session.commit()
+            except BaseException:  # nothing of the cycle was stored: the index forgets it
+                self._context.stories.rollback(cycle_mark)
+                self._context.prepared.clear()
+                raise
         return CycleReport(
             started=started,
             finished=finished,
@@ -282,16 +288,19 @@ class Pipeline:
         """`_decide` in a savepoint: an entry that raises is rolled back alone and noted
         against its feed in `errors`. A failing rollback (the connection is gone) raises."""
         savepoint = session.begin_nested()
+        mark = self._context.stories.mark()
         try:
             verdict = self._decide(session, feed.id, entry, now)
+            savepoint.commit()
         except Exception as exc:
-            savepoint.rollback()
+            self._context.stories.rollback(mark)
+            if savepoint.is_active:
+                savepoint.rollback()
             reason = f"entry {entry.guid[:80]!r} not stored: {_reason(exc)}"
             first = feed.id not in errors
             errors.setdefault(feed.id, reason)
             log.warning("feed %s: %s", feed.name, reason, exc_info=first)
             return None
-        savepoint.commit()
         return verdict
 
     def _decide(self, session: Session, feed_id: int, entry: Entry, now: datetime) -> Verdict:

@@ -61,6 +61,21 @@ class StoryIndex:
             self._keys[key].append(n)
         self.last_item_id = max(self.last_item_id, item.item_id)
 
+    def mark(self) -> tuple[int, int]:
+        """A point to come back to with `rollback` (items are only ever appended)."""
+        return len(self._items), self.last_item_id
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Forget what was added since `mark`: the transaction that stored it rolled back."""
+        size, last = mark
+        if size >= len(self._items):
+            return
+        keep = self._items[:size]
+        self._reset()
+        for item in keep:
+            self.add(item)
+        self.last_item_id = last
+
     def prune(self, now: datetime) -> None:
         """Forget items published more than two windows before `now`."""
         cutoff = _seconds(now - 2 * self.window)

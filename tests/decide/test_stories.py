@@ -60,3 +60,16 @@ def test_prune_forgets_what_left_two_windows_and_keeps_the_high_water_mark() -> 
     assert len(index) == 49  # published within 48 hours of the last
     assert index.last_item_id == 100
     assert set(stories(index, probe("x", axis(0)), T0 + timedelta(hours=99))) <= set(range(51, 100))
+
+
+def test_rollback_forgets_what_was_added_since_the_mark() -> None:
+    index = StoryIndex(window_days=21)
+    index.add(item(1, 10, "Kept", axis(0), T0))
+    mark = index.mark()
+    index.add(item(2, 20, "Rolled back", axis(0), T0))
+    index.add(item(3, 20, "Rolled back too", axis(1), T0))
+    index.rollback(mark)
+    assert len(index) == 1 and index.last_item_id == 1
+    assert stories(index, probe("Rolled back", axis(0)), T0) == {10: [1]}
+    index.add(item(2, 21, "Stored again", axis(0), T0))  # the same id, now really stored
+    assert stories(index, probe("x", axis(0)), T0) == {10: [1], 21: [2]}
