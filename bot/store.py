@@ -364,9 +364,7 @@ class StoryItemRow:
     published: datetime
 
 
-def story_items_since(
-    session: Session, *, after_id: int, since: datetime
-) -> list[StoryItemRow]:
+def story_items_since(session: Session, *, after_id: int, since: datetime) -> list[StoryItemRow]:
     """Items of stories first seen since `since` and stored after item `after_id`."""
     rows = session.connection().execute(
         select(
