@@ -80,6 +80,7 @@ def on_topic_entries(n: int) -> list[Entry]:
     return [
         dataclasses.replace(
             relevant[k % len(relevant)],
+            guid=f"{relevant[k % len(relevant)].guid}-{k}",
             text=f"{relevant[k % len(relevant)].text} Report {k} from desk {k % 97}.",
             published=NOW - timedelta(hours=k % 48),
         )

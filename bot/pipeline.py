@@ -41,7 +41,6 @@ from bot.decide.core import build_context, decide, prepare
 from bot.decide.embed import from_bytes, load_embedder
 from bot.decide.evidence import StoredItem
 from bot.decide.policy import DEFAULT
-from bot.decide.stories import StoryIndex
 from bot.dedup import Fingerprint, title_key
 from bot.errors import ParseError
 from bot.feeds.bounded import parse_bounded
@@ -400,9 +399,6 @@ class Pipeline:
             reason = _reason(exc)
             metrics.POLLS.labels(result="error").inc()
             log.error("poll cycle failed, will retry next cycle (%s)", reason, exc_info=exc)
-        # the story index may hold items of the rolled-back transaction: reload it next time
-        fresh = StoryIndex(window_days=self._context.policy.window_days)
-        self._context = dataclasses.replace(self._context, stories=fresh)
         finished = utcnow()
         await asyncio.shield(asyncio.to_thread(self._record_failure, started, finished, reason))
         return CycleReport(started=started, finished=finished, error=reason)

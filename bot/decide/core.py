@@ -105,10 +105,13 @@ def _key(entry: Entry) -> tuple[str, str]:
 
 
 def _lexical(entry: Entry, context: Context) -> tuple[Entry, MatchResult]:
-    language = detect_language(f"{entry.title}. {entry.text}", entry.language)
+    policy = context.policy
+    sample = f"{entry.title}. {entry.text[: policy.language_chars]}"
+    language = detect_language(sample, entry.language)
     if language != entry.language:
         entry = dataclasses.replace(entry, language=language)
-    return entry, context.matcher.match(entry.title, entry.text, entry.language)
+    text = entry.text[: policy.lexicon_chars]
+    return entry, context.matcher.match(entry.title, text, entry.language)
 
 
 def _texts(entry: Entry, policy: Policy) -> list[str]:

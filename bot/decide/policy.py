@@ -81,6 +81,13 @@ class Policy:
     # How many stored items the lexical index and the meaning index each propose. Bounded so
     # the cost per item does not grow with the store (bench/decide.py measures both).
     max_candidates: int = 64
+    # How much of the text the language detector reads: a thousand characters hold a few
+    # hundred common words, far more than it needs to tell English from French.
+    language_chars: int = 1_000
+    # How much of the text the lexicon reads: news puts what happened first, and the top of
+    # a long article (about 800 words) carries the watched terms and signals of its subject;
+    # full-text feeds otherwise make an off-topic entry cost ten times more to reject.
+    lexicon_chars: int = 5_000
     # The lead that is embedded with the title: about two sentences. Later sentences are
     # background more often than news.
     lead_chars: int = 400
