@@ -46,6 +46,11 @@ ABBREVIATIONS = words(
 )
 
 
+def folded_words(text: str) -> set[str]:
+    """The distinct folded words of a text, as `Tokens` splits and folds them."""
+    return {w.casefold() for w in _TOKEN.findall(unaccent(text))}
+
+
 class Tokens:
     """The words of one text, with where each sentence and clause starts.
 
@@ -139,6 +144,42 @@ def expand(pattern: str) -> list[list[str]]:
         if words:
             sequences.append(words)
     return sequences
+
+
+class PhraseGate:
+    """A quick, exact-where-it-says-no test: could any of the patterns occur in a text?
+
+    A pattern can occur only where all of its whole words (and a word for each of its
+    stems) are among the text's words; `could_occur` checks that on the set of the text's
+    folded words, which costs one regex pass instead of a tokenised scan.
+    """
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self._by_word: dict[str, list[tuple[frozenset[str], tuple[str, ...]]]] = {}
+        self._by_stem: dict[str, list[tuple[frozenset[str], tuple[str, ...]]]] = {}
+        for pattern in patterns:
+            for sequence in expand(pattern):
+                exact = frozenset(w for w in sequence if w != "?" and not w.endswith("*"))
+                stems = tuple(w[:-1] for w in sequence if w.endswith("*"))
+                need = (exact, stems)
+                if exact:
+                    self._by_word.setdefault(max(sorted(exact), key=len), []).append(need)
+                else:
+                    self._by_stem.setdefault(stems[0][:3], []).append(need)
+
+    def could_occur(self, words: set[str]) -> bool:
+        for word in words:
+            for exact, stems in self._by_word.get(word, ()):
+                if exact <= words and all(_has_stem(words, stem) for stem in stems):
+                    return True
+            for _exact, stems in self._by_stem.get(word[:3], ()):
+                if all(_has_stem(words, stem) for stem in stems):
+                    return True
+        return False
+
+
+def _has_stem(words: set[str], stem: str) -> bool:
+    return any(w.startswith(stem) for w in words)
 
 
 class PhraseTrie(Generic[P]):

@@ -18,7 +18,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.features import Analysis, analyse, covered_mask, is_title_case
-from bot.lexicon import Lexicon, PhraseTrie, Tokens, default_lexicon, read_default, words
+from bot.lexicon import (
+    Lexicon,
+    PhraseGate,
+    PhraseTrie,
+    Tokens,
+    default_lexicon,
+    folded_words,
+    read_default,
+    words,
+)
 
 CATEGORY_NAMES = {
     "sec": "security",
@@ -225,6 +234,8 @@ class Matcher:
                 self._trie.add(phrase, ("off", name, False))
         for phrase in rules.signals:
             self._trie.add(phrase, ("signal", phrase, False))
+        # The watched terms alone, to reject at once an entry that names none of them.
+        self._gate = PhraseGate(p for t in self._terms.values() for p in (*t.names, *t.aliases))
         self._negatives = [
             _Negative(
                 name, re.compile("|".join(f"(?:{p})" for p in neg.patterns)), frozenset(neg.terms)
@@ -267,6 +278,8 @@ class Matcher:
 
     def match(self, title: str, text: str, language: str) -> MatchResult:
         """Decide relevance; `terms` are the watched terms that count, `reasons` say why."""
+        if not self._gate.could_occur(folded_words(f"{title} {text}")):
+            return MatchResult(False, (), ("no watched term",))
         a = analyse(title, text, language)
         seen = _Seen()
         self._scan(a.title, covered_mask(a.title_hits, len(a.title)), True, seen)

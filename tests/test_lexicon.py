@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bot.lexicon import PhraseTrie, Tokens, build_lexicon, default_lexicon, expand
+from bot.lexicon import (
+    PhraseGate,
+    PhraseTrie,
+    Tokens,
+    build_lexicon,
+    default_lexicon,
+    expand,
+    folded_words,
+)
 
 
 def concepts(text: str, language: str) -> set[str]:
@@ -114,3 +122,15 @@ def test_build_lexicon_errors_name_the_concept() -> None:
         build_lexicon({"concepts": {"X": {"any": ["x"], "up": ["NOPE"]}}})
     with pytest.raises(ValueError, match=r"concepts\.X: pattern"):
         build_lexicon({"concepts": {"X": {"any": ["(x"]}}})
+
+
+def test_phrase_gate_says_no_only_where_no_pattern_can_occur() -> None:
+    gate = PhraseGate(["in salah", "tin zaouat*", "burkina [faso]", "(alger|algiers)"])
+    assert gate.could_occur(folded_words("Storm near In Salah"))
+    assert gate.could_occur(folded_words("Drone à Tin-Zaouatène"))
+    assert gate.could_occur(folded_words("Burkina"))
+    assert gate.could_occur(folded_words("ALGIERS"))
+    assert not gate.could_occur(folded_words("Salah scores twice"))  # "in" is missing
+    # present, but a stemmed word is required: "tin" alone does not open the gate
+    assert not gate.could_occur(folded_words("A tin of beans"))
+    assert not gate.could_occur(folded_words("Faso"))
