@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from bot.decide.core import Context, build_context, decide, prepare
+from bot.decide.dedup import fingerprint
 from bot.decide.embed import load_embedder, unit_rows
 from bot.decide.evidence import StoredItem
-from bot.dedup import fingerprint
 from bot.errors import ParseError
 from bot.evaluate import load_labelled
 from bot.feeds.parse import parse_feed

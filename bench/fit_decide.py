@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from bot.decide import evidence
+from bot.decide.dedup import fingerprint, seed_print
 from bot.decide.embed import load_embedder
+from bot.decide.match import compile_rules, load_rules
 from bot.decide.policy import (
     DEFAULT,
     RELEVANCE_FEATURES,
@@ -38,8 +40,6 @@ from bot.decide.policy import (
     STORY_FEATURES,
     Logistic,
 )
-from bot.dedup import fingerprint, seed_print
-from bot.match import compile_rules, load_rules
 from bot.seeds import load_seeds
 
 ROOT = Path(__file__).resolve().parents[1]

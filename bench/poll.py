@@ -189,7 +189,7 @@ def _vocabulary() -> dict[str, list[str]]:
     """Plain English phrases of the project's lexicon, by kind: the words real items use."""
     import tomllib
 
-    lexicon = tomllib.loads((REPO / "bot" / "defaults" / "lexicon.toml").read_text("utf-8"))
+    lexicon = tomllib.loads((REPO / "bot" / "decide" / "lexicon.toml").read_text("utf-8"))
     words: dict[str, list[str]] = {}
     for concept in lexicon["concepts"].values():
         for phrase in concept.get("en", []) + concept.get("any", []):
@@ -221,7 +221,7 @@ def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
     from sqlmodel import Session
 
     from bot.db import create_schema, make_engine
-    from bot.dedup import fingerprint, index_keys, title_key
+    from bot.decide.dedup import fingerprint, index_keys, title_key
     from bot.models import Feed, Item, ItemKey, Story, utcnow
     from bot.pipeline import Pipeline
     from bot.records import Entry

@@ -98,7 +98,7 @@ class Item(SQLModel, table=True):
     decision: str = Field(index=True)
     story_id: int | None = Field(default=None, foreign_key="story.id", index=True)
     reasons: str = Field(default="[]", sa_type=Text)  # JSON list of strings
-    fingerprint: str = Field(default="", sa_type=Text)  # bot.dedup serialisation
+    fingerprint: str = Field(default="", sa_type=Text)  # bot.decide.dedup serialisation
     vector: bytes | None = Field(default=None, sa_type=LargeBinary)  # bot.decide.embed, float16
 
 

@@ -38,10 +38,10 @@ from sqlmodel import Session
 from bot import metrics, store
 from bot.db import create_schema, make_engine
 from bot.decide.core import build_context, decide, prepare
+from bot.decide.dedup import Fingerprint, title_key
 from bot.decide.embed import from_bytes, load_embedder
 from bot.decide.evidence import StoredItem
 from bot.decide.policy import DEFAULT
-from bot.dedup import Fingerprint, title_key
 from bot.errors import ParseError
 from bot.feeds.bounded import parse_bounded
 from bot.feeds.fetch import Fetcher, FetchOutcome, backoff_delay, make_client

@@ -60,5 +60,5 @@ class Verdict:
     reasons: tuple[str, ...] = field(default_factory=tuple)
     topics: tuple[str, ...] = ()  # categories the decision found (security, politics, …)
     summary: str = ""  # for a new or stale story: what the alert says
-    fingerprint: str = ""  # what the item says, as stored (bot.dedup.Fingerprint JSON)
+    fingerprint: str = ""  # what the item says, as stored (bot.decide.dedup.Fingerprint JSON)
     vector: bytes = b""  # what it means, as stored (bot.decide.embed, float16)

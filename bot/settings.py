@@ -98,7 +98,7 @@ class FileConfig(_Strict):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
-    topics: dict[str, Any] | None = None  # validated by bot.match.load_rules
+    topics: dict[str, Any] | None = None  # validated by bot.decide.match.load_rules
 
 
 class Settings(FileConfig):
@@ -157,7 +157,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_describe(exc)}") from None
 
-    from bot.match import load_rules  # local import: settings must not depend on match at import
+    from bot.decide.match import (
+        load_rules,  # local import: settings must not depend on match at import
+    )
 
     try:
         load_rules(settings.topics)

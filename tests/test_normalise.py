@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.feeds.normalise import canonical_url, clean_title, first_words, fold, html_to_text
+from bot.feeds.normalise import canonical_url, clean_title, first_words, html_to_text
 
 REPO = Path(__file__).resolve().parent.parent
 LABELLED = REPO.parent / "shared" / "data" / "labelled_items.json"
@@ -154,14 +154,6 @@ def test_canonical_url_is_idempotent_on_the_labelled_links() -> None:
         path = link.split("://", 1)[1].partition("?")[0]
         assert not path.endswith("/") or path.count("/") == 1
     assert len(set(links)) == len(links)  # the set's promise: no two share a canonical link
-
-
-# -- fold -----------------------------------------------------------------------------
-
-
-def test_fold_removes_case_and_accents() -> None:
-    assert fold("Algérie ÉTATS Maïga Tinzaouatène") == "algerie etats maiga tinzaouatene"
-    assert fold("Straße") == fold("STRASSE")
 
 
 # -- properties (Hypothesis) ------------------------------------------------------------

@@ -31,14 +31,14 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.decide import evidence
+from bot.decide.dedup import SeedPrint, fingerprint, seed_print
 from bot.decide.embed import Embedder, to_bytes
+from bot.decide.language import detect_language
+from bot.decide.match import Matcher, MatchResult, compile_rules, load_rules
 from bot.decide.policy import DEFAULT, Policy
 from bot.decide.stories import StoryIndex
-from bot.dedup import SeedPrint, fingerprint, seed_print
-from bot.language import detect_language
-from bot.match import Matcher, MatchResult, compile_rules, load_rules
+from bot.decide.summarise import summarise
 from bot.records import Entry, Seed, Verdict
-from bot.summarise import summarise
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +182,8 @@ def decide(entry: Entry, context: Context) -> Verdict:
         reasons = (*reasons, f"same development as story {story_id} ({why})")
         return replace(base, decision="duplicate", story_id=story_id, reasons=reasons)
 
-    summary = summarise(entry.title, entry.text, known=[s.seed.fingerprint for s in context.seeds])
+    known = [s.seed.fingerprint for s in context.seeds]
+    summary = summarise(entry.title, entry.text, known=known, language=entry.language)
     if _stale(entry, context):
         age = f"published more than {context.max_age_hours:g} h ago"
         return replace(base, decision="stale", reasons=(*reasons, age), summary=summary)

@@ -13,10 +13,10 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from bot.decide.dedup import DupProbe, Fingerprint, SeedPrint, seed_score
 from bot.decide.embed import Embedder, Vector
-from bot.dedup import DupProbe, Fingerprint, SeedPrint, seed_score
-from bot.features import split_sentences
-from bot.match import MatchResult
+from bot.decide.features import split_sentences
+from bot.decide.match import MatchResult
 from bot.records import Seed
 
 Matrix = npt.NDArray[np.float32]

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from bot.decide.dedup import index_keys
 from bot.decide.embed import DIMENSIONS
 from bot.decide.evidence import Probe, StoredItem
-from bot.dedup import index_keys
 
 
 def _seconds(when: datetime) -> float:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
+from bot.decide.textcut import shorten
 from bot.feeds.textsafe import join_surrogate_refs, storable
-from bot.textcut import shorten
 
 # Elements whose content is never text a reader sees.
 _INVISIBLE = re.compile(
@@ -164,9 +163,3 @@ def canonical_url(url: str) -> str:
     if canonical != canonical.strip():  # dropping a fragment or parameter bared a space
         return canonical_url(canonical)  # shorter each time: ends; keeps this idempotent
     return canonical
-
-
-def fold(text: str) -> str:
-    """Case- and accent-folded text for matching: "Algérie" and "ALGERIE" fold alike."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))

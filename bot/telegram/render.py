@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from telegram.constants import MessageLimit
 
+from bot.decide.textcut import shorten
 from bot.telegram.views import Source, StoryView
-from bot.textcut import shorten
 
 MAX_LENGTH: int = MessageLimit.MAX_TEXT_LENGTH
 MAX_HREF = 2048  # escaped length; a longer link is shown as text, unlinked

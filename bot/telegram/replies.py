@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from bot.decide.textcut import shorten
 from bot.telegram.render import clean, pack, when
 from bot.telegram.views import FeedHealth, StatsView, StatusView
-from bot.textcut import shorten
 
 LATEST_DEFAULT = 5
 LATEST_MAX = 20

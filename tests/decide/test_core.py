@@ -10,9 +10,9 @@ import numpy.typing as npt
 import pytest
 
 from bot.decide.core import Context, build_context, decide, prepare
+from bot.decide.dedup import Fingerprint
 from bot.decide.embed import UsemEmbedder, from_bytes
 from bot.decide.evidence import StoredItem
-from bot.dedup import Fingerprint
 from bot.records import Entry, Verdict
 from bot.seeds import load_seeds
 

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 from bot.decide import evidence
 from bot.decide.core import read_examples
+from bot.decide.dedup import fingerprint, seed_print
 from bot.decide.embed import UsemEmbedder
-from bot.dedup import fingerprint, seed_print
-from bot.match import compile_rules, load_rules
+from bot.decide.match import compile_rules, load_rules
 from bot.records import Seed
 
 SEED = Seed(

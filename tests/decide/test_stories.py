@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from bot.decide.dedup import fingerprint
 from bot.decide.embed import DIMENSIONS
 from bot.decide.evidence import Probe, StoredItem
 from bot.decide.stories import StoryIndex
-from bot.dedup import fingerprint
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

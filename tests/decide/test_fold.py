@@ -1,10 +1,10 @@
-"""bot.fold: one normal form for accents, case, apostrophes, dashes and spaces."""
+"""bot.decide.fold: one normal form for accents, case, apostrophes, dashes and spaces."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.fold import fold, unaccent
+from bot.decide.fold import fold, unaccent
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 subscriber cares about?
 
 The rules are the `[topics]` table of the configuration merged into
-`bot/defaults/topics.toml` (whose comments explain both the merge and the test). They are
+`bot/decide/topics.toml` (whose comments explain both the merge and the test). They are
 validated by `load_rules`, compiled once by `compile_rules`, and `Matcher.match` is then a
 pure function of the item: no I/O, no state.
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.features import Analysis, analyse, covered_mask, is_title_case
-from bot.lexicon import (
+from bot.decide.features import Analysis, analyse, covered_mask, is_title_case
+from bot.decide.lexicon import (
     Lexicon,
     PhraseGate,
     PhraseTrie,
@@ -70,7 +70,7 @@ class NegativeRule(_Strict):
 
 
 class TopicRules(_Strict):
-    """The `[topics]` section of the configuration (see bot/defaults/topics.toml)."""
+    """The `[topics]` section of the configuration (see bot/decide/topics.toml)."""
 
     replace: bool = False
     min_anchor: float = Field(default=1.0, gt=0)

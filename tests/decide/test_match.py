@@ -1,4 +1,4 @@
-"""bot.match: topic rules (load, merge, validate) and the relevance decision."""
+"""bot.decide.match: topic rules (load, merge, validate) and the relevance decision."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.match import Matcher, MatchResult, TopicRules, compile_rules, load_rules
+from bot.decide.match import Matcher, MatchResult, TopicRules, compile_rules, load_rules
 
 
 @pytest.fixture(scope="module")

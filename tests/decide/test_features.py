@@ -1,10 +1,10 @@
-"""bot.features: the language-neutral features dedup and summaries rely on."""
+"""bot.decide.features: the language-neutral features dedup and summaries rely on."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.features import BODY, LEAD, TITLE, guess_language, item_features, split_sentences
+from bot.decide.features import BODY, LEAD, TITLE, item_features, split_sentences
 
 
 def keys(title: str, text: str = "", language: str = "en") -> dict[str, tuple[float, int]]:
@@ -87,8 +87,3 @@ def test_split_sentences_is_verbatim() -> None:
     ]
     assert all(p in text for p in parts)
     assert split_sentences("") == []
-
-
-def test_guess_language() -> None:
-    assert guess_language("Le Mali a fermé son espace aérien aux avions de la compagnie") == "fr"
-    assert guess_language("Mali has closed its airspace to the aircraft of the airline") == "en"

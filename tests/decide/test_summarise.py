@@ -1,12 +1,12 @@
-"""bot.summarise: extractive, novelty-first, bounded summaries."""
+"""bot.decide.summarise: extractive, novelty-first, bounded summaries."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.dedup import fingerprint
-from bot.features import split_sentences
-from bot.summarise import summarise
+from bot.decide.dedup import fingerprint
+from bot.decide.features import split_sentences
+from bot.decide.summarise import summarise
 
 SEED = fingerprint(
     "Algeria shoots down a Malian drone near Tin Zaouatine; the AES recalls its ambassadors",

@@ -15,8 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bot.fold import fold
-from bot.lexicon import ABBREVIATIONS, ACTOR_KINDS, Concept, Lexicon, Tokens, default_lexicon, words
+from bot.decide.fold import fold
+from bot.decide.lexicon import (
+    ABBREVIATIONS,
+    ACTOR_KINDS,
+    Concept,
+    Lexicon,
+    Tokens,
+    default_lexicon,
+)
 
 TITLE, LEAD, BODY = 0, 1, 2
 MAX_TITLE_CHARS = 1_000  # beyond this, a title or text says nothing more that decides anything
@@ -327,20 +334,6 @@ def item_features(title: str, text: str, language: str) -> Features:
         _put(out, f"n:{low}", NAME_WEIGHT, text_pos[k])
     _roles(lexicon, a.title, a.title_hits, out)
     return out
-
-
-_FRENCH = words(
-    ["le la les des du une est et au aux dans pour que qui sur avec par pas ont son ses leur"]
-)
-_ENGLISH = words(["the of and to in is was for that with on by from has have are its their"])
-
-
-def guess_language(text: str) -> str:
-    """ "fr" or "en", by counting common function words."""
-    words = Tokens(text[:2000]).low
-    french = sum(w in _FRENCH for w in words)
-    english = sum(w in _ENGLISH for w in words)
-    return "fr" if french > english else "en"
 
 
 def snippet_features(text: str, language: str) -> dict[str, float]:

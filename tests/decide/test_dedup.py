@@ -1,10 +1,10 @@
-"""bot.dedup: fingerprints, index keys, seed coverage and item comparison."""
+"""bot.decide.dedup: fingerprints, index keys, seed coverage and item comparison."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.dedup import (
+from bot.decide.dedup import (
     Fingerprint,
     SeedPrint,
     dup_score,

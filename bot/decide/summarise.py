@@ -2,7 +2,7 @@
 
 A summary is 1 to `max_sentences` sentences copied verbatim from the item's text (never
 rewritten, never invented). The first is the sentence whose language-neutral features
-(`bot.features`) are least covered by what the reader already knows: the seed story and
+(`bot.decide.features`) are least covered by what the reader already knows: the seed story and
 the earlier items of the same story, given as fingerprints. The others are picked the same
 way, greedily, and kept in the order of the text. A new fact the headline also names counts
 twice: it is what the item is about; and as news puts the development first, each sentence
@@ -14,17 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from bot.dedup import Fingerprint
-from bot.features import (
+from bot.decide.dedup import Fingerprint
+from bot.decide.features import (
     MAX_TEXT_CHARS,
-    guess_language,
     headline,
     snippet_features,
     split_sentences,
 )
-from bot.fold import fold
+from bot.decide.fold import fold
+from bot.decide.textcut import shorten
 
-ELLIPSIS = "…"
 MAX_SENTENCES = 40  # candidates: the top of a long text is where news is
 LATER = 0.85  # discount per sentence of distance from the top, when picking the lead
 
@@ -33,26 +32,17 @@ def _known_keys(known: Iterable[Fingerprint]) -> set[str]:
     return {key for fp in known for key, _w, _p in fp.features}
 
 
-def _cut(sentence: str, max_chars: int) -> str:
-    """`sentence` shortened to at most `max_chars` characters, at a word boundary, with "…"."""
-    if len(sentence) <= max_chars:
-        return sentence
-    if max_chars <= len(ELLIPSIS):
-        return ELLIPSIS[:max_chars]
-    room = sentence[: max_chars - len(ELLIPSIS) + 1]
-    head = room.rsplit(None, 1)[0] if " " in room.strip() else room[:-1]
-    return head.rstrip(" ,;:-–—(") + ELLIPSIS
-
-
 def summarise(
     title: str,
     text: str,
     *,
     known: Sequence[Fingerprint],
+    language: str = "en",
     max_sentences: int = 3,
     max_chars: int = 600,
 ) -> str:
-    """Up to `max_sentences` sentences of `text`, the most novel first; "" for an empty text."""
+    """Up to `max_sentences` sentences of `text`, the most novel first; "" for an empty text.
+    `language` is the text's, as the decision found it (`bot.decide.language`)."""
     if max_sentences < 1 or max_chars < 1:
         return ""
     title, text = headline(title, text)  # an aggregator's "title - Source" wrapping
@@ -64,7 +54,6 @@ def summarise(
     ]
     if not sentences:
         return ""
-    language = guess_language(text)
     features = [snippet_features(s, language) for s in sentences]
     named = snippet_features(title, language).keys()
     seen = _known_keys(known)
@@ -79,7 +68,7 @@ def summarise(
     lead = max(range(len(sentences)), key=lambda k: (gain(k) * LATER**k, -k))
     chosen = [lead]
     seen |= features[lead].keys()
-    used = len(_cut(sentences[lead], max_chars))
+    used = len(shorten(sentences[lead], max_chars))
     rest = [k for k in range(len(sentences)) if k != lead]
     while len(chosen) < max_sentences and rest:
         best = max(rest, key=lambda k: (gain(k), -k))
@@ -90,4 +79,6 @@ def summarise(
         seen |= features[best].keys()
         used += 1 + len(sentences[best])
     ordered = [chosen[0], *sorted(chosen[1:])]
-    return " ".join(_cut(sentences[k], max_chars) if k == lead else sentences[k] for k in ordered)
+    return " ".join(
+        shorten(sentences[k], max_chars) if k == lead else sentences[k] for k in ordered
+    )

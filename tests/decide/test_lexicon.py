@@ -1,10 +1,10 @@
-"""bot.lexicon: phrase syntax, the phrase trie, tokens, and the packaged bilingual lexicon."""
+"""bot.decide.lexicon: phrase syntax, the phrase trie, tokens, the packaged bilingual lexicon."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.lexicon import (
+from bot.decide.lexicon import (
     PhraseGate,
     PhraseTrie,
     Tokens,

@@ -1,7 +1,7 @@
 """What an item says, for comparing it with the seed and with stored items: the lexical half of
 the evidence the decision core weighs (`bot.decide.evidence`).
 
-Items are compared by `Fingerprint`s: the language-neutral features of `bot.features`
+Items are compared by `Fingerprint`s: the language-neutral features of `bot.decide.features`
 (concepts, names, numbers, dates, who-did-what roles), each with a weight and the place it
 first appears (title, lead sentence, body). The weight of a feature counts fully in the
 title, less in the lead, least in the body (`SALIENCE`).
@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from bot.features import BODY, LEAD, TITLE, item_features, sentence_roles
-from bot.fold import fold
-from bot.lexicon import default_lexicon
+from bot.decide.features import BODY, LEAD, TITLE, item_features, sentence_roles
+from bot.decide.fold import fold
+from bot.decide.lexicon import default_lexicon
 from bot.records import Seed
 
 SALIENCE = (1.0, 0.6, 0.35)
@@ -109,7 +109,7 @@ def _freeze(features: Mapping[str, tuple[float, int]], language: str) -> Fingerp
 
 
 def fingerprint(title: str, text: str, language: str) -> Fingerprint:
-    """The fingerprint of one item (pure; the tokenising is shared with `bot.match`)."""
+    """The fingerprint of one item (pure; the tokenising is shared with `bot.decide.match`)."""
     return _freeze(item_features(title, text, language), language)
 
 

@@ -1,4 +1,4 @@
-"""Tokens, phrase patterns and the bilingual concept lexicon (`bot/defaults/lexicon.toml`).
+"""Tokens, phrase patterns and the bilingual concept lexicon (`bot/decide/lexicon.toml`).
 
 Everything here is pure and compiled once. A text becomes `Tokens` (folded words with their
 sentence index and capitalisation); a `PhraseTrie` finds, left to right and longest first,
@@ -24,7 +24,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Generic, TypeVar
 
-from bot.fold import unaccent
+from bot.decide.fold import unaccent
 
 P = TypeVar("P")
 
@@ -381,8 +381,8 @@ def build_lexicon(raw: Mapping[str, Any]) -> Lexicon:
 
 
 def read_default(name: str) -> dict[str, Any]:
-    """Parse a packaged TOML file from `bot/defaults/`."""
-    text = resources.files("bot").joinpath("defaults", name).read_text(encoding="utf-8")
+    """Parse a packaged TOML file from `bot/decide/`."""
+    text = resources.files("bot.decide").joinpath(name).read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
