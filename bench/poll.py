@@ -221,8 +221,8 @@ def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
     from sqlmodel import Session
 
     from bot.db import create_schema, make_engine
-    from bot.decide.dedup import fingerprint, index_keys, title_key
-    from bot.models import Feed, Item, ItemKey, Story, utcnow
+    from bot.decide.dedup import fingerprint, title_key
+    from bot.models import Feed, Item, Story, utcnow
     from bot.pipeline import Pipeline
     from bot.records import Entry
     from bot.settings import load_settings
@@ -245,7 +245,7 @@ def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
         feed_id = session.execute(
             insert(Feed).values(url="http://127.0.0.1:9/y", name="y").returning(Feed.id)
         ).scalar_one()
-        stories, items, keys = [], [], []
+        stories, items = [], []
         for i in range(stored):
             title, text = _synthetic(i, rng, words)
             fp = fingerprint(title, text, "en")
@@ -281,11 +281,7 @@ def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
                     "fingerprint": fp.to_json(),
                 }
             )
-            keys += [
-                {"key": k, "item_id": i + 1, "story_id": i + 1, "published": when}
-                for k in index_keys(fp)
-            ]
-        for table, rows in ((Story, stories), (Item, items), (ItemKey, keys)):
+        for table, rows in ((Story, stories), (Item, items)):
             for start in range(0, len(rows), 20_000):
                 session.execute(insert(table), rows[start : start + 20_000])
         session.commit()

@@ -102,17 +102,6 @@ class Item(SQLModel, table=True):
     vector: bytes | None = Field(default=None, sa_type=LargeBinary)  # bot.decide.embed, float16
 
 
-class ItemKey(SQLModel, table=True):
-    """Inverted index for near-duplicate search: a key, and an item of a story that has it."""
-
-    __table_args__ = (Index("ix_itemkey_key_published", "key", "published"),)
-
-    key: str = Field(primary_key=True)
-    item_id: int = Field(foreign_key="item.id", primary_key=True)
-    story_id: int = Field(foreign_key="story.id")
-    published: datetime = Field(sa_type=UTCDateTime)
-
-
 class Subscriber(SQLModel, table=True):
     """A chat (and forum topic, 0 for none) that receives alerts."""
 
