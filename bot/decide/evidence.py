@@ -104,6 +104,7 @@ def relevance_features(match: MatchResult, margin: float) -> tuple[float, ...]:
         min(match.signal / SIGNAL_SCALE, 1.0),
         min(match.off / SIGNAL_SCALE, 1.0),
         margin * MARGIN_SCALE,
+        match.nationality,
     )
 
 

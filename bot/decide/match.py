@@ -96,6 +96,9 @@ class MatchResult:
     off: float = 0.0
     topics: tuple[str, ...] = ()  # the categories of the signals found (CATEGORY_NAMES)
     mentions: int = 0  # watched terms found, those in another sense included
+    # share of the live terms' occurrences written as a nationality ("an Algerian man"):
+    # on its own, a nationality says little about the country's affairs
+    nationality: float = 0.0
 
 
 _MESSAGES = {
@@ -209,6 +212,7 @@ class _Seen:
     """What one pass over an item's words found."""
 
     terms: dict[str, list[int]] = field(default_factory=dict)
+    demonyms: dict[str, int] = field(default_factory=dict)  # term: occurrences as a nationality
     named: set[str] = field(default_factory=set)
     off: dict[str, str] = field(default_factory=dict)
     signals: set[str] = field(default_factory=set)
@@ -245,10 +249,19 @@ class Matcher:
         ]
         self._categories = frozenset(rules.signal_categories)
 
-    def _scan(self, tokens: Tokens, covered: list[bool], title: bool, seen: _Seen) -> None:
+    def _scan(
+        self,
+        tokens: Tokens,
+        covered: list[bool],
+        title: bool,
+        seen: _Seen,
+        hits: list[tuple[str, int, int]],
+    ) -> None:
         """Collect terms (with positions: 0 title, 1 lead, 2 body), terms written after a
-        first name, off-topic words and extra signals."""
+        first name, terms written as a nationality, off-topic words and extra signals."""
         stop = self._lexicon.stopwords
+        concepts = self._lexicon.concepts
+        nationality = {i for cid, i, _j in hits if concepts[cid].kind == "demonym"}
         guard = not (title and is_title_case(tokens))
         for (what, key, is_name), i, j in self._trie.scan(tokens.low):
             if what == "off":
@@ -275,6 +288,8 @@ class Matcher:
                     seen.named.add(key)
             pos = 0 if title else (1 if tokens.sent[i] == 0 else 2)
             seen.terms.setdefault(key, []).append(pos)
+            if i in nationality:
+                seen.demonyms[key] = seen.demonyms.get(key, 0) + 1
 
     def match(self, title: str, text: str, language: str) -> MatchResult:
         """Decide relevance; `terms` are the watched terms that count, `reasons` say why."""
@@ -282,8 +297,8 @@ class Matcher:
             return MatchResult(False, (), ("no watched term",))
         a = analyse(title, text, language)
         seen = _Seen()
-        self._scan(a.title, covered_mask(a.title_hits, len(a.title)), True, seen)
-        self._scan(a.text, covered_mask(a.text_hits, len(a.text)), False, seen)
+        self._scan(a.title, covered_mask(a.title_hits, len(a.title)), True, seen, a.title_hits)
+        self._scan(a.text, covered_mask(a.text_hits, len(a.text)), False, seen, a.text_hits)
         found, named = seen.terms, seen.named
         if not found:
             return MatchResult(False, (), ("no watched term",))
@@ -304,11 +319,15 @@ class Matcher:
         anchor = sum(
             self._terms[k].weight for k in live if min(found[k]) <= 1 or len(found[k]) >= 2
         )
+        occurrences = sum(len(found[k]) for k in live)
+        as_nationality = sum(seen.demonyms.get(k, 0) for k in live)
+        nationality = as_nationality / occurrences if occurrences else 0.0
+        extra = {"mentions": mentions, "nationality": nationality}
         if anchor < self._rules.min_anchor:
             if live:
                 reasons.append(f"only in passing: {', '.join(names)}")
             reasons = reasons or ["no watched term"]
-            return MatchResult(False, names, tuple(reasons), anchor, mentions=mentions)
+            return MatchResult(False, names, tuple(reasons), anchor, **extra)
         signal, cats = self._signal(a)
         signal += len(seen.signals)
         off = float(len(seen.off))
@@ -316,14 +335,14 @@ class Matcher:
         evidence = (anchor, signal, off)
         if signal < self._rules.min_signal:
             reasons.append("no politics/security/economy signal")
-            return MatchResult(False, names, tuple(reasons), *evidence, mentions=mentions)
+            return MatchResult(False, names, tuple(reasons), *evidence, **extra)
         if off >= 2 and off >= signal * self._rules.offtopic_margin:
             reasons.append(f"off-topic: {', '.join(off_words[:4])}")
-            return MatchResult(False, names, tuple(reasons), *evidence, mentions=mentions)
+            return MatchResult(False, names, tuple(reasons), *evidence, **extra)
         topics = ", ".join(CATEGORY_NAMES[c] for c in sorted(cats)) or "watched signals"
         reasons = [f"matched: {', '.join(names)}", f"topic: {topics}"]
         categories = tuple(CATEGORY_NAMES[c] for c in sorted(cats))
-        return MatchResult(True, names, tuple(reasons), *evidence, categories, mentions)
+        return MatchResult(True, names, tuple(reasons), *evidence, categories, **extra)
 
     def _signal(self, a: Analysis) -> tuple[float, set[str]]:
         concepts = self._lexicon.concepts

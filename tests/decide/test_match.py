@@ -264,3 +264,19 @@ def test_match_is_pure(matcher: Matcher) -> None:
     first = matcher.match(*args)
     assert first == matcher.match(*args) == compile_rules(load_rules(None)).match(*args)
     assert isinstance(first, MatchResult) and first.relevant
+
+
+def test_share_of_watched_terms_written_as_a_nationality(matcher: Matcher) -> None:
+    abroad = matcher.match(
+        "Court in Marseille jails man for arson attack on a warehouse",
+        "The court heard that the 34-year-old Algerian had set the fire at night.",
+        "en",
+    )
+    assert abroad.mentions == 1 and abroad.nationality == 1.0
+    at_home = matcher.match(
+        "Algeria closes its border crossings with Mali",
+        "Algerian authorities said the crossings near Tin Zaouatine would stay shut.",
+        "en",
+    )
+    assert 0.0 < at_home.nationality < 1.0
+    assert matcher.match("Mali and Algeria hold talks", "", "en").nationality == 0.0
