@@ -63,6 +63,12 @@ class Feed(SQLModel, table=True):
     lease_owner: str | None = None
     lease_until: datetime | None = _when()
     added_by_chat: int | None = Field(default=None, sa_type=BigInteger)
+    # config | chat | cli | removed (bot/feeds/catalog.py); config feeds come from the file
+    source: str = Field(
+        default="config", sa_type=Text, sa_column_kwargs={"server_default": "config"}
+    )
+    added_by: str | None = Field(default=None, sa_type=Text)  # who added it, in words
+    added_at: datetime | None = _when()
 
 
 class Story(SQLModel, table=True):

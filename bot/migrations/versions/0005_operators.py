@@ -1,0 +1,32 @@
+"""operators (issue 10): where each feed comes from (config, chat, cli) and who added it
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-01 16:00:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import bot.models
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("feed") as batch:
+        batch.add_column(sa.Column("source", sa.Text(), server_default="config", nullable=False))
+        batch.add_column(sa.Column("added_by", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("added_at", bot.models.UTCDateTime(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("feed") as batch:
+        batch.drop_column("added_at")
+        batch.drop_column("added_by")
+        batch.drop_column("source")
