@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import SahelWatchError
-from bot.feeds.normalise import canonical_url, clean_title, html_to_text
+from bot.feeds.normalise import canonical_url
+from bot.feeds.parse import headline
 from bot.records import Entry, Verdict
 from bot.settings import Settings
 
@@ -84,15 +85,19 @@ def _labelled(record: Mapping[str, Any]) -> Labelled:
         raise ValueError(f"unknown kind {kind!r}")
     published = parsedate_to_datetime(str(record["published"])).astimezone(UTC)
     feed = str(record.get("feed") or "labelled")
+    title, outlet, text = headline(
+        {"title": str(record["title"]), "summary": str(record.get("summary", ""))}
+    )
     entry = Entry(
         feed_url=f"https://{feed}.evaluate.invalid/feed",
         feed_name=feed,
         guid=str(record["id"]),
-        title=clean_title(str(record["title"])),
-        text=html_to_text(str(record.get("summary", ""))),
+        title=title,
+        text=text,
         link=canonical_url(str(record.get("link", ""))),
         published=published,
         language=str(record.get("lang") or "en"),
+        outlet=outlet,
     )
     dup = labels.get("duplicate_of")
     return Labelled(str(record["id"]), kind, str(dup) if dup else None, entry)

@@ -35,6 +35,7 @@ class Entry:
     link: str  # canonical: no utm_*/fbclid/fragment, lower-case host
     published: datetime | None  # timezone-aware UTC, or None when the feed gave none
     language: str
+    outlet: str = ""  # the publisher's name when the feed gives one (`<source>`, aggregators)
 
 
 @dataclass(frozen=True, slots=True)

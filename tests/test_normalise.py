@@ -1,4 +1,4 @@
-"""bot.feeds.normalise: HTML to text, titles, canonical links, folding."""
+"""bot.feeds.normalise: HTML to text, titles, outlets, canonical links, folding."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.feeds.normalise import canonical_url, clean_title, first_words, html_to_text
+from bot.feeds.normalise import (
+    canonical_url,
+    clean_title,
+    element_texts,
+    first_words,
+    html_to_text,
+    only_headlines,
+    outlet_suffix,
+    same_words,
+    without_outlet,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 LABELLED = REPO.parent / "shared" / "data" / "labelled_items.json"
@@ -204,3 +214,103 @@ def test_surrogate_pair_references_become_one_character() -> None:
     assert html_to_text("a &#55357;&#56832; b &#xd83d;&#XDE00;") == "a 😀 b 😀"
     assert clean_title("lone &#55357; high &#56832; low") == "lone high low"
     assert html_to_text("&amp;#55357;&amp;#56832;") == "&#55357;&#56832;"  # escaped: text
+
+
+# -- outlets and aggregator summaries ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("title", "outlet"),
+    [
+        ("Dam works resume on the river - Riverside Courier", "Riverside Courier"),
+        ("Dam works resume on the river – Riverside Courier", "Riverside Courier"),
+        ("Dam works resume on the river — Riverside Courier", "Riverside Courier"),
+        ("Dam works resume on the river | Riverside Courier", "Riverside Courier"),
+        ("Dam works resume on the river - RIVERSIDE  courier", "Riverside Courier"),
+        ("Dam works resume on the river - Le Régional", "Le Regional"),
+        ("Dam works resume on the river - Sahel - Édition du soir", "Sahel - Édition du soir"),
+    ],
+)
+def test_the_outlet_suffix_goes(title: str, outlet: str) -> None:
+    assert without_outlet(title, outlet) == "Dam works resume on the river"
+
+
+@pytest.mark.parametrize(
+    ("title", "outlet"),
+    [
+        ("Mali - Algeria: talks resume", "Algeria"),  # the tail says more than the outlet
+        ("Mali - Algeria: talks resume", "Desert Post"),
+        ("Talks resume - Algeria", ""),  # no outlet known: nothing goes
+        ("Riverside Courier", "Riverside Courier"),  # no title would be left
+        (" - Riverside Courier", "Riverside Courier"),
+        ("Talks resume-Riverside Courier", "Riverside Courier"),  # no spaces: a compound
+        ("Talks resume - Riverside Courier weekly", "Riverside Courier"),
+    ],
+)
+def test_a_suffix_that_is_not_the_outlet_stays(title: str, outlet: str) -> None:
+    assert without_outlet(title, outlet) == title
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.text(max_size=30))
+def test_without_outlet_keeps_a_nonempty_start_of_the_title(title: str, outlet: str) -> None:
+    kept = without_outlet(title, outlet)
+    assert title.startswith(kept) and (kept == title or re.search(r"\w", kept))
+
+
+def test_outlet_suffix_names_the_outlet_a_title_ends_with() -> None:
+    names = ("Other Post", "Riverside Courier")
+    assert outlet_suffix("Dam works resume | Riverside Courier", names) == "Riverside Courier"
+    assert outlet_suffix("Dam works resume - Desert Post", names) == ""
+    assert outlet_suffix("Dam works resume", names) == ""
+    assert same_words("Le  Régional!", "le regional") and not same_words("Le Régional", "Régional")
+
+
+def test_element_texts_reads_links_and_font_names_bounded() -> None:
+    fragment = (
+        '<ol><li><a href="https://agg.test/1" target="_blank">Dam <b>works</b> resume</a>'
+        '&nbsp;&nbsp;<font color="#6f6f6f">Riverside &amp; Co</font></li>'
+        '<li><A HREF="https://agg.test/2">Second take</A> <font>Other Post</font></li></ol>'
+    )
+    assert element_texts(fragment, "a") == ("Dam works resume", "Second take")
+    assert element_texts(fragment, "font") == ("Riverside & Co", "Other Post")
+    many = "<font>name</font>" * 500
+    assert len(element_texts(many, "font")) == 50
+    assert element_texts("<a>" + "x " * 400 + "</a>", "a", max_chars=100)[0].endswith("…")
+
+
+AGGREGATED = (
+    '<a href="https://agg.test/1">Dam works resume on the river</a>&nbsp;&nbsp;'
+    '<font color="#6f6f6f">Riverside Courier</font>'
+)
+RELATED = (
+    '<ol><li><a href="https://agg.test/1">Dam works resume on the river</a>&nbsp;&nbsp;'
+    "<font>Riverside Courier</font></li>"
+    '<li><a href="https://agg.test/2">Engineers back at the dam site</a>&nbsp;&nbsp;'
+    "<font>Other Post</font></li></ol>"
+)
+
+
+@pytest.mark.parametrize("fragment", [AGGREGATED, RELATED])
+def test_a_summary_of_headlines_and_outlets_is_no_text(fragment: str) -> None:
+    title = "Dam works resume on the river"
+    text = html_to_text(fragment)
+    names = ("Riverside Courier", *element_texts(fragment, "font"))
+    assert only_headlines(text, (title,), names, element_texts(fragment, "a"))
+    assert only_headlines(text.upper(), (title + " - Riverside Courier", title), names, ()) is (
+        fragment is AGGREGATED
+    )
+
+
+def test_a_summary_with_anything_more_is_text() -> None:
+    title = "Dam works resume on the river"
+    names = ("Riverside Courier", "Other Post")
+    links = ("Dam works resume on the river", "Engineers back at the dam site")
+    prose = html_to_text(AGGREGATED + "<p>Crews returned on Monday after a month away.</p>")
+    assert not only_headlines(prose, (title,), names, links)
+    # related links count only beside the entry's own headline
+    others = html_to_text(RELATED.replace("Dam works resume on the river", "Another story"))
+    assert not only_headlines(others, (title,), names, (*links, "Another story"))
+    assert not only_headlines("Riverside Courier", (title,), names, links)
+    assert not only_headlines("Dam works resume on the riverbank", (title,), names, links)
+    assert only_headlines("Dam works resume on the river.", (title,), (), ())

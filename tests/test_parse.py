@@ -15,7 +15,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from bot.decide.language import detect_language
 from bot.errors import ParseError
+from bot.feeds.bounded import parse_bounded
+from bot.feeds.fetch import Fetcher, Validators, make_client
 from bot.feeds.normalise import canonical_url, clean_title, html_to_text
 from bot.feeds.parse import (
     MAX_GUID_BYTES,
@@ -23,11 +26,14 @@ from bot.feeds.parse import (
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
     ParsedFeed,
+    headline,
     parse_feed,
 )
 from bot.feeds.xmlsafe import MAX_ATTRIBUTES
 from bot.records import Entry, FeedSpec
+from bot.settings import Limits
 from tests.servers import feedgen
+from tests.servers.feed_server import FeedServer
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -47,11 +53,12 @@ def parse(body: bytes, headers: dict[str, str] | None = None, **kw: Any) -> Pars
 
 def assert_storable(entry: Entry) -> None:
     """Every string field encodes as UTF-8 without control characters, within its bound."""
-    for value in (entry.guid, entry.title, entry.text, entry.link, entry.language):
+    for value in (entry.guid, entry.title, entry.text, entry.link, entry.language, entry.outlet):
         value.encode("utf-8")  # no lone surrogate
         assert not [c for c in value if (ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F]
     assert 0 < len(entry.guid.encode()) <= MAX_GUID_BYTES and "\n" not in entry.guid
     assert 0 < len(entry.title) <= MAX_TITLE_CHARS and len(entry.text) <= MAX_TEXT_CHARS
+    assert len(entry.outlet) <= MAX_TITLE_CHARS and "\n" not in entry.outlet
     assert entry.link == "" or (
         entry.link.startswith(("http://", "https://"))
         and len(entry.link.encode()) <= MAX_LINK_BYTES
@@ -126,6 +133,130 @@ def test_feed_language_wins_over_the_configured_one() -> None:
     assert {e.language for e in parse(feedgen.atom(items, language="fr")).entries} == {"fr"}
     spec = FeedSpec(url=SPEC.url, name="x", language="fr")
     assert {e.language for e in parse_feed(feedgen.rss(items), XML, spec).entries} == {"fr"}
+
+
+# -- news aggregators: title-only entries with their outlet ----------------------------
+
+
+def _aggregated(*pairs: tuple[str, str]) -> str:
+    """An aggregator's description: each headline linked, then its outlet in grey, escaped."""
+    parts = [
+        f'<a href="https://news.agg.test/rss/articles/A{n}?oc=5" target="_blank">{headline}</a>'
+        f'&nbsp;&nbsp;<font color="#6f6f6f">{outlet}</font>'
+        for n, (headline, outlet) in enumerate(pairs)
+    ]
+    markup = (
+        parts[0] if len(pairs) == 1 else "<ol>" + "".join(f"<li>{p}</li>" for p in parts) + "</ol>"
+    )
+    return markup.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _item(n: int, title: str, description: str, source: str | None = None) -> str:
+    element = f'<source url="https://outlet{n}.test">{source}</source>' if source else ""
+    return (
+        f"<item><title>{title}</title>"
+        f"<link>https://news.agg.test/rss/articles/A{n}?oc=5</link>"
+        f'<guid isPermaLink="false">A{n}</guid><pubDate>Mon, 30 Nov 2026 08:0{n}:00 GMT</pubDate>'
+        f"<description>{description}</description>{element}</item>"
+    )
+
+
+AGGREGATOR_FEED = (
+    '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+    "<title>Niger river - Aggregated news</title><link>https://news.agg.test/</link>"
+    "<language>fr</language>"
+    + _item(
+        0,
+        "Niamey proteste - The Voice of the Sahel",
+        _aggregated(("Niamey proteste", "The Voice of the Sahel")),
+        source="The Voice of the Sahel",
+    )
+    + _item(  # no <source>: the outlet comes from the suffix that a <font> names
+        1,
+        "Barrage de Kandadji : les travaux reprennent | Le Courrier du Fleuve",
+        _aggregated(
+            ("Barrage de Kandadji : les travaux reprennent", "Le Courrier du Fleuve"),
+            ("Kandadji, le chantier relancé", "Radio Dunes"),
+        ),
+    )
+    + _item(  # a dash inside the headline stays; the summary does not repeat the outlet
+        2,
+        "Mali - Algérie : les pourparlers reprennent – Sahel Hebdo",
+        "",
+        source="Sahel Hebdo",
+    )
+    + _item(  # an aggregator summary with a sentence of its own keeps its text
+        3,
+        "Les pêcheurs de Tillabéri inquiets - Radio Dunes",
+        _aggregated(("Les pêcheurs de Tillabéri inquiets", "Radio Dunes"))
+        + "&lt;p&gt;La crue arrive plus tôt que prévu.&lt;/p&gt;",
+        source="Radio Dunes",
+    )
+    + "</channel></rss>"
+).encode()
+
+
+async def test_aggregator_entries_are_titles_with_their_outlet_over_http(
+    feed_server: FeedServer,
+) -> None:
+    """Fetched and parsed the way the pipeline does it (fetch, then the bounded parser)."""
+    url = feed_server.add("/aggregated.xml", AGGREGATOR_FEED)
+    limits = Limits()
+    async with make_client(limits) as client:
+        outcome = await Fetcher(client, limits).fetch(url, Validators())
+    assert outcome.status == "changed" and outcome.body is not None
+    spec = FeedSpec(url=url, name="Aggregated", language="en")
+    parsed = await parse_bounded(outcome.body, outcome.headers, spec, max_entries=10, cpu_seconds=5)
+    got = [(e.title, e.outlet, e.text) for e in parsed.entries]
+    assert got == [
+        ("Niamey proteste", "The Voice of the Sahel", ""),
+        ("Barrage de Kandadji : les travaux reprennent", "Le Courrier du Fleuve", ""),
+        ("Mali - Algérie : les pourparlers reprennent", "Sahel Hebdo", ""),
+        (
+            "Les pêcheurs de Tillabéri inquiets",
+            "Radio Dunes",
+            "Les pêcheurs de Tillabéri inquiets Radio Dunes\n\nLa crue arrive plus tôt que prévu.",
+        ),
+    ]
+    for entry in parsed.entries:
+        assert_storable(entry)
+        assert entry.language == "fr"  # the feed's declared language is the prior
+        # and the decision core keeps it: the outlet's English words no longer count
+        assert detect_language(f"{entry.title}. {entry.text}", entry.language) == "fr"
+
+
+def test_a_dash_that_is_not_the_outlet_stays_and_plain_entries_keep_their_text() -> None:
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>'
+        + _item(0, "Mali - Algeria: talks resume", "&lt;p&gt;Envoys met in Algiers.&lt;/p&gt;")
+        + _item(1, "Talks resume - Algeria", _aggregated(("Talks resume", "Desert Post")))
+        + _item(2, "Mali - Algeria: talks resume", "", source="Algeria")
+        + _item(
+            3, "Forum topic title", "&lt;p&gt;First post.&lt;/p&gt;", source="Forum topic title"
+        )
+        + "</channel></rss>"
+    ).encode()
+    got = [(e.title, e.outlet, e.text) for e in parse(body).entries]
+    assert got == [
+        ("Mali - Algeria: talks resume", "", "Envoys met in Algiers."),
+        ("Talks resume - Algeria", "", "Talks resume Desert Post"),
+        ("Mali - Algeria: talks resume", "Algeria", ""),
+        ("Forum topic title", "", "First post."),  # a source named like the entry is no outlet
+    ]
+
+
+def test_headline_reads_a_plain_dict_as_the_evaluation_gives_it() -> None:
+    summary = '<a href="https://news.agg.test/a">Dam works resume</a>&nbsp;<font>Desert Post</font>'
+    assert headline({"title": "Dam works resume - Desert Post", "summary": summary}) == (
+        "Dam works resume",
+        "Desert Post",
+        "",
+    )
+    assert headline({"title": "Dam works resume", "summary": "<p>Crews are back.</p>"}) == (
+        "Dam works resume",
+        "",
+        "Crews are back.",
+    )
 
 
 RSS091 = b"""<?xml version="1.0" encoding="ISO-8859-1"?>

@@ -1,4 +1,4 @@
-"""Normalise untrusted feed strings: HTML to plain text, titles, canonical links.
+"""Normalise untrusted feed strings: HTML to plain text, titles, outlets, canonical links.
 
 Pure functions over strings. Every output is plain, storable text (no markup, entities
 decoded, control characters and surrogates removed, whitespace folded: see `textsafe`)
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import html
 import re
+from itertools import islice
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
+from bot.decide.fold import fold
 from bot.decide.textcut import shorten
 from bot.feeds.textsafe import join_surrogate_refs, storable
 
@@ -41,6 +43,16 @@ _MARKS = re.compile("[\ue000\ue001]")
 # Control characters (C0 but tab/newline, DEL, C1), zero-width space and BOM: dropped.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
 _BLANK_LINES = re.compile(r"\n{3,}")
+
+# How aggregators (Google News, Bing News, Yahoo) end a headline with its outlet.
+_OUTLET_SEPARATORS = (" - ", " \u2013 ", " \u2014 ", " | ")
+# The visible text of an element, for the link and outlet parts of an aggregator's summary.
+_ELEMENT = {
+    tag: re.compile(rf"<{tag}\b[^>]*>(.*?)</{tag}\s*>", re.IGNORECASE | re.DOTALL)
+    for tag in ("a", "font")
+}
+_MAX_ELEMENTS = 50  # an aggregator lists a handful of related headlines; past this, prose
+_WORD = re.compile(r"\w+")
 
 _TRACKING_PARAMS = frozenset(
     (
@@ -121,6 +133,84 @@ def clean_title(raw: str, *, max_chars: int = 500) -> str:
 def first_words(text: str, *, max_chars: int = 120) -> str:
     """A stand-in title: the start of the text on one line, cut at a word boundary."""
     return shorten(" ".join(text.split()), max_chars)
+
+
+def element_texts(fragment: str, tag: str, *, max_chars: int = 500) -> tuple[str, ...]:
+    """The plain text of each `<a>` or `<font>` element of an HTML fragment, in order.
+
+    Reads the first 64,000 characters and at most 50 elements; each text is a clean title.
+    """
+    matches = islice(_ELEMENT[tag].finditer(fragment[:64_000]), _MAX_ELEMENTS)
+    texts = (clean_title(match.group(1), max_chars=max_chars) for match in matches)
+    return tuple(text for text in texts if text)
+
+
+def _words(text: str) -> str:
+    """Case, accent, punctuation and space insensitive form, padded for whole-word search."""
+    return " " + " ".join(_WORD.findall(fold(text))) + " "
+
+
+def same_words(a: str, b: str) -> bool:
+    """Whether two strings say the same words (case, accents, punctuation and spaces aside)."""
+    return _words(a) == _words(b)
+
+
+def without_outlet(title: str, outlet: str) -> str:
+    """`title` without a trailing " - Outlet" (or " – ", " — ", " | ") naming `outlet`.
+
+    Only the outlet's own name goes (compared folded); any other suffix stays, and so does a
+    title that would be left empty ("Mali - Algeria: talks resume" is kept whole).
+    """
+    if not outlet:
+        return title
+    name = _words(outlet)
+    if name == "  ":
+        return title
+    cut = len(title)
+    for separator in _OUTLET_SEPARATORS:
+        at = title.find(separator)
+        while at > 0:
+            if _words(title[at + len(separator) :]) == name:
+                cut = min(cut, at)
+                break
+            at = title.find(separator, at + 1)
+    head = title[:cut].rstrip()
+    return head if _WORD.search(head) else title
+
+
+def outlet_suffix(title: str, names: tuple[str, ...]) -> str:
+    """The outlet a title ends with (" - Outlet"), when it is one of `names`; else ""."""
+    for name in names:
+        if without_outlet(title, name) != title:
+            return name
+    return ""
+
+
+def only_headlines(
+    text: str, headlines: tuple[str, ...], names: tuple[str, ...], links: tuple[str, ...] = ()
+) -> bool:
+    """Whether `text` says nothing but the headline and outlet names (an aggregator's summary).
+
+    Google News and others describe an entry by linking its headline, followed by the
+    outlet's name, sometimes with a list of related headlines, each followed by its outlet.
+    `text` is that description as plain text; `headlines` the entry's title (with and
+    without its outlet suffix); `names` the outlets; `links` the texts of the description's
+    links. The other links count as headlines only when one of `headlines` is there too.
+    Compared case, accent, punctuation and space insensitive, word by word.
+    """
+    if not _WORD.search(text):
+        return True
+    if len(text) > 2 * sum(map(len, (*headlines, *names, *links))):  # prose: no need to look
+        return False
+    rest = _words(text)
+    own = [_words(h) for h in headlines if _WORD.search(h)]
+    if not any(h in rest for h in own):
+        return False
+    pieces = own + [_words(n) for n in (*names, *links) if _WORD.search(n)]
+    for piece in sorted(set(pieces), key=len, reverse=True):
+        while piece in rest:  # padded pieces: whole words only; a loop for adjacent repeats
+            rest = rest.replace(piece, " ")
+    return not _WORD.search(rest)
 
 
 def _is_tracking(raw_key: str) -> bool:

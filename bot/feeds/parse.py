@@ -33,7 +33,18 @@ from urllib.parse import urljoin
 import feedparser
 
 from bot.errors import ParseError
-from bot.feeds.normalise import canonical_url, clean_title, first_words, html_to_text
+from bot.feeds.normalise import (
+    canonical_url,
+    clean_title,
+    element_texts,
+    first_words,
+    html_to_text,
+    only_headlines,
+    outlet_suffix,
+    same_words,
+    without_outlet,
+)
+from bot.feeds.schedule import ttl_seconds, update_period_seconds
 from bot.feeds.textsafe import storable
 from bot.feeds.xmlsafe import make_safe
 from bot.records import Entry, FeedSpec
@@ -51,11 +62,14 @@ _LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
 
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
-    """A feed's entries (document order, bounded), what was odd about it, and its title."""
+    """A feed's entries (document order, bounded), what was odd about it, and its title;
+    the pace it declares, in seconds (`<ttl>`, `sy:updatePeriod`/`sy:updateFrequency`)."""
 
     entries: tuple[Entry, ...]
     warnings: tuple[str, ...]
     title: str
+    ttl: float | None = None
+    update_period: float | None = None
 
 
 # -- explaining failures ---------------------------------------------------------------
@@ -104,8 +118,8 @@ def _when(raw: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _text(raw: Mapping[str, Any]) -> str:
-    """Plain text from the longest of content and summary."""
+def _description(raw: Mapping[str, Any]) -> tuple[str, str]:
+    """The longest of content and summary, as HTML and as plain text."""
     best: Mapping[str, Any] | None = None
     candidates: list[Any] = [*raw.get("content", ()), raw.get("summary_detail")]
     for candidate in candidates:
@@ -117,11 +131,47 @@ def _text(raw: Mapping[str, Any]) -> str:
             best = candidate
     if best is None:
         summary = raw.get("summary")
-        return html_to_text(summary, max_chars=MAX_TEXT_CHARS) if isinstance(summary, str) else ""
-    value: str = best["value"]
-    if best.get("type") == "text/plain":
-        value = value.replace("&", "&amp;").replace("<", "&lt;")
-    return html_to_text(value, max_chars=MAX_TEXT_CHARS)
+        value = summary if isinstance(summary, str) else ""
+    else:
+        value = best["value"]
+        if best.get("type") == "text/plain":
+            value = value.replace("&", "&amp;").replace("<", "&lt;")
+    return value, html_to_text(value, max_chars=MAX_TEXT_CHARS)
+
+
+def _outlet(raw: Mapping[str, Any], title: str, fonts: tuple[str, ...]) -> str:
+    """The publisher's name: the entry's `<source>` (RSS) or `source` feed title (Atom); else
+    a trailing " - Outlet" of the title that the description's `<font>` also names (the
+    aggregator pattern). A source named like the entry itself (forums give each topic's own
+    feed) names no outlet."""
+    source = raw.get("source")
+    name = source.get("title") if isinstance(source, Mapping) else None
+    if isinstance(name, str):
+        outlet = clean_title(name, max_chars=MAX_TITLE_CHARS)
+        if outlet and not same_words(outlet, title):
+            return outlet
+    return outlet_suffix(title, fonts)
+
+
+def headline(raw: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Title, outlet and text of an entry, from feedparser's keys (title, summary, content,
+    source) or a dict that has some of them.
+
+    The title loses a " - Outlet" suffix naming the outlet; a description that only links
+    the headline (and related headlines) followed by outlet names, as news aggregators
+    write it, is no text: it would repeat the title and the outlet to the decision.
+    """
+    markup, text = _description(raw)
+    full_title = clean_title(raw.get("title") or "", max_chars=MAX_TITLE_CHARS)
+    fonts = element_texts(markup, "font", max_chars=MAX_TITLE_CHARS)
+    outlet = _outlet(raw, full_title, fonts)
+    title = without_outlet(full_title, outlet)
+    if text and title:
+        # Related headlines are links each followed by its outlet's name: only with names.
+        links = element_texts(markup, "a", max_chars=MAX_TITLE_CHARS) if fonts else ()
+        if only_headlines(text, (full_title, title), (outlet, *fonts), links):
+            text = ""
+    return title, outlet, text
 
 
 def _web_url(value: object, base: str) -> str | None:
@@ -169,8 +219,7 @@ def _guid(raw: Mapping[str, Any], link: str | None, title: str, text: str) -> st
 
 
 def _entry(raw: Mapping[str, Any], feed: FeedSpec, language: str) -> Entry | None:
-    text = _text(raw)
-    title = clean_title(raw.get("title") or "", max_chars=MAX_TITLE_CHARS)
+    title, outlet, text = headline(raw)
     link = _entry_link(raw, feed.url)
     if not title:
         title = first_words(text, max_chars=_FALLBACK_TITLE_CHARS) or first_words(
@@ -189,6 +238,7 @@ def _entry(raw: Mapping[str, Any], feed: FeedSpec, language: str) -> Entry | Non
         link=link or "",  # no link of its own: never the feed's URL
         published=_when(raw),
         language=own_language or language,
+        outlet=outlet,
     )
 
 
@@ -328,4 +378,12 @@ def _parse(body: bytes, headers: Mapping[str, str], feed: FeedSpec, max_entries:
     language = _language(meta.get("language")) or feed.language
     entries = _entries(raws[:max_entries], feed, language, warnings)
     title = clean_title(meta.get("title") or "", max_chars=MAX_TITLE_CHARS)
-    return ParsedFeed(entries=entries, warnings=tuple(warnings), title=title)
+    return ParsedFeed(
+        entries=entries,
+        warnings=tuple(warnings),
+        title=title,
+        ttl=ttl_seconds(meta.get("ttl")),
+        update_period=update_period_seconds(
+            meta.get("sy_updateperiod"), meta.get("sy_updatefrequency")
+        ),
+    )
