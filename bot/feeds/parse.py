@@ -8,6 +8,10 @@ feedparser always gets `io.BytesIO(body)`: given bytes it would try them as a pa
 Every failure is a `ParseError` with a short reason ("not a feed: got an HTML page");
 a feed that is not well-formed but still yields entries is used, with a warning.
 
+News aggregators (Google News and the like) publish headlines only: the entry's outlet
+comes from its `<source>`, a " - Outlet" suffix naming it leaves the title, and a
+description that only links the headline (and related ones) beside outlet names is no text.
+
 Every string of an `Entry` is storable (`textsafe`: no NUL or other control characters,
 no surrogates) and bounded. Links and guids are bounded in UTF-8 bytes, because they are
 index keys and PostgreSQL refuses a btree row over 2,704 bytes. A link that is not
