@@ -4,6 +4,8 @@ answers from the real database (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -11,11 +13,15 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bot.feeds.guard import IPAddress, is_public_address
 from bot.models import Feed, PollRun, Subscriber
 from bot.settings import Settings
+from bot.telegram import commands
 from bot.telegram.app import App, build_application, start_application, stop_application
+from tests.servers import feedgen
 from tests.servers.bot_api import BotApiServer, Limits, SentMessage
 from tests.servers.bot_fixtures import ADMIN_ID
+from tests.servers.feed_server import FeedServer
 
 
 @pytest.fixture(autouse=True)
@@ -209,6 +215,11 @@ async def test_stats_is_for_admins_only(
     add_story()
     refused = await ask(bot_api, 506, "/stats")
     assert refused.plain == "Sorry, /stats is for the bot's administrators."
+    for command in ("/addfeed https://news.test/rss", "/removefeed Test Wire", "/feeds"):
+        word = command.split()[0]
+        assert (await ask(bot_api, 506, command)).plain == (
+            f"Sorry, {word} is for the bot's administrators."
+        )
     stats = await ask(bot_api, ADMIN_ID, "/stats")
     assert "Subscribers: 1 active, 0 inactive" in stats.plain
     assert "Deliveries: pending 1" in stats.plain
@@ -289,3 +300,161 @@ async def test_replies_survive_a_429(running_bot: App, bot_api: BotApiServer) ->
     answers = [await ask(bot_api, 509, "/help") for _ in range(5)]  # also past the 1/s burst
     assert all(a.plain.startswith("Sahel Watch commands") for a in answers)
     assert bot_api.rate_limited >= 1
+
+
+# -- feeds managed from the chat ---------------------------------------------------------
+
+FRENCH = [
+    {
+        "id": f"fr-{n}",
+        "title": f"Le ministre de la santé visite les hôpitaux de la région {n}",
+        "summary": "La visite a eu lieu dans le cadre de la campagne de vaccination.",
+    }
+    for n in range(3)
+]
+
+
+def use_policy(application: App, policy: Callable[[IPAddress], bool]) -> None:
+    """What /addfeed counts as public (the running bot reads its deps at each command)."""
+    found = application.bot_data[commands.DEPS]
+    application.bot_data[commands.DEPS] = dataclasses.replace(found, address_policy=policy)
+
+
+def stand_in_public(*public: str) -> Callable[[IPAddress], bool]:
+    """The strict policy, with chosen loopback addresses standing in for public ones."""
+    allowed = {ipaddress.ip_address(a) for a in public}
+    return lambda address: address in allowed or is_public_address(address)
+
+
+def chat_feeds(engine: Engine) -> list[tuple[str, str, str, str | None]]:
+    with Session(engine) as session:
+        rows = session.exec(select(Feed).where(Feed.source != "config").order_by(col(Feed.id)))
+        return [(f.url, f.name, f.source, f.added_by) for f in rows]
+
+
+async def test_an_admin_adds_lists_and_removes_a_feed(
+    running_bot: App,
+    bot_api: BotApiServer,
+    engine: Engine,
+    feed_server_factory: Callable[..., FeedServer],
+) -> None:
+    server = feed_server_factory(hosts=2)
+    use_policy(running_bot, stand_in_public("127.0.0.2"))
+    server.add("/fr.xml", feedgen.rss(FRENCH, title="Le Journal & Cie"))
+    server.add("/page.html", b"<html><body>Not a feed</body></html>", content_type="text/html")
+    url = server.url("/fr.xml", host=1)
+    added = await ask(bot_api, ADMIN_ID, f"/addfeed {url} Journal du Sahel")
+    assert added.plain == (
+        f"✅ Added Journal du Sahel — {url}\n"
+        "Found “Le Journal & Cie”: 3 entries, language fr. Polled from the next cycle."
+    )
+    assert "Le Journal &amp; Cie" in added.text  # escaped for Telegram's HTML
+    assert chat_feeds(engine) == [
+        (url, "Journal du Sahel", "chat", f"Telegram user {ADMIN_ID} in chat {ADMIN_ID}")
+    ]
+    again = await ask(bot_api, ADMIN_ID, f"/addfeed {url}")
+    assert again.plain == (
+        f"ℹ️ Already polled: {url}\nFound “Le Journal & Cie”: 3 entries, language fr."
+    )
+    unnamed = server.url("/fr.xml", host=1) + "?v=2"
+    reply = await ask(bot_api, ADMIN_ID, f"/addfeed {unnamed} en")
+    assert reply.plain.startswith("✅ Added Le Journal & Cie — ")  # its own title; en as asked
+    assert "3 entries, language en" in reply.plain
+    page = await ask(bot_api, ADMIN_ID, f"/addfeed {server.url('/page.html', host=1)}")
+    assert page.plain.startswith("❌ Not added: ") and "\nnot a feed: " in page.plain
+    listed = (await ask(bot_api, ADMIN_ID, "/feeds")).plain.splitlines()
+    assert listed[0] == "Feeds polled (3)"
+    assert listed[1] == "⏳ Test Wire [config] http://127.0.0.1:9/feed.xml"
+    assert listed[2] == "    never, last poll never, 0 failures"
+    assert listed[3] == f"⏳ Journal du Sahel [chat] {url}"
+    sources = (await ask(bot_api, 520, "/sources")).plain  # everyone sees it, by host
+    assert "Journal du Sahel (fr) — 127.0.0.2" in sources
+    gone = await ask(bot_api, ADMIN_ID, "/removefeed journal du sahel")
+    assert gone.plain == "🗑 Removed Journal du Sahel: it is no longer polled."
+    config = await ask(bot_api, ADMIN_ID, "/removefeed Test Wire")
+    assert config.plain == "Test Wire comes from the config file: the operator removes it there."
+    missing = await ask(bot_api, ADMIN_ID, "/removefeed Journal du Sahel")
+    assert missing.plain == "No added feed is called “Journal du Sahel”. /feeds lists them."
+    assert [row[2] for row in chat_feeds(engine)] == ["removed", "chat"]
+    assert "Journal du Sahel" not in (await ask(bot_api, ADMIN_ID, "/feeds")).plain
+    usage = await ask(bot_api, ADMIN_ID, "/addfeed")
+    assert usage.plain.startswith("Usage: /addfeed URL [name] [en|fr]")
+    ftp = await ask(bot_api, ADMIN_ID, "/addfeed ftp://news.test/rss")
+    assert ftp.plain.endswith("the address must start with http:// or https:// and name a host")
+
+
+async def test_a_feed_added_from_a_chat_never_reaches_a_private_address(
+    running_bot: App,
+    bot_api: BotApiServer,
+    engine: Engine,
+    feed_server_factory: Callable[..., FeedServer],
+) -> None:
+    outside = feed_server_factory(hosts=2)  # 127.0.0.2 plays a public host
+    inside = feed_server_factory()  # the private server: 127.0.0.1, another port
+    inside.add("/secret.xml", feedgen.rss(FRENCH))
+    port = inside.port
+    use_policy(running_bot, stand_in_public("127.0.0.2"))
+    assert running_bot.bot_data[commands.DEPS].settings.limits.allow_private_addresses
+    not_public = "(not public)"
+    metadata = "(cloud metadata or link-local)"
+    targets = {
+        "loopback": (f"http://127.0.0.1:{port}/secret.xml", "127.0.0.1", not_public),
+        "name": (f"http://localhost:{port}/secret.xml", "", not_public),
+        "ipv6": (f"http://[::1]:{port}/secret.xml", "::1", not_public),
+        "mapped": (f"http://[::ffff:127.0.0.1]:{port}/secret.xml", "::ffff:7f00:1", not_public),
+        "decimal": (f"http://2130706433:{port}/secret.xml", "127.0.0.1", not_public),
+        "octal": (f"http://0177.0.0.1:{port}/secret.xml", "127.0.0.1", not_public),
+        "hex": (f"http://0x7f.1:{port}/secret.xml", "127.0.0.1", not_public),
+        "private": ("http://10.0.0.1/feed.xml", "10.0.0.1", not_public),
+        "shared": ("http://100.64.0.1/feed.xml", "100.64.0.1", not_public),
+        "metadata": ("http://169.254.169.254/latest/meta-data/", "169.254.169.254", metadata),
+        "link-local-v6": ("http://[fe80::1]/feed.xml", "fe80::1", metadata),
+        "multicast": ("http://224.0.0.1/feed.xml", "224.0.0.1", not_public),
+        "multicast-v6": ("http://[ff02::1]/feed.xml", "ff02::1", not_public),
+        "reserved": ("http://240.0.0.1/feed.xml", "240.0.0.1", not_public),
+        "unspecified": ("http://0.0.0.0/feed.xml", "0.0.0.0", not_public),
+        "nat64": ("http://[64:ff9b::a00:1]/feed.xml", "64:ff9b::a00:1", not_public),
+    }
+    for key, (target, address, why) in list(targets.items())[:7]:  # and by a redirect
+        hop = outside.add(f"/{key}", redirect_to=target).replace("127.0.0.1", "127.0.0.2")
+        targets[f"redirect-{key}"] = (hop, address, why)
+    for key, (url, address, why) in targets.items():
+        reply = await ask(bot_api, ADMIN_ID, f"/addfeed {url}")
+        assert reply.plain.startswith("❌ Not added: "), key
+        refusal = reply.plain.splitlines()[1]
+        assert refusal.startswith(f"refused address {address}"), (key, refusal)
+        assert refusal.endswith(why), (key, refusal)
+    assert inside.requests() == []  # nothing reached the private server
+    assert len(outside.requests()) == 7  # each redirect was asked once, never followed
+    assert chat_feeds(engine) == []
+
+
+async def test_dns_that_changes_between_check_and_connect_is_refused(
+    running_bot: App,
+    bot_api: BotApiServer,
+    engine: Engine,
+    feed_server: FeedServer,
+) -> None:
+    """The name's first answer is "public", the next is not: the connect-time check holds.
+
+    The policy plays a resolver whose second answer differs (what a rebinding DNS server
+    does): the fetcher checks the name before the request, and the guarded transport
+    resolves it again when it connects, checks that answer and connects to the address
+    it checked.
+    """
+    feed_server.add("/secret.xml", feedgen.rss(FRENCH))
+    asked: list[IPAddress] = []
+
+    def public_once(address: IPAddress) -> bool:
+        asked.append(address)
+        return asked.count(address) == 1
+
+    use_policy(running_bot, public_once)
+    url = f"http://localhost:{feed_server.port}/secret.xml"
+    reply = await ask(bot_api, ADMIN_ID, f"/addfeed {url}")
+    assert reply.plain.startswith("❌ Not added: "), reply.plain
+    assert reply.plain.splitlines()[1].startswith("refused address "), reply.plain
+    assert reply.plain.endswith("(not public)")
+    assert any(asked.count(a) == 2 for a in asked)  # checked again at connect time
+    assert feed_server.requests() == []
+    assert chat_feeds(engine) == []

@@ -110,6 +110,13 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
         (["stats"], commands.stats),
     ):
         application.add_handler(CommandHandler(names, handler))
+    # these fetch a feed (up to limits.total_timeout): other updates need not wait for them
+    for name, handler in (
+        ("addfeed", commands.addfeed),
+        ("removefeed", commands.removefeed),
+        ("feeds", commands.feeds),
+    ):
+        application.add_handler(CommandHandler(name, handler, block=False))
     application.add_handler(MessageHandler(filters.COMMAND, commands.unknown))
     application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, commands.migrated))
     application.add_handler(

@@ -19,7 +19,11 @@ from telegram.constants import ParseMode
 from telegram.ext import CallbackContext, ExtBot
 
 from bot import subscriptions
+from bot.feeds import catalog
+from bot.feeds.fetch import Fetcher, make_client
+from bot.feeds.guard import AddressPolicy, is_public_address
 from bot.models import utcnow
+from bot.records import FeedSpec
 from bot.settings import Settings
 from bot.subscriptions import Chat
 from bot.telegram import queries, replies
@@ -42,6 +46,16 @@ class BotDeps:
     settings: Settings
     engine: Engine
     seeds: tuple[str, ...]  # one line per seed story
+    # what counts as public for /addfeed (tests stand loopback addresses in for public ones)
+    address_policy: AddressPolicy = is_public_address
+
+    def config(self) -> list[FeedSpec]:
+        return self.settings.feed_specs()
+
+    async def feed_specs(self) -> list[FeedSpec]:
+        """The feeds polled: the config's and those added from chats or the command line."""
+        listed = await asyncio.to_thread(catalog.list_feeds, self.engine, self.config())
+        return [feed.spec for feed in listed]
 
 
 def deps(context: Context) -> BotDeps:
@@ -154,7 +168,7 @@ async def status(update: Update, context: Context) -> None:
     view = await asyncio.to_thread(
         queries.status_view,
         d.engine,
-        d.settings.feed_specs(),
+        await d.feed_specs(),
         chat_id=chat.chat_id,
         thread_id=chat.thread_id,
     )
@@ -169,7 +183,7 @@ async def help_command(update: Update, context: Context) -> None:
 async def sources(update: Update, context: Context) -> None:
     """The feeds watched, with their health: outlets' hosts, full addresses for admins."""
     d = deps(context)
-    feeds = await asyncio.to_thread(queries.feed_health, d.engine, d.settings.feed_specs())
+    feeds = await asyncio.to_thread(queries.feed_health, d.engine, await d.feed_specs())
     await answer(update, context, replies.sources(feeds, admin=is_admin(update, d.settings)))
 
 
@@ -177,10 +191,86 @@ async def stats(update: Update, context: Context) -> None:
     """Subscribers, stories, deliveries by state and feed health: admins only."""
     d = deps(context)
     if not is_admin(update, d.settings):
-        await answer(update, context, replies.not_admin())
+        await answer(update, context, replies.not_admin("/stats"))
         return
-    view = await asyncio.to_thread(queries.stats_view, d.engine, d.settings.feed_specs())
+    view = await asyncio.to_thread(queries.stats_view, d.engine, await d.feed_specs())
     await answer(update, context, replies.stats(view, now=utcnow()))
+
+
+def feed_request(args: Sequence[str]) -> tuple[str, str, str]:
+    """/addfeed URL [name] [language]: the URL, the name (may hold spaces), the language."""
+    url, rest = (args[0], list(args[1:])) if args else ("", [])
+    language = rest.pop().lower() if rest and rest[-1].lower() in catalog.LANGUAGES else ""
+    return url, " ".join(rest), language
+
+
+def added_by(update: Update) -> str:
+    user, chat = update.effective_user, update.effective_chat
+    who = f"Telegram user {user.id}" if user is not None else "Telegram"
+    return who + (f" in chat {chat.id}" if chat is not None else "")
+
+
+async def addfeed(update: Update, context: Context) -> None:
+    """Admins: fetch a feed once and, if it reads as a feed, poll it from now on."""
+    d = deps(context)
+    if not is_admin(update, d.settings):
+        await answer(update, context, replies.not_admin("/addfeed"))
+        return
+    url, name, language = feed_request(list(context.args or []))
+    if not url:
+        await answer(update, context, replies.addfeed_usage())
+        return
+    problem = catalog.check_request(url, name, language)
+    if problem is None and url in {s.url for s in d.config()}:
+        problem = "it is already in the config file"
+    if problem is not None:
+        await answer(update, context, replies.feed_refused(url, problem))
+        return
+    limits = d.settings.limits
+    async with make_client(limits) as client:
+        fetcher = Fetcher(client, limits, address_policy=d.address_policy)
+        probe = await catalog.probe(
+            fetcher, limits, url, source="chat", name=name, language=language
+        )
+    if probe.error is not None:
+        await answer(update, context, replies.feed_refused(url, probe.error))
+        return
+    spec = FeedSpec(url, catalog.clean_name(name) or probe.title or url, probe.language)
+    done = await asyncio.to_thread(
+        catalog.save_feed,
+        d.engine,
+        spec,
+        source="chat",
+        added_by=added_by(update),
+        config_urls={s.url for s in d.config()},
+    )
+    await answer(update, context, replies.feed_added(spec, probe, already=done != "added"))
+
+
+async def removefeed(update: Update, context: Context) -> None:
+    """Admins: stop polling a feed added from a chat or the command line."""
+    d = deps(context)
+    if not is_admin(update, d.settings):
+        await answer(update, context, replies.not_admin("/removefeed"))
+        return
+    key = " ".join(context.args or [])
+    if not key:
+        await answer(update, context, replies.removefeed_usage())
+        return
+    done, names = await asyncio.to_thread(catalog.drop_feed, d.engine, key, config=d.config())
+    await answer(update, context, replies.feed_removed(done, key, names))
+
+
+async def feeds(update: Update, context: Context) -> None:
+    """Admins: every feed polled, where it comes from, and its health."""
+    d = deps(context)
+    if not is_admin(update, d.settings):
+        await answer(update, context, replies.not_admin("/feeds"))
+        return
+    listed = await asyncio.to_thread(catalog.list_feeds, d.engine, d.config())
+    health = await asyncio.to_thread(queries.feed_health, d.engine, [f.spec for f in listed])
+    rows = [(h, f.source) for h, f in zip(health, listed, strict=True)]
+    await answer(update, context, replies.feeds(rows, now=utcnow()))
 
 
 async def unknown(update: Update, context: Context) -> None:

@@ -95,6 +95,7 @@ def feed_health(engine: Engine, specs: Sequence[FeedSpec]) -> list[FeedHealth]:
                 status=row.last_status if row else "never",
                 consecutive_failures=row.consecutive_failures if row else 0,
                 last_success=row.last_success_at if row else None,
+                last_polled=row.last_polled_at if row else None,
                 last_error=row.last_error if row else None,
             )
         )

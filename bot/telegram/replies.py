@@ -11,6 +11,8 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from bot.decide.textcut import shorten
+from bot.feeds.catalog import Probe
+from bot.records import FeedSpec
 from bot.telegram.render import clean, pack, when
 from bot.telegram.views import FeedHealth, StatsView, StatusView
 
@@ -68,7 +70,12 @@ def help_text(*, admin: bool) -> str:
     lines = ["<b>Sahel Watch commands</b>"]
     lines += [f"/{name} — {_e(about)}" for name, about in COMMANDS]
     if admin:
-        lines.append("/stats — subscribers, stories, deliveries and feed health (admins)")
+        lines += [
+            "/stats — subscribers, stories, deliveries and feed health (admins)",
+            "/feeds — every feed polled, where it comes from, and its health (admins)",
+            "/addfeed URL [name] [en|fr] — fetch a feed once and poll it from now on (admins)",
+            "/removefeed URL-or-name — stop polling a feed added here (admins)",
+        ]
     lines.append(
         "\nIn a group, commands also work as /command@botname; a subscription made in a "
         "forum topic delivers to that topic."
@@ -104,8 +111,8 @@ def unknown_command(command: str) -> str:
     return f"I don't know {_e(shorten(clean(command), 40))}. /help lists what I can do."
 
 
-def not_admin() -> str:
-    return "Sorry, /stats is for the bot's administrators."
+def not_admin(command: str) -> str:
+    return f"Sorry, {command} is for the bot's administrators."
 
 
 def failure() -> str:
@@ -190,3 +197,63 @@ def stats(view: StatsView, *, now: datetime) -> list[str]:
             f"{feed.consecutive_failures} failures, last ok {_ago(feed.last_success, now)}{error}"
         )
     return pack(lines, header=head, sep="\n")
+
+
+def addfeed_usage() -> str:
+    return (
+        "Usage: /addfeed URL [name] [en|fr] — for example "
+        "/addfeed https://example.org/rss.xml Example News fr"
+    )
+
+
+def removefeed_usage() -> str:
+    return "Usage: /removefeed URL-or-name (/feeds lists them)"
+
+
+def _address(url: str) -> str:
+    return _e(shorten(clean(feed_address(url, full=True)), 200))
+
+
+def feed_refused(url: str, why: str) -> str:
+    """/addfeed could not accept the feed: why, in the fetcher's or the parser's words."""
+    return f"❌ Not added: {_address(url)}\n{_e(shorten(clean(why), 300))}"
+
+
+def feed_added(spec: FeedSpec, probe: Probe, *, already: bool) -> str:
+    """/addfeed read the feed: what it found, and whether it is polled from now on."""
+    found = (
+        f"“{_e(shorten(clean(probe.title), 120) or '(no title)')}”: {probe.entries} "
+        f"entr{'y' if probe.entries == 1 else 'ies'}, language {_e(probe.language)}"
+    )
+    name = _e(shorten(clean(spec.name), 120))
+    if already:
+        return f"ℹ️ Already polled: {_address(spec.url)}\nFound {found}."
+    return f"✅ Added {name} — {_address(spec.url)}\nFound {found}. Polled from the next cycle."
+
+
+def feed_removed(done: str, key: str, names: Sequence[str]) -> str:
+    shown = _e(shorten(clean(key), 120))
+    if done == "removed":
+        return f"🗑 Removed {_e(shorten(clean(names[0]), 120))}: it is no longer polled."
+    if done == "config":
+        return (
+            f"{_e(shorten(clean(names[0]), 120))} comes from the config file: "
+            "the operator removes it there."
+        )
+    if done == "ambiguous":
+        return f"Several added feeds are called “{shown}”: give the URL. /feeds lists them."
+    return f"No added feed is called “{shown}”. /feeds lists them."
+
+
+def feeds(rows: Sequence[tuple[FeedHealth, str]], *, now: datetime) -> list[str]:
+    """/feeds: each feed's source, status, last poll, failures and last error."""
+    lines = []
+    for feed, source in rows:
+        error = f" — {_e(shorten(clean(feed.last_error), 120))}" if feed.last_error else ""
+        lines.append(
+            f"{_health(feed)} {_e(shorten(clean(feed.name), 80))} [{source}] "
+            f"{_address(feed.url)}\n    {feed.status}, last poll {_ago(feed.last_polled, now)}, "
+            f"{feed.consecutive_failures} failures{error}"
+        )
+    header = f"<b>Feeds polled ({len(rows)})</b>"
+    return pack(lines, header=header, sep="\n") if lines else [header + "\nnone"]

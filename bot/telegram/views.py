@@ -38,6 +38,7 @@ class FeedHealth:
     consecutive_failures: int
     last_success: datetime | None
     last_error: str | None
+    last_polled: datetime | None = None
 
     @property
     def failing(self) -> bool:
