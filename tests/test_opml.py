@@ -76,7 +76,7 @@ def test_writes_escaped_opml_2_that_reads_back() -> None:
     assert b'text="Wire &quot;quoted&quot; &lt;b&gt;&amp;&lt;/b&gt;"' in written
     assert read_opml(written) == [
         OpmlFeed("https://wire.test/rss?a=1&b=2", 'Wire "quoted" <b>&</b>', "fr"),
-        OpmlFeed("http://c.test/feed.xml", "http://c.test/feed.xml", ""),
+        OpmlFeed("http://c.test/feed.xml", "", ""),  # text="URL": no name
     ]
 
 

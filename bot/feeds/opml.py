@@ -3,7 +3,8 @@
 Reading goes through defusedxml: a DOCTYPE (and so any entity declaration, external or
 internal) is refused, so a list cannot expand to gigabytes or read local files. Every
 `<outline>` with an `xmlUrl` is a feed, at any depth (readers nest them in folders); its
-name is `text`, else `title`; `language` is kept when it is one we read (en, fr).
+name is `text`, else `title` (none when it is the URL); `language` is kept when it is one
+we read (en, fr).
 Writing builds the tree with `xml.etree`, which escapes every attribute value.
 """
 
@@ -63,6 +64,7 @@ def read_opml(data: bytes) -> list[OpmlFeed]:
             raise OpmlError(f"more than {MAX_FEEDS} feeds")
         seen.add(url)
         name = " ".join((outline.get("text") or outline.get("title") or "").split())
+        name = "" if name == url else name  # what `write_opml` writes for a feed without one
         language = (outline.get("language") or "").strip().lower()[:2]
         feeds.append(OpmlFeed(url, name, language if language in LANGUAGES else ""))
     return feeds
