@@ -3,8 +3,8 @@ on a set held out of the fit.
 
     python bench/fit_decide.py [--fit FILE ...] [--check FILE ...]
 
-Defaults: fit on ../shared/data/labelled_items.json, tests/data/extra_items.json (synthetic)
-and ../shared/data/real_dev_items.json (real headlines). The ridge strength is chosen first by
+Defaults: fit on ../shared/data/labelled_items.json, tests/data/extra_items.json and
+tests/data/more_items.json (synthetic) and ../shared/data/real_dev_items.json (real
 leave-one-file-out: for each candidate, fit on all files but one and count the errors on the
 one left out (printed); the fewest errors win. Prints the three fitted models, to paste into
 policy.py, then a table per file: for each question, how many answers the fitted model gets
@@ -47,6 +47,7 @@ SHARED = ROOT.parent / "shared" / "data"
 FIT = [
     SHARED / "labelled_items.json",
     ROOT / "tests" / "data" / "extra_items.json",
+    ROOT / "tests" / "data" / "more_items.json",
     SHARED / "real_dev_items.json",
 ]
 RELEVANT = ("new_development", "syndicated_duplicate", "seed_rewrite")
@@ -156,8 +157,13 @@ def fit(
     return Logistic(names, tuple(round(float(v), 3) for v in w[:-1]), round(float(w[-1]), 3))
 
 
+def cut(model: Logistic) -> float:
+    """Where the pipeline says yes: above 0, or above the cost-based cut for relevance."""
+    return DEFAULT.relevance_cut if model.names == RELEVANCE_FEATURES else 0.0
+
+
 def errors(model: Logistic, s: Samples) -> int:
-    return sum((model.score(f) > 0) != bool(t) for f, t in zip(*s, strict=True))
+    return sum((model.score(f) > cut(model)) != bool(t) for f, t in zip(*s, strict=True))
 
 
 def merge(parts: Sequence[Samples]) -> Samples:
@@ -194,9 +200,10 @@ def accuracy(model: Logistic, s: Samples) -> str:
     x, y = s
     if not y:
         return "-"
-    right = sum((model.score(f) > 0) == bool(t) for f, t in zip(x, y, strict=True))
-    wrong_pos = sum(model.score(f) > 0 and not t for f, t in zip(x, y, strict=True))
-    wrong_neg = sum(model.score(f) <= 0 and t for f, t in zip(x, y, strict=True))
+    c = cut(model)
+    right = sum((model.score(f) > c) == bool(t) for f, t in zip(x, y, strict=True))
+    wrong_pos = sum(model.score(f) > c and not t for f, t in zip(x, y, strict=True))
+    wrong_neg = sum(model.score(f) <= c and t for f, t in zip(x, y, strict=True))
     return f"{right}/{len(y)} (false yes {wrong_pos}, false no {wrong_neg})"
 
 

@@ -154,7 +154,7 @@ def decide(entry: Entry, context: Context) -> Verdict:
     replace = dataclasses.replace
     margin = evidence.example_margin(vectors[0], context.examples, policy.examples_nearest)
     relevance = evidence.relevance_features(match, margin)
-    if policy.relevance.score(relevance) <= 0:
+    if policy.relevance.score(relevance) <= policy.relevance_cut:
         why = ", ".join(policy.relevance.strongest(relevance))
         return replace(base, reasons=(*match.reasons, f"not on topic ({why})"))
 

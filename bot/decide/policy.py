@@ -75,6 +75,12 @@ class Policy:
     # actors by this reading), so the fit gives this feature a modest weight.
     same_story: Logistic
 
+    # Relevance says yes above this score, not above 0. Saying yes wrongly to an off-topic
+    # item that looks new sends a false alert; saying no wrongly costs an alert only when the
+    # item is a new development, and about half of the relevant items are not (reprints,
+    # other outlets' copies, restatements of the seed). So a wrong yes costs about twice a
+    # wrong no, and the odds must be 2:1: ln 2 = 0.69.
+    relevance_cut: float = 0.69
     # Stories looked at: published within this many days of the item. Three weeks: follow-up
     # reports of one development spread over about two weeks in the labelled real news; a
     # report a month later is news of its own or a look-back.
@@ -108,10 +114,12 @@ RELEVANCE_FEATURES: Final = (
 SEED_FEATURES: Final = ("meaning", "title meaning", "coverage", "core", "title novelty")
 STORY_FEATURES: Final = ("meaning", "shared features", "title novelty", "role conflict", "gap")
 
-# Fitted by `python bench/fit_decide.py` (ridge 0.0003, chosen by leave-one-file-out) on
-# labelled_items.json, extra_items.json and real_dev_items.json; see the module doc.
+# Fitted by `python bench/fit_decide.py` (ridge 0.01, chosen by leave-one-file-out) on
+# labelled_items.json, extra_items.json, more_items.json and real_dev_items.json.
 DEFAULT = Policy(
-    relevance=Logistic(RELEVANCE_FEATURES, (4.331, 1.947, 1.779, -3.952, 2.921, -1.08), -2.413),
-    seed=Logistic(SEED_FEATURES, (2.31, 1.378, 3.398, 5.468, -7.133), -7.69),
-    same_story=Logistic(STORY_FEATURES, (4.765, 7.731, -3.131, -2.287, -5.851), -4.319),
+    relevance=Logistic(
+        RELEVANCE_FEATURES, (1.486, 0.761, 1.377, -0.638, 1.54, -0.117), -1.051
+    ),
+    seed=Logistic(SEED_FEATURES, (0.552, 0.38, 1.423, 2.09, -2.276), -2.913),
+    same_story=Logistic(STORY_FEATURES, (1.733, 2.717, -1.573, -0.695, -2.034), -1.77),
 )
