@@ -22,7 +22,9 @@ from bot.feeds.fetch import (
     FetchOutcome,
     Validators,
     backoff_delay,
+    expires_in,
     make_client,
+    max_age,
     parse_retry_after,
 )
 from bot.feeds.guard import IPAddress, is_public_address
@@ -266,6 +268,20 @@ async def test_retry_after_seconds_and_http_date(feed_server: FeedServer) -> Non
     down = await fetch(url)
     assert down.http_status == 503 and down.retry_after is not None
     assert 590 <= down.retry_after <= 600
+
+
+async def test_freshness_headers_reach_the_outcome_on_200_and_304(feed_server: FeedServer) -> None:
+    fresh = {"Cache-Control": "public, max-age=1800", "Age": "300"}
+    url = feed_server.add("/cached.xml", body=FEED, etag=True, headers=fresh)
+    first = await fetch(url)
+    assert first.status == "changed" and max_age(first.headers) == 1500.0
+    again = await fetch(url, first.validators)
+    assert again.status == "not_modified" and max_age(again.headers) == 1800.0
+    expires = format_datetime(datetime.now(UTC) + timedelta(minutes=45), usegmt=True)
+    url = feed_server.add("/expires.xml", body=FEED, headers={"Expires": expires})
+    outcome = await fetch(url)
+    left = expires_in(outcome.headers)  # counted from the server's own Date header
+    assert left is not None and 2690 <= left <= 2700 and max_age(outcome.headers) is None
 
 
 async def test_errors_never_carry_the_url_or_its_token(feed_server: FeedServer) -> None:
@@ -521,3 +537,25 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("soon", now=now) is None
     assert parse_retry_after(None) is None
     assert parse_retry_after("-5") is None
+
+
+def test_max_age_reads_cache_control_less_age() -> None:
+    assert max_age({"cache-control": "max-age=600"}) == 600.0
+    assert max_age({"cache-control": 'Public, MAX-AGE="900", must-revalidate'}) == 900.0
+    assert max_age({"cache-control": "max-age=600", "age": "700"}) == 0.0
+    assert max_age({"cache-control": "s-maxage=600"}) is None  # for shared caches only
+    assert max_age({"cache-control": "no-cache, max-age=600"}) is None
+    assert max_age({"cache-control": "no-store"}) is None
+    assert max_age({"cache-control": "max-age=-1"}) is None
+    assert max_age({}) is None
+
+
+def test_expires_in_counts_from_the_servers_date() -> None:
+    date = "Tue, 01 Apr 2025 09:00:00 GMT"
+    assert expires_in({"date": date, "expires": "Tue, 01 Apr 2025 10:00:00 GMT"}) == 3600.0
+    assert expires_in({"date": date, "expires": "Tue, 01 Apr 2025 08:00:00 GMT"}) == 0.0
+    assert expires_in({"date": date, "expires": "0"}) == 0.0  # invalid: already expired
+    assert expires_in({"date": date}) is None
+    later = format_datetime(datetime.now(UTC) + timedelta(hours=2), usegmt=True)
+    no_date = expires_in({"expires": later})
+    assert no_date is not None and 7000 < no_date <= 7200  # from our clock without a Date

@@ -9,6 +9,9 @@
                     30 s", "body larger than 5000000 bytes", ...) and, for 429/503,
                     the server's Retry-After in seconds.
 
+`max_age` and `expires_in` read how long an answer stays fresh from its headers, for the
+poll schedule (bot/feeds/schedule.py).
+
 Bounds: `limits.concurrency` fetches at once and `limits.per_host_concurrency` per
 host (semaphores held here, so any caller gets them); connect and per-read timeouts
 from the client plus an overall deadline per fetch (`limits.total_timeout`, which
@@ -149,14 +152,53 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    when = _http_date(value)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     now = now or datetime.now(UTC)
     return max(0.0, (when - now).total_seconds())
+
+
+def max_age(headers: Mapping[str, str]) -> float | None:
+    """Seconds the response stays fresh by `Cache-Control: max-age`, less its `Age`.
+
+    None without a max-age, or when `no-cache` / `no-store` say it is never fresh (the
+    client is private: `s-maxage` is for shared caches). Lower-case header names.
+    """
+    directives: dict[str, str] = {}
+    for part in headers.get("cache-control", "").split(","):
+        name, _, value = part.partition("=")
+        directives[name.strip().lower()] = value.strip().strip('"')
+    if "no-cache" in directives or "no-store" in directives:
+        return None
+    seconds = directives.get("max-age", "")
+    if not seconds.isdigit():
+        return None
+    age = headers.get("age", "").strip()
+    return max(0.0, float(seconds) - (float(age) if age.isdigit() else 0.0))
+
+
+def expires_in(headers: Mapping[str, str]) -> float | None:
+    """Seconds the response stays fresh by `Expires`, counted from its `Date` (the server's
+    clock on both sides); None without a readable Expires. An invalid Expires such as "0"
+    means already expired (RFC 9111): 0. Lower-case header names."""
+    value = headers.get("expires")
+    if value is None:
+        return None
+    expires = _http_date(value)
+    if expires is None:
+        return 0.0
+    sent = _http_date(headers.get("date", "")) or datetime.now(UTC)
+    return max(0.0, (expires - sent).total_seconds())
+
+
+def _http_date(value: str) -> datetime | None:
+    """An HTTP date as an aware datetime; None if unreadable."""
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 def _short(message: str) -> str:

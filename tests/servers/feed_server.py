@@ -182,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
             and _not_modified_since(if_modified_since, route.last_modified)
         ):
             self.send_response(304)
-            for name in ("ETag", "Last-Modified"):
+            for name in ("ETag", "Last-Modified", "Cache-Control", "Expires"):  # RFC 9110
                 if name in headers:
                     self.send_header(name, headers[name])
             self.end_headers()
