@@ -264,11 +264,6 @@ def test_the_same_act_by_another_actor_is_another_story(context: Context) -> Non
     assert verdict.decision == "new", verdict.reasons
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the shared words and meaning outweigh the different actors; the fitted "
-    "weight of 'role conflict' is modest because real headlines name actors loosely",
-)
 def test_a_new_act_in_the_title_is_another_story(context: Context) -> None:
     stored(
         context,

@@ -87,6 +87,10 @@ def test_run_and_health_refuse_to_start_without_the_model(tmp_path: Path) -> Non
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "embedding model" in lines[0] and "cannot be loaded" in lines[0]
+    upgrade = subprocess.run(  # a deployment whose database exists, and whose model broke
+        [sys.executable, "-m", "bot", "db", "upgrade"], env=env, capture_output=True, timeout=60
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
     health = subprocess.run(
         [sys.executable, "-m", "bot", "health"], env=env, capture_output=True, text=True, timeout=60
     )
