@@ -229,7 +229,8 @@ def _base(
     elif declared is not None:
         gap, reason = declared, f"sy:updatePeriod every {duration(declared)}"
     else:
-        gap, reason = None, "no dated entries yet"
+        few = "only one dated entry yet" if activity.newest else "no dated entries yet"
+        gap, reason = None, few
     last = activity.newest or activity.since
     if last is not None:
         silence = (now - last).total_seconds() / QUIET_GAPS
