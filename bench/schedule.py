@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.feeds.schedule import Activity, Bounds, Signals, next_interval, observe
+from bot.settings import Limits
 
 POLL = 300.0  # poll_interval: the fixed interval of today
 MAX_POLL = 6 * 3600.0  # max_poll_interval's default
@@ -96,7 +97,8 @@ def simulate(
     pubs: list[float], cycles: list[float], day: tuple[float, float], tally: Tally
 ) -> list[str]:
     """Poll one feed through the real schedule; add its requests and delays to `tally`."""
-    bounds = Bounds(minimum=POLL, maximum=MAX_POLL)
+    limits = Limits()  # failures do not happen here; the backoff's defaults for completeness
+    bounds = Bounds(POLL, MAX_POLL, limits.backoff_base_seconds, limits.backoff_max_seconds)
     activity = Activity()
     reasons = []
     next_poll, last_poll = 0.0, -math.inf

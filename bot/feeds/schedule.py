@@ -90,8 +90,8 @@ class Bounds:
 
     minimum: float
     maximum: float
-    backoff_base: float = 60.0
-    backoff_max: float = 6 * 3_600.0
+    backoff_base: float
+    backoff_max: float
 
 
 @dataclass(frozen=True, slots=True)
