@@ -322,12 +322,13 @@ class Matcher:
         occurrences = sum(len(found[k]) for k in live)
         as_nationality = sum(seen.demonyms.get(k, 0) for k in live)
         nationality = as_nationality / occurrences if occurrences else 0.0
-        extra = {"mentions": mentions, "nationality": nationality}
         if anchor < self._rules.min_anchor:
             if live:
                 reasons.append(f"only in passing: {', '.join(names)}")
             reasons = reasons or ["no watched term"]
-            return MatchResult(False, names, tuple(reasons), anchor, **extra)
+            return MatchResult(
+                False, names, tuple(reasons), anchor, mentions=mentions, nationality=nationality
+            )
         signal, cats = self._signal(a)
         signal += len(seen.signals)
         off = float(len(seen.off))
@@ -335,14 +336,20 @@ class Matcher:
         evidence = (anchor, signal, off)
         if signal < self._rules.min_signal:
             reasons.append("no politics/security/economy signal")
-            return MatchResult(False, names, tuple(reasons), *evidence, **extra)
+            return MatchResult(
+                False, names, tuple(reasons), *evidence, mentions=mentions, nationality=nationality
+            )
         if off >= 2 and off >= signal * self._rules.offtopic_margin:
             reasons.append(f"off-topic: {', '.join(off_words[:4])}")
-            return MatchResult(False, names, tuple(reasons), *evidence, **extra)
+            return MatchResult(
+                False, names, tuple(reasons), *evidence, mentions=mentions, nationality=nationality
+            )
         topics = ", ".join(CATEGORY_NAMES[c] for c in sorted(cats)) or "watched signals"
         reasons = [f"matched: {', '.join(names)}", f"topic: {topics}"]
         categories = tuple(CATEGORY_NAMES[c] for c in sorted(cats))
-        return MatchResult(True, names, tuple(reasons), *evidence, categories, **extra)
+        return MatchResult(
+            True, names, tuple(reasons), *evidence, categories, mentions, nationality
+        )
 
     def _signal(self, a: Analysis) -> tuple[float, set[str]]:
         concepts = self._lexicon.concepts
