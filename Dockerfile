@@ -27,20 +27,22 @@ RUN groupadd --gid 10001 sahel \
  && install -d -o 10001 -g 10001 -m 0750 /data \
  && python3 -m venv /opt/venv
 
-# Dependencies in a layer of their own: rebuilt only when pyproject.toml changes.
-# The list is read from [project].dependencies, so there is one source of truth.
-COPY pyproject.toml /tmp/build/
-RUN python -c 'import tomllib; f = open("/tmp/build/pyproject.toml", "rb"); \
-print("\n".join(tomllib.load(f)["project"]["dependencies"]))' > /tmp/requirements.txt \
- && pip install setuptools==80.9.0 -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+# Dependencies in a layer of their own, from the lock file: the exact versions CI tested,
+# every file checked against its hash. Rebuilt only when requirements.lock changes
+# (.ci/lock writes it from pyproject.toml).
+COPY requirements.lock /tmp/build/
+RUN pip install --require-hashes -r /tmp/build/requirements.lock \
+ && pip install setuptools==80.9.0
 
-# The application itself: small, changes often, installed without touching the deps.
+# The application itself: small, changes often, installed without touching the deps;
+# `pip check` fails the build if the lock misses a dependency pyproject.toml declares.
+COPY pyproject.toml /tmp/build/
 COPY bot /tmp/build/bot
 RUN pip install --no-deps --no-build-isolation /tmp/build \
+ && pip check \
  && rm -rf /tmp/build
 
-# Working directory: config and seeds, read relative to it (SAHEL_WATCH_CONFIG, seeds_dir).
+# Config and seeds; the config names its seeds folder relative to itself (../seeds).
 WORKDIR /app
 COPY config ./config
 COPY seeds ./seeds

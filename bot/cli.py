@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
-from bot.db import create_schema, make_engine
+from bot import feedlist, subscriptions
+from bot.db import NoDatabase, create_schema, make_engine, open_existing
+from bot.decide.embed import ModelUnavailable
 from bot.errors import ConfigError
+from bot.feeds.schedule import duration
 from bot.logs import setup_logging
 from bot.models import Feed
 from bot.pipeline import CycleReport, Pipeline
@@ -75,28 +82,81 @@ def print_report(report: CycleReport, *, as_json: bool) -> None:
 
 
 async def _poll_once(settings: Settings) -> CycleReport:
+    """The cycle `run` runs (every feed, backoff aside), its alerts queued for `run` to send."""
     engine = make_engine(settings.database_url)
-    create_schema(engine)
-    pipeline = Pipeline.create(settings, engine)
     try:
-        return await pipeline.run_cycle(force=True)
+        create_schema(engine)
+        # the same audience as `run`: the console in console mode, else the subscribers
+        if settings.telegram_bot_token is None:
+            subscriptions.ensure_console(engine)
+        else:
+            subscriptions.retire_console(engine)
+        pipeline = Pipeline.create(settings, engine)
+        try:
+            return await pipeline.run_cycle(force=True)
+        finally:
+            await pipeline.aclose()
     finally:
-        await pipeline.aclose()
         engine.dispose()
 
 
+@contextlib.contextmanager
+def _stored_or_empty(settings: Settings) -> Iterator[Engine]:
+    """The bot's database when it exists, else an empty temporary one: never creates one."""
+    try:
+        engine = open_existing(settings.database_url)
+    except NoDatabase as exc:
+        print(f"sahel-watch: {exc}; deciding against an empty database", file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix="sahel-watch-dry-") as folder:
+            engine = make_engine(f"sqlite:///{folder}/dry-run.db")
+            try:
+                create_schema(engine)
+                yield engine
+            finally:
+                engine.dispose()
+        return
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+async def _dry_run(settings: Settings) -> CycleReport:
+    """The same cycle inside one transaction that is rolled back: it sees what is stored
+    (stories, items, feeds' validators) and stores nothing."""
+    with _stored_or_empty(settings) as engine, engine.connect() as connection:
+        outer = connection.begin()
+        connection.begin_nested()  # the pipeline's sessions join as savepoints of `outer`
+        try:
+            pipeline = Pipeline.create(settings, connection)
+            try:
+                return await pipeline.run_cycle(force=True)
+            finally:
+                await pipeline.aclose()
+        finally:
+            outer.rollback()
+
+
 def cmd_poll_once(settings: Settings, args: argparse.Namespace) -> int:
-    report = asyncio.run(_poll_once(settings))
+    report = asyncio.run(_dry_run(settings) if args.dry_run else _poll_once(settings))
     if report.error:
         print(f"error: {report.error}", file=sys.stderr)
         return 1
     print_report(report, as_json=args.json)
+    if args.dry_run and not args.json:
+        print("dry run: nothing was stored or queued")
     return 0
 
 
+def _interval(feed: Feed) -> str:
+    """The feed's poll interval and why (bot/feeds/schedule.py): "2 h (ttl 120 min)"."""
+    if feed.poll_seconds is None:
+        return "-"
+    return f"{duration(feed.poll_seconds)} ({_fit(feed.poll_reason or '', 50)})"
+
+
 def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
+    engine = open_existing(settings.database_url)
     urls = [f.url for f in settings.feeds]
     with Session(engine) as session:
         rows = {
@@ -107,7 +167,7 @@ def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
     for spec in settings.feed_specs():
         feed = rows.get(spec.url)
         if feed is None:
-            table.append([_fit(spec.name, 28), "never", "-", "-", "0", "next cycle", ""])
+            table.append([_fit(spec.name, 28), "never", "-", "-", "0", "next cycle", "-", ""])
             continue
         next_poll = feed.next_poll_at or (
             feed.last_polled_at + timedelta(seconds=settings.poll_interval)
@@ -123,10 +183,12 @@ def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
                 _when(feed.last_success_at),
                 str(feed.consecutive_failures),
                 _when(next_poll) if next_poll else "next cycle",
+                _interval(feed),
                 _fit(feed.last_error or "", 60),
             ]
         )
-    headers = ["feed", "last status", "last poll", "last success", "failures", "next poll", "error"]
+    headers = ["feed", "last status", "last poll", "last success", "failures", "next poll"]
+    headers += ["interval (why)", "error"]
     print(render_table(headers, table))
     return 0
 
@@ -164,6 +226,13 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    try:
+        return version("sahel-watch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sahel-watch",
@@ -171,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from SAHEL_WATCH_CONFIG (default config/sahel-watch.toml) and the "
         "environment (DATABASE_URL, TELEGRAM_BOT_TOKEN, TELEGRAM_API_URL, LOG_FORMAT, LOG_LEVEL).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser(
         "run", help="poll on a schedule and serve the Telegram bot (console output without a token)"
@@ -182,9 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument(
         "--json", action="store_true", help="one JSON object per entry instead of a table"
     )
+    once.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide against what is stored, print, and store nothing (no alert is queued)",
+    )
     once.set_defaults(func=cmd_poll_once)
     feeds = sub.add_parser("feeds", help="show each feed's health")
     feeds.set_defaults(func=cmd_feeds)
+    feedlist.register(feeds)  # feeds add|remove|list|import|export
     health = sub.add_parser(
         "health", help="exit 0 when the database answers and polling is on time"
     )
@@ -218,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sahel-watch: configuration error: {exc}", file=sys.stderr)
         return 2
+    except (NoDatabase, ModelUnavailable) as exc:
+        print(f"sahel-watch: {exc}", file=sys.stderr)
+        return 1
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc
         first_line = (str(cause).strip().splitlines() or [""])[0][:300]

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import create_engine
 
 from bot import models  # noqa: F401 - registers the tables on SQLModel.metadata
+from bot.errors import StoreError
 from bot.settings import sqlalchemy_url
 
 MIGRATION_LOCK_KEY = 0x5A4E1_0002
@@ -27,16 +28,46 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(database_url: str) -> Engine:
-    """An engine for `database_url`; creates the folder of a SQLite file."""
+class NoDatabase(StoreError):
+    """A command that only reads found no database, or no schema in it, and created none."""
+
+
+CREATE_HINT = "`python -m bot db upgrade` (or `run`) creates it"
+
+
+def make_engine(database_url: str, *, create_folder: bool = True) -> Engine:
+    """An engine for `database_url`; creates the folder of a SQLite file unless told not to."""
     url = make_url(sqlalchemy_url(database_url))
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
+        if create_folder and url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def open_existing(database_url: str) -> Engine:
+    """An engine on a database that already holds the schema, for commands that only read.
+
+    Creates nothing: no SQLite file or folder, no table. `NoDatabase` says what is missing.
+    """
+    url = make_url(sqlalchemy_url(database_url))
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not path.is_file():
+            raise NoDatabase(f"no database at {path.resolve()} yet; {CREATE_HINT}")
+    engine = make_engine(database_url, create_folder=False)
+    try:
+        revision = schema_revision(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    if revision is None:
+        engine.dispose()
+        where = url.render_as_string(hide_password=True)
+        raise NoDatabase(f"the database {where} has no schema yet; {CREATE_HINT}")
+    return engine
 
 
 def create_schema(engine: Engine) -> None:

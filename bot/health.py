@@ -7,6 +7,7 @@ first reason found is the answer. Unhealthy when:
 * the database does not answer;
 * no poll cycle has finished, or the last one failed, or the last one finished more than
   3 × `poll_interval` ago;
+* every configured feed that has been polled failed its last poll (nothing is coming in);
 * a configured feed has been due for more than 3 × `poll_interval` without being polled
   (cycles that finish but poll nothing, e.g. behind stuck leases, are not healthy);
 * this replica holds the Telegram updates role but getUpdates has not answered for a
@@ -27,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
-from bot.db import make_engine
+from bot.db import NoDatabase, open_existing
 from bot.decide.embed import model_problem
 from bot.models import Feed, PollRun, utcnow
 from bot.settings import Settings
@@ -103,6 +104,23 @@ def due_feeds_polled(probe: Probe) -> str | None:
     )
 
 
+def some_feed_answers(probe: Probe) -> str | None:
+    """Not every polled feed failed its last poll (it says which, and one reason)."""
+    urls = [spec.url for spec in probe.settings.feed_specs()]
+    rows = probe.session.execute(
+        select(col(Feed.name), col(Feed.consecutive_failures), col(Feed.last_error))
+        .where(col(Feed.url).in_(urls), col(Feed.last_polled_at).is_not(None))
+        .order_by(col(Feed.last_polled_at).desc())
+    ).all()
+    if not rows or any(failures == 0 for _name, failures, _error in rows):
+        return None
+    name, _failures, error = rows[0]
+    return (
+        f"every feed failed its last poll ({len(rows)} of {len(rows)} polled; "
+        f"{name!r}: {error or 'no reason recorded'}); `python -m bot feeds` lists each"
+    )
+
+
 def receiving_updates(probe: Probe) -> str | None:
     """The updates role, when this replica holds it, receives updates; the token is good."""
     ttl = probe.settings.telegram.updates_lease_seconds
@@ -114,12 +132,24 @@ def model_in_place(probe: Probe) -> str | None:
     return model_problem()
 
 
-CHECKS: list[Check] = [model_in_place, last_cycle, due_feeds_polled, receiving_updates]
+CHECKS: list[Check] = [
+    model_in_place,
+    last_cycle,
+    some_feed_answers,
+    due_feeds_polled,
+    receiving_updates,
+]
 
 
 def check_health(settings: Settings, *, now: datetime | None = None) -> tuple[bool, str]:
     """(healthy, one line saying why)."""
-    engine = make_engine(settings.database_url)
+    try:
+        engine = open_existing(settings.database_url)  # reads only: creates no database
+    except NoDatabase as exc:
+        return False, f"unhealthy: {exc}"
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        return False, f"unhealthy: database does not answer ({type(cause).__name__})"
     try:
         with Session(engine) as session:
             probe = Probe(session, settings, now or utcnow())

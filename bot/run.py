@@ -39,6 +39,7 @@ from bot import subscriptions
 from bot.db import create_schema, make_engine
 from bot.decide.embed import ModelUnavailable, load_embedder
 from bot.errors import SahelWatchError
+from bot.feeds.fetch import backoff_delay
 from bot.metrics import OpsServer
 from bot.owners import make_owner
 from bot.role import LeasedRole
@@ -62,6 +63,10 @@ from bot.telegram.updates import UPDATES_LEASE
 log = logging.getLogger(__name__)
 
 POLL_SETTLE_SECONDS = 8.0  # under the 10 s a container stop allows
+# Telegram unreachable at start: the first retry after this many seconds, doubling up to the
+# maximum (an outage of minutes is retried within seconds of its end, a long one each 5 min)
+TELEGRAM_RETRY_BASE = 2.0
+TELEGRAM_RETRY_MAX = 300.0
 # A feed that any replica began polling within this part of the interval is not due yet:
 # below the 90 % a replica's own cycles can come early (scheduler jitter is 0..10 %), above
 # the 50 % at which two replicas with interleaved cycles could each poll it once.
@@ -72,10 +77,6 @@ CONSOLE_BANNER = (
     "is printed here instead of being sent to Telegram. Set TELEGRAM_BOT_TOKEN to run the "
     "Telegram bot. Stop with Ctrl-C."
 )
-
-
-class TelegramUnavailable(SahelWatchError):
-    """The Bot API could not be reached at start-up."""
 
 
 class TokenRefused(SahelWatchError):
@@ -170,51 +171,57 @@ async def _serve(
     seeds = seed_lines(settings)
     owner = make_owner()
     policy = policy or Policy(max_attempts=settings.telegram.max_send_attempts)
-    application: App | None = None
-    sender: Sender
-    if settings.telegram_bot_token is None:
-        print(CONSOLE_BANNER, file=out, flush=True)
-        log.info("console mode: no TELEGRAM_BOT_TOKEN")
-        await asyncio.to_thread(subscriptions.ensure_console, engine)
-        sender = ConsoleSender(out)
-    else:
-        application = build_application(settings, engine, seeds=seeds)
-        try:
-            await start_application(application, settings, updates=False)
-        except NetworkError as exc:
-            await _close_quietly(application)
-            raise TelegramUnavailable(
-                f"cannot reach the Telegram Bot API at {settings.telegram_api_url}: {exc.message}"
-            ) from None
-        await asyncio.to_thread(subscriptions.retire_console, engine)
-        sender = sender_for(application)
-
     pipeline = _pipeline(settings, engine, owner)
-    deliverer = Deliverer(engine, sender, owner=owner, policy=policy, console=application is None)
-    await deliverer.recover()  # rows a dead local process left mid-send: pending again
+    deliverers: list[Deliverer] = []  # one, once there is somewhere to send to
 
     async def poll() -> None:
         report = await pipeline.run_cycle(spacing=settings.poll_interval * POLL_SPACING)
         if getattr(report, "new_story_ids", None):
-            deliverer.wake()
+            for deliverer in deliverers:
+                deliverer.wake()
 
     async def housekeeping() -> None:
-        await deliverer.renew()
-        await deliverer.recover()
+        for deliverer in deliverers:
+            await deliverer.renew()
+            await deliverer.recover()
 
     jobs = Jobs()
     scheduler = build_scheduler(
         jobs, poll=poll, poll_interval=settings.poll_interval, housekeeping=housekeeping
     )
     ops = _start_ops(settings, engine)
-    stop_delivery, stop_roles = asyncio.Event(), asyncio.Event()
-    drain = asyncio.create_task(deliverer.run(stop_delivery), name="deliverer")
-    reader = _updates_role(settings, engine, owner, application)
-    reading = asyncio.create_task(reader.run(stop_roles), name="updates") if reader else None
+    # polling starts at once: alerts wait in the outbox while Telegram cannot be reached
     scheduler.start()
-    log.info("running: polling %d feeds every %g s", len(settings.feeds), settings.poll_interval)
-    refused = _stop_when_refused(application, stop)
+    application: App | None = None
+    stop_delivery, stop_roles = asyncio.Event(), asyncio.Event()
+    drain: asyncio.Task[None] | None = None
+    reading: asyncio.Task[None] | None = None
+    refused: list[str] = []
     try:
+        sender: Sender
+        if settings.telegram_bot_token is None:
+            print(CONSOLE_BANNER, file=out, flush=True)
+            log.info("console mode: no TELEGRAM_BOT_TOKEN")
+            await asyncio.to_thread(subscriptions.ensure_console, engine)
+            sender = ConsoleSender(out)
+        else:
+            application = build_application(settings, engine, seeds=seeds)
+            if not await _connect(application, settings, stop):
+                return  # stopped before Telegram answered
+            await asyncio.to_thread(subscriptions.retire_console, engine)
+            sender = sender_for(application)
+        deliverer = Deliverer(
+            engine, sender, owner=owner, policy=policy, console=application is None
+        )
+        await deliverer.recover()  # rows a dead local process left mid-send: pending again
+        deliverers.append(deliverer)
+        drain = asyncio.create_task(deliverer.run(stop_delivery), name="deliverer")
+        reader = _updates_role(settings, engine, owner, application)
+        reading = asyncio.create_task(reader.run(stop_roles), name="updates") if reader else None
+        log.info(
+            "running: polling %d feeds every %g s", len(settings.feeds), settings.poll_interval
+        )
+        refused = _stop_when_refused(application, stop)
         await stop.wait()
     finally:
         log.info("stopping")
@@ -222,7 +229,8 @@ async def _serve(
         stop_roles.set()  # stops reading updates, then frees the lease for another replica
         await asyncio.gather(_finish(reading), jobs.settle(POLL_SETTLE_SECONDS))
         stop_delivery.set()
-        await drain
+        if drain is not None:
+            await drain
         if application is not None:
             await _close_quietly(application)
         await pipeline.aclose()
@@ -231,6 +239,35 @@ async def _serve(
         log.info("stopped")
     if refused:
         raise TokenRefused(refused[0])
+
+
+async def _connect(application: App, settings: Settings, stop: asyncio.Event) -> bool:
+    """Start the Bot API client; while Telegram cannot be reached, retry with backoff (the
+    one backoff, bot/feeds/fetch.py). False when `stop` came first. A refused token raises
+    at once (`ConfigError` from start_application)."""
+    failures = 0
+    while True:
+        try:
+            await start_application(application, settings, updates=False)
+            if failures:
+                log.info("reached the Telegram Bot API after %d failed attempt(s)", failures)
+            return True
+        except NetworkError as exc:
+            failures += 1
+            delay = backoff_delay(
+                failures, base=TELEGRAM_RETRY_BASE, maximum=TELEGRAM_RETRY_MAX, retry_after=None
+            )
+            log.warning(
+                "cannot reach the Telegram Bot API at %s (%s); retrying in %.0f s, polling "
+                "meanwhile",
+                settings.telegram_api_url,
+                exc.message,
+                delay,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            return False
 
 
 def _stop_when_refused(application: App | None, stop: asyncio.Event) -> list[str]:
@@ -296,11 +333,11 @@ def _start_ops(settings: Settings, engine: Engine) -> OpsServer | None:
 
 
 def main_run(settings: Settings) -> int:
-    """`python -m bot run`: 0 after a clean stop; 1 if Telegram is unreachable or refuses the
-    token while running, or the embedding model cannot be loaded."""
+    """`python -m bot run`: 0 after a clean stop; 1 if Telegram refuses the token while
+    running, or the embedding model cannot be loaded. An unreachable Telegram is retried."""
     try:
         asyncio.run(run(settings))
-    except (TelegramUnavailable, ModelUnavailable) as exc:
+    except ModelUnavailable as exc:
         print(f"sahel-watch: {exc}", file=sys.stderr)
         return 1
     except TokenRefused:

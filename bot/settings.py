@@ -1,18 +1,27 @@
 """Configuration: one TOML file plus a few environment variables, read once, typed.
 
-Precedence: environment > config file > defaults. A wrong file raises `ConfigError`
-naming the file, the key and the problem; `bot.__main__` turns that into exit status 2.
+Precedence: environment > config file > defaults. A wrong value raises `ConfigError` naming
+where it came from (the file and the key, or the environment variable) and the problem;
+`bot.cli` turns that into one line and exit status 2.
+
+Relative paths written in the file (`seeds_dir`, a SQLite `database_url`) are relative to
+the folder of the file, not to the current folder; `DATABASE_URL` in the environment is
+taken as given.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.errors import ConfigError
 from bot.records import FeedSpec
@@ -21,6 +30,19 @@ DEFAULT_CONFIG = Path("config/sahel-watch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///data/sahel-watch.db"
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 DEFAULT_USER_AGENT = "SahelWatch/0.1 (+https://github.com/sahel-watch/sahel-watch; news alert bot)"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# environment variable -> the settings key it sets (ops.* keys live in the [ops] table)
+ENVIRONMENT = {
+    "DATABASE_URL": ("database_url",),
+    "TELEGRAM_BOT_TOKEN": ("telegram_bot_token",),
+    "TELEGRAM_API_URL": ("telegram_api_url",),
+    "LOG_FORMAT": ("log_format",),
+    "LOG_LEVEL": ("log_level",),
+    "METRICS_PORT": ("ops", "metrics_port"),
+    "METRICS_HOST": ("ops", "metrics_host"),
+}
+SECRET_VARIABLES = frozenset({"TELEGRAM_BOT_TOKEN"})  # never echoed in an error
+_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@\s]*@")  # a URL's password, never echoed
 
 
 class _Strict(BaseModel):
@@ -91,6 +113,8 @@ class FileConfig(_Strict):
 
     feeds: list[FeedConfig] = Field(min_length=1)
     poll_interval: float = Field(default=300.0, ge=1)
+    # the longest a healthy feed waits between polls (bot/feeds/schedule.py); at least poll_interval
+    max_poll_interval: float = Field(default=6 * 3600.0, ge=1)
     max_age_hours: float = Field(default=48.0, ge=0)
     admin_chat_ids: list[int] = Field(default_factory=list)
     seeds_dir: str = "seeds"
@@ -108,54 +132,114 @@ class Settings(FileConfig):
     database_url: str = DEFAULT_DATABASE_URL
     telegram_bot_token: SecretStr | None = None
     telegram_api_url: str = DEFAULT_TELEGRAM_API_URL
-    log_format: str = Field(default="text", pattern="^(text|json)$")
+    log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS or not isinstance(logging.getLevelName(level), int):
+            raise ValueError(f"not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        problem = database_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
     def feed_specs(self) -> list[FeedSpec]:
         return [f.spec() for f in self.feeds]
 
 
-def _describe(error: ValidationError) -> str:
+def database_url_problem(database_url: str) -> str | None:
+    """Why `database_url` is not a database this project can use, or None."""
+    usage = "use sqlite:///PATH or postgresql://USER@HOST/DATABASE"
+    try:
+        url = make_url(sqlalchemy_url(database_url))
+    except ArgumentError:
+        return f"not a database URL; {usage}"
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if (backend, driver) not in (("sqlite", "pysqlite"), ("postgresql", "psycopg")):
+        return f"unsupported database {url.drivername!r}; {usage}"
+    if backend == "sqlite" and not url.database:
+        return f"no file named; {usage}"
+    return None
+
+
+def _describe(error: ValidationError, path: Path, sources: Mapping[tuple[str, ...], str]) -> str:
+    """One line: each problem with where its value came from."""
     problems = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        problems.append(f"{key}: {item['msg']}")
+        loc = tuple(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        var = sources.get(loc[:2]) or sources.get(loc[:1])
+        if var is None:
+            problems.append(f"{path}: {'.'.join(loc) or '(top level)'}: {message}")
+        elif var in SECRET_VARIABLES:
+            problems.append(f"environment variable {var}: {message}")
+        else:
+            value = _PASSWORD.sub(r"\1***@", " ".join(str(item.get("input", "")).split()))[:120]
+            problems.append(f"environment variable {var}={value!r}: {message}")
     return "; ".join(problems)
+
+
+def _config_path(env: Mapping[str, str]) -> tuple[Path, str]:
+    """The config file's path, and how to say where that path came from."""
+    if env.get("SAHEL_WATCH_CONFIG"):
+        path = Path(env["SAHEL_WATCH_CONFIG"])
+        return path, f"{path} (from SAHEL_WATCH_CONFIG)"
+    return DEFAULT_CONFIG, f"{DEFAULT_CONFIG} (the default; set SAHEL_WATCH_CONFIG)"
+
+
+def _beside(config: Path, relative: str) -> str:
+    """`relative` taken from the folder of the config file (an absolute path stays)."""
+    return str((config.parent / Path(relative).expanduser()).resolve())
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the config file named by SAHEL_WATCH_CONFIG (or the default) and the environment."""
     env = os.environ if env is None else env
-    path = Path(env.get("SAHEL_WATCH_CONFIG") or DEFAULT_CONFIG)
+    path, named = _config_path(env)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found (set SAHEL_WATCH_CONFIG)") from None
+        raise ConfigError(f"{named}: file not found in {Path.cwd()}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+        raise ConfigError(f"{named}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
-    overrides: dict[str, Any] = {"config_path": str(path)}
-    for var, key in (
-        ("DATABASE_URL", "database_url"),
-        ("TELEGRAM_BOT_TOKEN", "telegram_bot_token"),
-        ("TELEGRAM_API_URL", "telegram_api_url"),
-        ("LOG_FORMAT", "log_format"),
-        ("LOG_LEVEL", "log_level"),
-    ):
-        if env.get(var):
-            overrides[key] = env[var]
-    ops = dict(raw.get("ops", {}))
-    for var, key in (("METRICS_PORT", "metrics_port"), ("METRICS_HOST", "metrics_host")):
-        if env.get(var):
-            ops[key] = env[var]
-    if ops:
-        overrides["ops"] = ops
+    data: dict[str, Any] = {**raw, "config_path": str(path)}
+    sources: dict[tuple[str, ...], str] = {}
+    for var, key in ENVIRONMENT.items():
+        if not env.get(var):
+            continue
+        sources[key] = var
+        if len(key) == 1:
+            data[key[0]] = env[var]
+        else:
+            table = data.get(key[0])
+            data[key[0]] = {**(table if isinstance(table, dict) else {}), key[1]: env[var]}
     try:
-        settings = Settings.model_validate({**raw, **overrides})
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
+        raise ConfigError(_describe(exc, path, sources)) from None
+
+    update = {"seeds_dir": _beside(path, settings.seeds_dir)}
+    if ("database_url",) not in sources and "database_url" in raw:
+        update["database_url"] = _file_database_url(path, settings.database_url)
+    settings = settings.model_copy(update=update)
 
     from bot.decide.match import (
         load_rules,  # local import: settings must not depend on match at import
@@ -166,6 +250,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     except ValueError as exc:
         raise ConfigError(f"{path}: topics: {exc}") from None
     return settings
+
+
+def _file_database_url(config: Path, database_url: str) -> str:
+    """A SQLite file named in the config file, relative to the file's folder."""
+    url = make_url(sqlalchemy_url(database_url))
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return database_url
+    if Path(url.database).is_absolute():
+        return database_url
+    return url.set(database=_beside(config, url.database)).render_as_string(hide_password=False)
 
 
 def sqlalchemy_url(database_url: str) -> str:

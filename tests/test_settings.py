@@ -106,3 +106,32 @@ def test_sqlalchemy_url_picks_psycopg() -> None:
     assert sqlalchemy_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
     assert sqlalchemy_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
     assert sqlalchemy_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_relative_paths_in_the_file_are_beside_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    path = folder / "sw.toml"
+    path.write_text(
+        'seeds_dir = "stories"\ndatabase_url = "sqlite:///state/sw.db"\n'
+        '[[feeds]]\nurl = "https://x.org"\n',
+        encoding="utf-8",
+    )
+    s = load_settings({"SAHEL_WATCH_CONFIG": str(path)})
+    assert s.seeds_dir == str(folder / "stories")
+    assert s.database_url == f"sqlite:///{folder / 'state' / 'sw.db'}"
+    env = load_settings({"SAHEL_WATCH_CONFIG": str(path), "DATABASE_URL": "sqlite:///here.db"})
+    assert env.database_url == "sqlite:///here.db"  # the environment's is taken as given
+
+
+def test_a_bad_environment_value_names_the_variable_not_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'poll_interval = 0\n[[feeds]]\nurl = "https://x.org"\n')
+    env = {"SAHEL_WATCH_CONFIG": str(path), "LOG_LEVEL": "LOUD", "TELEGRAM_BOT_TOKEN": "1:2"}
+    with pytest.raises(ConfigError) as err:
+        load_settings({**env, "METRICS_PORT": "x"})
+    assert str(err.value) == (
+        f"{path}: poll_interval: Input should be greater than or equal to 1; "
+        "environment variable METRICS_PORT='x': Input should be a valid integer, unable to "
+        "parse string as an integer; environment variable LOG_LEVEL='LOUD': not a log level; "
+        "use one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )
