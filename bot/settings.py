@@ -5,8 +5,8 @@ where it came from (the file and the key, or the environment variable) and the p
 `bot.cli` turns that into one line and exit status 2.
 
 Relative paths written in the file (`seeds_dir`, a SQLite `database_url`) are relative to
-the folder of the file, not to the current folder; `DATABASE_URL` in the environment is
-taken as given.
+the folder of the file, not to the current folder; `DATABASE_URL` in the environment, and
+the defaults of keys the file leaves out, are taken from the current folder.
 """
 
 from __future__ import annotations
@@ -236,7 +236,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, sources)) from None
 
-    update = {"seeds_dir": _beside(path, settings.seeds_dir)}
+    update = {}  # a path the file names is beside the file; a default, from the current folder
+    if "seeds_dir" in raw:
+        update["seeds_dir"] = _beside(path, settings.seeds_dir)
     if ("database_url",) not in sources and "database_url" in raw:
         update["database_url"] = _file_database_url(path, settings.database_url)
     settings = settings.model_copy(update=update)
