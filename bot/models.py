@@ -63,6 +63,14 @@ class Feed(SQLModel, table=True):
     lease_owner: str | None = None
     lease_until: datetime | None = _when()
     added_by_chat: int | None = Field(default=None, sa_type=BigInteger)
+    # the poll schedule (bot/feeds/schedule.py): the pace the feed showed, and the result
+    entry_gap_seconds: float | None = None  # mean gap between entries, weighted to the last
+    newest_entry_at: datetime | None = _when()  # the latest publication date seen
+    first_polled_at: datetime | None = _when()  # silence counts from here before any entry
+    ttl_seconds: float | None = None  # <ttl>, from the last body parsed
+    update_period_seconds: float | None = None  # sy:updatePeriod / sy:updateFrequency
+    poll_seconds: float | None = None  # the interval chosen at the last poll
+    poll_reason: str | None = Field(default=None, sa_type=Text)  # "about 3 entries a day"
     # config | chat | cli | removed (bot/feeds/catalog.py); config feeds come from the file
     source: str = Field(
         default="config", sa_type=Text, sa_column_kwargs={"server_default": "config"}

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
@@ -43,8 +43,11 @@ from bot.decide.embed import from_bytes, load_embedder
 from bot.decide.evidence import StoredItem
 from bot.decide.policy import DEFAULT
 from bot.errors import ParseError
+from bot.feeds import catalog
 from bot.feeds.bounded import parse_bounded
-from bot.feeds.fetch import Fetcher, FetchOutcome, backoff_delay, make_client
+from bot.feeds.fetch import Fetcher, FetchOutcome, expires_in, make_client, max_age
+from bot.feeds.guard import AddressPolicy, is_public_address
+from bot.feeds.schedule import Bounds, Signals, next_interval, observe
 from bot.models import utcnow
 from bot.owners import make_owner, owner_is_dead
 from bot.records import Decision, Entry, FeedSpec, Verdict
@@ -66,6 +69,7 @@ class FeedResult:
     outcome: FetchOutcome
     entries: tuple[Entry, ...] = ()
     error: str | None = None  # a parse error, when the fetch itself went fine
+    declared: tuple[float | None, float | None] | None = None  # a parsed body's ttl, sy: period
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +90,18 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        engine: Engine,
+        engine: Engine | Connection,  # a Connection: sessions join its transaction (dry run)
         *,
         client: httpx.AsyncClient | None = None,
         owner: str | None = None,
+        address_policy: AddressPolicy = is_public_address,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.owner = owner or make_owner()  # the lease owner of the feeds it claims
         self._client = client or make_client(settings.limits)
-        self._fetcher = Fetcher(self._client, settings.limits)
+        # the strict policy: for every feed when allow_private_addresses is false, chat feeds always
+        self._fetcher = Fetcher(self._client, settings.limits, address_policy=address_policy)
         self._context = build_context(
             settings.topics or {},
             load_seeds(Path(settings.seeds_dir)),
@@ -109,12 +115,16 @@ class Pipeline:
             ),
         )
         self._specs = settings.feed_specs()
+        self._chat_urls: frozenset[str] = frozenset()  # fetched strictly (bot/feeds/catalog.py)
+        self._nothing_answers = False  # the last cycle's feeds all failed, and that was said
         with Session(engine) as session:
             store.sync_feeds(session, self._specs)
             session.commit()
 
     @classmethod
-    def create(cls, settings: Settings, engine: Engine, *, owner: str | None = None) -> Pipeline:
+    def create(
+        cls, settings: Settings, engine: Engine | Connection, *, owner: str | None = None
+    ) -> Pipeline:
         return cls(settings, engine, owner=owner)
 
     async def aclose(self) -> None:
@@ -143,7 +153,29 @@ class Pipeline:
             if not stored and feeds:  # failed or cancelled: free the feeds at once
                 await asyncio.shield(asyncio.to_thread(self._release, [f.id for f in feeds]))
         _count(report)
+        self._explain_if_nothing_answers(report, feeds)
         return report
+
+    def _explain_if_nothing_answers(
+        self, report: CycleReport, feeds: Sequence[store.FeedState]
+    ) -> None:
+        """Every feed polled failed (no network, a proxy, a typo in every URL): say why for
+        each feed, one line each, once until some feed answers again."""
+        if report.feeds_failed < report.feeds_polled:
+            self._nothing_answers = False
+        if not report.feeds_polled or not report.feeds_failed or self._nothing_answers:
+            return
+        self._nothing_answers = True
+        from bot.telegram.replies import feed_address  # the URL without its secrets
+
+        for feed in feeds:
+            error = report.feed_errors.get(feed.name, "failed")
+            log.warning("feed %r at %s: %s", feed.name, feed_address(feed.url, full=True), error)
+        log.warning(
+            "every feed failed (%d of %d); `python -m bot feeds` shows each feed's health",
+            report.feeds_failed,
+            report.feeds_polled,
+        )
 
     # --- stages -------------------------------------------------------------------------
 
@@ -151,8 +183,10 @@ class Pipeline:
         lease = timedelta(
             seconds=max(self.settings.poll_interval, 10 * self.settings.limits.total_timeout)
         )
-        urls = [s.url for s in self._specs]
         with Session(self.engine) as session:
+            listing = catalog.listing(session, self._specs)  # config + added feeds
+            urls = [feed.spec.url for feed in listing]
+            self._chat_urls = frozenset(f.spec.url for f in listing if f.source == "chat")
             holders = store.feed_lease_owners(session, urls, now=now)
             dead = [o for o in holders if o != self.owner and owner_is_dead(o, me=self.owner)]
             if dead:
@@ -166,6 +200,12 @@ class Pipeline:
                 force=force,
                 polled_before=now - timedelta(seconds=spacing) if spacing > 0 else None,
                 reclaim_from=dead,
+                # a scheduled cycle (spacing) also takes the feeds due before the part of the
+                # interval that spacing leaves: cycles come up to 10 % early (jitter), and a
+                # feed due just after one would otherwise wait a whole cycle more
+                due_by=now + timedelta(seconds=self.settings.poll_interval - spacing)
+                if 0 < spacing < self.settings.poll_interval
+                else None,
             )
             session.commit()
         return claimed
@@ -191,7 +231,8 @@ class Pipeline:
             return FeedResult(feed, outcome, error=reason)
 
     async def _fetch_and_parse(self, feed: store.FeedState) -> FeedResult:
-        outcome = await self._fetcher.fetch(feed.url, feed.validators)
+        private = catalog.allow_private("chat" if feed.url in self._chat_urls else "config")
+        outcome = await self._fetcher.fetch(feed.url, feed.validators, allow_private=private)
         if outcome.status != "changed" or outcome.body is None:
             return FeedResult(feed, outcome)
         try:
@@ -207,7 +248,8 @@ class Pipeline:
             return FeedResult(feed, outcome, error=str(exc))
         for warning in parsed.warnings:
             log.info("feed %s: %s", feed.name, warning)
-        return FeedResult(feed, outcome, entries=parsed.entries)
+        declared = (parsed.ttl, parsed.update_period)
+        return FeedResult(feed, outcome, entries=parsed.entries, declared=declared)
 
     def _decide_and_store(self, started: datetime, results: Sequence[FeedResult]) -> CycleReport:
         now = utcnow()
@@ -233,6 +275,12 @@ class Pipeline:
                         new_ids.append(verdict.story_id)
                 self._context.prepared.clear()  # entries that an exact key decided
                 health = []
+                # an undated entry counts as published when first seen (bot/feeds/schedule.py)
+                undated = {
+                    v.entry.feed_url
+                    for v in verdicts
+                    if v.entry.published is None and v.decision != "seen"
+                }
                 for result in results:
                     error = result.error or entry_errors.get(result.feed.id)
                     if error is None and result.outcome.status == "failed":
@@ -245,9 +293,15 @@ class Pipeline:
                             result.feed,
                             result.outcome,
                             now=now,
-                            next_poll_at=self._next_poll(result, now) if error else None,
+                            next_poll_at=None,
                             error=result.error or entry_errors.get(result.feed.id),
                             polled_at=started,
+                            plan=self._next_poll(
+                                result,
+                                started if not error else now,
+                                error,
+                                undated=result.feed.url in undated,
+                            ),
                         )
                     )
                 store.record_fetches(session, health)
@@ -371,15 +425,38 @@ class Pipeline:
             stories.add(_stored_item(row))
         stories.prune(now)
 
-    def _next_poll(self, result: FeedResult, now: datetime) -> datetime:
-        limits = self.settings.limits
-        delay = backoff_delay(
-            result.feed.consecutive_failures + 1,
-            base=limits.backoff_base_seconds,
-            maximum=limits.backoff_max_seconds,
-            retry_after=result.outcome.retry_after,
+    def _next_poll(
+        self, result: FeedResult, since: datetime, error: str | None, *, undated: bool = False
+    ) -> store.PollPlan:
+        """When to poll this feed again, from what it showed (bot/feeds/schedule.py).
+
+        `undated`: the poll found new entries without a date; they count as published now.
+        """
+        feed, outcome, limits = result.feed, result.outcome, self.settings.limits
+        ttl, period = result.declared or (feed.ttl, feed.update_period)
+        dates = [entry.published for entry in result.entries if entry.published]
+        if undated:
+            dates.append(since)
+        activity = observe(feed.activity, dates, now=since)
+        signals = Signals(
+            activity=activity,
+            ttl=ttl,
+            update_period=period,
+            max_age=None if error else max_age(outcome.headers),
+            expires_in=None if error else expires_in(outcome.headers),
+            failures=feed.consecutive_failures + 1 if error else 0,
+            retry_after=outcome.retry_after,
         )
-        return now + timedelta(seconds=delay)
+        bounds = Bounds(
+            minimum=self.settings.poll_interval,
+            maximum=self.settings.max_poll_interval,
+            backoff_base=limits.backoff_base_seconds,
+            backoff_max=limits.backoff_max_seconds,
+        )
+        interval = next_interval(signals, bounds, now=since)
+        return store.PollPlan(
+            since + timedelta(seconds=interval.seconds), interval, activity, ttl, period
+        )
 
     def _release(self, feed_ids: list[int]) -> None:
         try:

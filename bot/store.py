@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from sqlmodel import Session, col
 
 from bot.feeds.fetch import FetchOutcome, Validators
 from bot.feeds.normalise import canonical_url
+from bot.feeds.schedule import Activity, Interval
 from bot.feeds.textsafe import storable
 from bot.models import Delivery, Feed, Item, PollRun, Story, Subscriber, UTCDateTime
 from bot.records import Entry, FeedSpec
@@ -105,6 +106,9 @@ class FeedState:
     language: str
     validators: Validators
     consecutive_failures: int
+    activity: Activity = field(default_factory=Activity)  # its pace so far (bot/feeds/schedule.py)
+    ttl: float | None = None  # what its last parsed body declared
+    update_period: float | None = None
 
     def spec(self) -> FeedSpec:
         return FeedSpec(url=self.url, name=self.name, language=self.language)
@@ -175,8 +179,11 @@ def claim_due_feeds(
     force: bool = False,
     polled_before: datetime | None = None,
     reclaim_from: Collection[str] = (),
+    due_by: datetime | None = None,
 ) -> list[FeedState]:
     """Lease the feeds among `urls` that are due and not leased by another replica.
+
+    `due_by`: a feed whose next poll comes before then counts as due (default `now`).
 
     `polled_before`: a feed polled after that time (by any replica) is not due yet, so
     replicas whose cycles interleave poll each feed once per interval, not once each.
@@ -189,7 +196,9 @@ def claim_due_feeds(
         free.append(col(Feed.lease_owner).in_(list(reclaim_from)))
     due = select(col(Feed.id)).where(col(Feed.url).in_(urls), or_(*free))
     if not force:
-        due = due.where(or_(col(Feed.next_poll_at).is_(None), col(Feed.next_poll_at) <= now))
+        due = due.where(
+            or_(col(Feed.next_poll_at).is_(None), col(Feed.next_poll_at) <= (due_by or now))
+        )
         if polled_before is not None:
             due = due.where(
                 or_(col(Feed.last_polled_at).is_(None), col(Feed.last_polled_at) <= polled_before)
@@ -211,9 +220,37 @@ def claim_due_feeds(
             language=f.language,
             validators=Validators(f.etag, f.last_modified, f.content_hash),
             consecutive_failures=f.consecutive_failures,
+            activity=Activity(f.entry_gap_seconds, f.newest_entry_at, f.first_polled_at),
+            ttl=f.ttl_seconds,
+            update_period=f.update_period_seconds,
         )
         for f in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """A feed's next poll, and what it was chosen from (bot/feeds/schedule.py)."""
+
+    next_poll_at: datetime
+    interval: Interval
+    activity: Activity
+    ttl: float | None
+    update_period: float | None
+
+
+def plan_values(plan: PollPlan) -> dict[str, object]:
+    """The feed row's schedule columns for `plan`."""
+    return {
+        "next_poll_at": plan.next_poll_at,
+        "poll_seconds": plan.interval.seconds,
+        "poll_reason": storable(plan.interval.reason[:200]),
+        "entry_gap_seconds": plan.activity.mean_gap,
+        "newest_entry_at": plan.activity.newest,
+        "first_polled_at": plan.activity.since,
+        "ttl_seconds": plan.ttl,
+        "update_period_seconds": plan.update_period,
+    }
 
 
 def fetch_result_values(
@@ -224,8 +261,11 @@ def fetch_result_values(
     next_poll_at: datetime | None,
     error: str | None = None,
     polled_at: datetime | None = None,
+    plan: PollPlan | None = None,
 ) -> dict[str, object]:
     """The feed row's new health after a fetch, with its lease released.
+
+    `plan`, when given, is the next poll with its schedule columns (over `next_poll_at`).
 
     `error` overrides the outcome's (a body that fetched fine but did not parse); a failed
     feed keeps its old cache validators, so its entries are fetched again next time.
@@ -251,6 +291,8 @@ def fetch_result_values(
         values["etag"] = outcome.validators.etag
         values["last_modified"] = outcome.validators.last_modified
         values["content_hash"] = outcome.validators.content_hash
+    if plan is not None:
+        values.update(plan_values(plan))
     return values
 
 

@@ -94,7 +94,8 @@ def run_cycles(settings: Settings, engine: Engine, n: int, owner: str) -> list[C
     async def go() -> list[CycleReport]:
         pipeline = Pipeline.create(settings, engine, owner=owner)
         try:
-            return [await pipeline.run_cycle() for _ in range(n)]
+            # forced: each cycle polls the feed, interval or not (leases still hold)
+            return [await pipeline.run_cycle(force=True) for _ in range(n)]
         finally:
             await pipeline.aclose()
 
@@ -115,6 +116,7 @@ def test_cycles_that_poll_nothing_are_not_healthy(
         session.execute(
             update(Feed).values(
                 last_polled_at=stuck_since,
+                next_poll_at=stuck_since + timedelta(seconds=60),  # its interval
                 lease_owner="another replica",
                 lease_until=utcnow() + timedelta(hours=1),
             )

@@ -23,10 +23,28 @@ def upgrade() -> None:
         batch.add_column(sa.Column("source", sa.Text(), server_default="config", nullable=False))
         batch.add_column(sa.Column("added_by", sa.Text(), nullable=True))
         batch.add_column(sa.Column("added_at", bot.models.UTCDateTime(), nullable=True))
+        # the poll schedule (bot/feeds/schedule.py)
+        batch.add_column(sa.Column("entry_gap_seconds", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("newest_entry_at", bot.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("first_polled_at", bot.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("ttl_seconds", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("update_period_seconds", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("poll_seconds", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("poll_reason", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("feed") as batch:
+        for column in (
+            "poll_reason",
+            "poll_seconds",
+            "update_period_seconds",
+            "ttl_seconds",
+            "first_polled_at",
+            "newest_entry_at",
+            "entry_gap_seconds",
+        ):
+            batch.drop_column(column)
         batch.drop_column("added_at")
         batch.drop_column("added_by")
         batch.drop_column("source")
