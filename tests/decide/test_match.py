@@ -280,3 +280,15 @@ def test_share_of_watched_terms_written_as_a_nationality(matcher: Matcher) -> No
     )
     assert 0.0 < at_home.nationality < 1.0
     assert matcher.match("Mali and Algeria hold talks", "", "en").nationality == 0.0
+
+
+def test_a_capital_in_a_street_name_elsewhere_is_another_sense(matcher: Matcher) -> None:
+    street = matcher.match(
+        "Incendie dans un immeuble de la rue d'Alger à Paris",
+        "Les pompiers sont intervenus dans la nuit, aucun blessé n'est à déplorer.",
+        "fr",
+    )
+    assert not street.relevant
+    assert any("street_names" in r for r in street.reasons)
+    city = matcher.match("Manifestation à Alger contre la vie chère", "La police a bloqué.", "fr")
+    assert not any("street_names" in r for r in city.reasons)
