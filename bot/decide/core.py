@@ -6,9 +6,10 @@ the context holds (compiled rules, the model, the seeds, the stories of the wind
                 ▼ embed title + lead, and title alone (one model call)
           relevant? (lexicon evidence + nearest examples)           no ─► irrelevant
           restates a seed? (meaning of title/lead vs seed sentences
-                            + how much of who/what/where the seed holds) yes ─► seed
+                            + how much of who/what/where the seed holds)
           same development as a story of the window? (meaning, shared
-                            features, title facts, actors, time gap)    yes ─► duplicate
+                            features, title facts, actors, time gap)
+                            the stronger yes wins                  ─► seed / duplicate
           published longer ago than max_age_hours?                     yes ─► stale
           otherwise ─► new, with a summary that leads with what is new
 
@@ -162,13 +163,14 @@ def decide(entry: Entry, context: Context) -> Verdict:
     if not match.relevant:  # the lexicon alone would have said no: say what outweighed it
         reasons = (*reasons, f"on topic ({', '.join(policy.relevance.strongest(relevance))})")
     probe = evidence.Probe(fp, vectors[0], vectors[1])
+    # Both questions are asked, and the stronger yes wins: a report of a development already
+    # stored may well read like the seed too (it recalls the drone incident as background).
+    seed_best: tuple[float, str, tuple[float, ...]] | None = None
     for seed in context.seeds:
         features = evidence.seed_features(probe, seed)
-        if policy.seed.score(features) > 0:
-            why = ", ".join(policy.seed.strongest(features))
-            reasons = (*reasons, f"restates seed {seed.seed.seed_id} ({why})")
-            return replace(base, decision="seed", reasons=reasons)
-
+        score = policy.seed.score(features)
+        if score > 0 and (seed_best is None or score > seed_best[0]):
+            seed_best = (score, seed.seed.seed_id, features)
     when = min(entry.published or context.now, context.now)
     best: tuple[float, int, tuple[float, ...]] | None = None
     for story_id, items in context.stories.candidates(probe, when, policy.max_candidates):
@@ -176,6 +178,11 @@ def decide(entry: Entry, context: Context) -> Verdict:
         score = policy.same_story.score(features)
         if score > 0 and (best is None or score > best[0]):
             best = (score, story_id, features)
+    if seed_best is not None and (best is None or seed_best[0] >= best[0]):
+        _score, seed_id, features = seed_best
+        why = ", ".join(policy.seed.strongest(features))
+        reasons = (*reasons, f"restates seed {seed_id} ({why})")
+        return replace(base, decision="seed", reasons=reasons)
     if best is not None:
         _score, story_id, features = best
         why = ", ".join(policy.same_story.strongest(features))
