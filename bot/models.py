@@ -176,3 +176,15 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     heartbeat_at: datetime | None = _when()  # the holder last saw its role working
     problem: str | None = None  # why the holder cannot play the role (e.g. token refused)
+
+
+class SendRate(SQLModel, table=True):
+    """A send rate shared by every replica (bot/telegram/ratelimit.py), in database-clock
+    seconds since the epoch: when the next message may go, and until when Telegram's flood
+    control asked everyone to wait."""
+
+    __tablename__ = "send_rate"
+
+    name: str = Field(primary_key=True)
+    next_at: float = 0.0
+    paused_until: float = 0.0

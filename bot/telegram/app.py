@@ -35,6 +35,7 @@ from telegram.ext import (
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.telegram import commands, replies
+from bot.telegram.ratelimit import SharedRate
 from bot.telegram.sender import FloodGate, GatedRequest, TelegramSender
 from bot.telegram.updates import UpdatesWatch, WatchedRequest, poll_timeout
 
@@ -127,10 +128,14 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
 
 
 def sender_for(application: App) -> TelegramSender:
-    """The alert sender for this Application's bot, sharing its flood gate."""
+    """The alert sender for this Application's bot, sharing its flood gate, and the overall
+    rate with every replica on the same database (bot/telegram/ratelimit.py)."""
     gate = application.bot_data[GATE]
     assert isinstance(gate, FloodGate)
-    return TelegramSender(application.bot, gate=gate)
+    deps = application.bot_data[commands.DEPS]
+    assert isinstance(deps, commands.BotDeps)
+    shared = SharedRate(deps.engine, per_second=OVERALL_PER_SECOND, burst=OVERALL_BURST, gate=gate)
+    return TelegramSender(application.bot, gate=gate, shared=shared)
 
 
 def updates_watch(application: App) -> UpdatesWatch:

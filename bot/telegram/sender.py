@@ -10,8 +10,10 @@
     Transient(reason)       network error before delivery: retry with backoff
 
 `TelegramSender` paces each chat to one message per `chat_interval` seconds (the rate
-limiter has no per-private-chat limit). After a 429 it closes the `FloodGate` for the time
-Telegram asked: `GatedRequest`, the bot's HTTP layer, holds every request at the gate, just
+limiter has no per-private-chat limit), then takes the message's slot of the overall rate
+that every replica shares through the database (`SharedRate`, bot/telegram/ratelimit.py).
+After a 429 it closes the `FloodGate` for the time Telegram asked, and the shared rate for
+every replica: `GatedRequest`, the bot's HTTP layer, holds every request at the gate, just
 before the wire, so the sends already queued in the rate limiter do not all go out into the
 flood wait. `ConsoleSender` prints the message text instead (no token configured).
 """
@@ -19,15 +21,17 @@ flood wait. `ConsoleSender` prints the message text instead (no token configured
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -44,6 +48,9 @@ from telegram.request import BaseRequest, HTTPXRequest, RequestData
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.telegram.render import html_to_text
+
+if TYPE_CHECKING:
+    from bot.telegram.ratelimit import SharedRate
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,16 +196,31 @@ class ChatPacer:
 class TelegramSender:
     """Sends through a PTB `Bot` (give it an AIORateLimiter for the overall and group limits)."""
 
-    def __init__(self, bot: Bot, *, gate: FloodGate, chat_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        *,
+        gate: FloodGate,
+        chat_interval: float = 1.0,
+        shared: SharedRate | None = None,
+    ) -> None:
         self._bot = bot
         self._gate = gate
         self._pacer = ChatPacer(chat_interval)
+        self._shared = shared
 
     async def send(self, chat_id: int, thread_id: int, text: str) -> Outcome:
         async with self._pacer.turn(chat_id):
             return await self._attempt(chat_id, thread_id, text, ParseMode.HTML)
 
     async def _attempt(self, chat_id: int, thread_id: int, text: str, mode: str | None) -> Outcome:
+        if self._shared is not None:
+            try:
+                await self._shared.take()
+            except SQLAlchemyError as exc:  # no slot, no send: the limit is shared or nothing
+                return Transient(
+                    f"not sent: the shared send rate is unavailable ({type(exc).__name__})"
+                )
         try:
             message = await self._bot.send_message(
                 chat_id=chat_id,
@@ -210,6 +232,9 @@ class TelegramSender:
         except RetryAfter as exc:
             seconds = retry_seconds(exc)
             self._gate.close_for(seconds)
+            if self._shared is not None:  # every replica waits it out (if the database can
+                with contextlib.suppress(SQLAlchemyError):  # not say so: their own 429s will)
+                    await self._shared.pause(seconds)
             return RetryLater(seconds, f"flood control: retry after {seconds:g} s")
         except ChatMigrated as exc:
             return Moved(exc.new_chat_id)
