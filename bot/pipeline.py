@@ -9,11 +9,13 @@ validators are only kept when its entries were stored.
 
 Faults stay where they start. Whatever one feed or one entry raises (fetch, parse,
 normalise, decide, store: any exception, not only database errors) fails that feed alone:
-each entry is decided in its own savepoint, so a row the database refuses is rolled back
-without the rest of the cycle, and the feed records the reason, backs off and keeps its
-old cache validators (its entries come again next time; those stored are "seen"). The
-feeds' leases are released whatever happens, cancellation included. A cycle that fails
-as a whole is recorded as failed, which `health` reports.
+entries are decided in batches (`BATCH_ENTRIES`: one model call, one exact-key query and one
+item insert each), each batch in a savepoint; should a batch raise, it is rolled back and
+its entries are decided again one at a time, each in its own savepoint, so a row the
+database refuses is rolled back without the rest of the cycle, and the feed records the
+reason, backs off and keeps its old cache validators (its entries come again next time;
+those stored are "seen"). The feeds' leases are released whatever happens, cancellation
+included. A cycle that fails as a whole is recorded as failed, which `health` reports.
 
 A publication date more than `FUTURE_TOLERANCE` ahead is not trusted: the entry counts as
 undated (first seen = published), so a bogus date neither sorts it last nor reaches the
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 IRRELEVANT_TEXT_CHARS = 1_000  # enough to show why; off-topic text is not worth keeping whole
 FUTURE_TOLERANCE = timedelta(hours=1)  # clock skew and a mislabelled time zone, no more
 REASON_CHARS = 300  # of an exception message kept as a feed's or a cycle's reason
+BATCH_ENTRIES = 500  # entries decided and written together: memory and statements per batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +98,11 @@ class Pipeline:
         client: httpx.AsyncClient | None = None,
         owner: str | None = None,
         address_policy: AddressPolicy = is_public_address,
+        batch_size: int = BATCH_ENTRIES,
     ) -> None:
         self.settings = settings
+        self.batch_size = max(1, batch_size)
+        self._batch: store.ItemBatch | None = None  # while a batch is decided: its items
         self.engine = engine
         self.owner = owner or make_owner()  # the lease owner of the feeds it claims
         self._client = client or make_client(settings.limits)
@@ -249,6 +255,7 @@ class Pipeline:
         for warning in parsed.warnings:
             log.info("feed %s: %s", feed.name, warning)
         declared = (parsed.ttl, parsed.update_period)
+        outcome = dataclasses.replace(outcome, body=None)  # parsed: the cycle keeps no bodies
         return FeedResult(feed, outcome, entries=parsed.entries, declared=declared)
 
     def _decide_and_store(self, started: datetime, results: Sequence[FeedResult]) -> CycleReport:
@@ -265,15 +272,12 @@ class Pipeline:
             cycle_mark = self._context.stories.mark()
             try:
                 pairs = _oldest_first(results, now)
-                self._prepare([entry for _feed, entry in pairs])
-                for feed, entry in pairs:
-                    verdict = self._decide_isolated(session, feed, entry, now, entry_errors)
-                    if verdict is None:
-                        continue
-                    verdicts.append(verdict)
-                    if verdict.decision == "new" and verdict.story_id is not None:
-                        new_ids.append(verdict.story_id)
-                self._context.prepared.clear()  # entries that an exact key decided
+                for start in range(0, len(pairs), self.batch_size):
+                    batch = pairs[start : start + self.batch_size]
+                    for verdict in self._decide_batch(session, batch, now, entry_errors):
+                        verdicts.append(verdict)
+                        if verdict.decision == "new" and verdict.story_id is not None:
+                            new_ids.append(verdict.story_id)
                 health = []
                 # an undated entry counts as published when first seen (bot/feeds/schedule.py)
                 undated = {
@@ -330,6 +334,61 @@ class Pipeline:
             feed_errors=feed_errors,
         )
 
+    def _decide_batch(
+        self,
+        session: Session,
+        batch: Sequence[tuple[store.FeedState, Entry]],
+        now: datetime,
+        errors: dict[int, str],
+    ) -> list[Verdict]:
+        """Decide and store a batch of entries together, in a savepoint: one model call, one
+        query for their exact keys, one executemany for their items. Should anything of it
+        raise, the batch is rolled back and its entries are decided again one at a time, each
+        in its own savepoint (`_decide_isolated`), so a fault stays with its feed."""
+        entries = [entry for _feed, entry in batch]
+        self._prepare(entries)
+        savepoint = session.begin_nested()
+        mark = self._context.stories.mark()
+        try:
+            verdicts = self._decide_together(session, batch, now)
+            savepoint.commit()
+        except Exception as exc:
+            self._context.stories.rollback(mark)
+            if savepoint.is_active:
+                savepoint.rollback()
+            log.info("%d entries not stored together (%s): one at a time", len(batch), _reason(exc))
+            self._context.prepared.clear()
+            self._prepare(entries)
+            verdicts = []
+            for feed, entry in batch:
+                verdict = self._decide_isolated(session, feed, entry, now, errors)
+                if verdict is not None:
+                    verdicts.append(verdict)
+        finally:
+            self._context.prepared.clear()  # entries that an exact key decided
+        return verdicts
+
+    def _decide_together(
+        self, session: Session, batch: Sequence[tuple[store.FeedState, Entry]], now: datetime
+    ) -> list[Verdict]:
+        """`_decide` for a batch: the entries' exact keys are looked up at once, and an entry
+        finds those of the batch's earlier entries as it would have found them stored."""
+        window = timedelta(days=self._context.policy.window_days)
+        keyed = [(feed.id, entry, title_key(entry.title)) for feed, entry in batch]
+        probes = [store.ExactKeys.of(feed_id, entry, tkey) for feed_id, entry, tkey in keyed]
+        stored = store.find_exact_many(session, probes, since=now - window)
+        items = store.ItemBatch(store.reserve_item_ids(session, len(batch)))
+        self._batch = items
+        try:
+            verdicts = [
+                self._settle(session, feed_id, entry, tkey, stored.first(keys, items.hits), now)
+                for (feed_id, entry, tkey), keys in zip(keyed, probes, strict=True)
+            ]
+            items.write(session)
+        finally:
+            self._batch = None
+        return verdicts
+
     def _decide_isolated(
         self,
         session: Session,
@@ -361,6 +420,18 @@ class Pipeline:
         window = timedelta(days=self._context.policy.window_days)
         tkey = title_key(entry.title)
         hit = store.find_exact(session, feed_id, entry, tkey, since=now - window)
+        return self._settle(session, feed_id, entry, tkey, hit, now)
+
+    def _settle(
+        self,
+        session: Session,
+        feed_id: int,
+        entry: Entry,
+        tkey: str,
+        hit: store.ExactHit | None,
+        now: datetime,
+    ) -> Verdict:
+        """Decide an entry whose exact-key hit is known, and store it."""
         if hit is not None and hit.same_feed_guid:
             return Verdict(entry, "seen", hit.story_id, (f"already stored (same {hit.key})",))
         if hit is not None:
@@ -389,8 +460,7 @@ class Pipeline:
         entry = verdict.entry
         if verdict.decision in ("irrelevant", "seen"):
             entry = dataclasses.replace(entry, text=entry.text[:IRRELEVANT_TEXT_CHARS])
-        item_id = store.add_item(
-            session,
+        values = store.item_values(
             feed_id=feed_id,
             entry=entry,
             title_key=tkey,
@@ -401,6 +471,8 @@ class Pipeline:
             vector=verdict.vector or None,
             now=now,
         )
+        batch = self._batch  # a batch writes its items together, at its end
+        item_id = batch.add(values) if batch is not None else store.insert_item(session, values)
         if verdict.story_id is not None and verdict.fingerprint:
             when = min(entry.published or now, now)
             row = store.StoryItemRow(
@@ -409,13 +481,13 @@ class Pipeline:
             self._context.stories.add(_stored_item(row))
 
     def _prepare(self, entries: Sequence[Entry]) -> None:
-        """The cycle's model call, for all entries at once. Should it fail, each entry is
+        """The batch's model call, for all its entries at once. Should it fail, each entry is
         prepared again alone inside its own savepoint, where a fault stays with its feed."""
         try:
             prepare(entries, self._context)
         except Exception as exc:
             self._context.prepared.clear()
-            log.warning("preparing the cycle's entries together failed (%s)", _reason(exc))
+            log.warning("preparing the batch's entries together failed (%s)", _reason(exc))
 
     def _refresh_stories(self, session: Session, now: datetime) -> None:
         """Bring the story index up to date with what any replica stored since."""

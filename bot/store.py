@@ -1,8 +1,10 @@
 """Database side of the poll cycle: feed state, exact-key lookups, the dedup index, the outbox.
 
 Every function takes an open `Session` and leaves committing to the caller (the pipeline
-puts each entry in a savepoint of the cycle's transaction). Rows go in and plain records
-come out; nothing here decides anything.
+puts each batch of entries, or each entry, in a savepoint of the cycle's transaction). Rows
+go in and plain records come out; nothing here decides anything. A batch costs a bounded
+number of statements whatever its size: `find_exact_many` (one query for every exact key),
+`reserve_item_ids` (one) and `ItemBatch.write` (one executemany).
 
 Whatever a feed sent can be stored, whether or not the parser cleaned it: every feed string
 goes through `storable` (no NUL or other control character, no surrogate), and every value
@@ -21,8 +23,8 @@ from typing import Any
 
 from sqlalchemy import (
     Integer,
-    Select,
     Table,
+    and_,
     bindparam,
     func,
     insert,
@@ -30,6 +32,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -58,19 +61,6 @@ _STORIES: Table = Story.__table__  # type: ignore[attr-defined]
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
 _SUBSCRIBERS: Table = Subscriber.__table__  # type: ignore[attr-defined]
 
-_ITEM_HIT = select(_ITEMS.c.id, _ITEMS.c.story_id, _ITEMS.c.decision)
-_GUID_HIT = _ITEM_HIT.where(
-    _ITEMS.c.feed_id == bindparam("feed_id"), _ITEMS.c.guid == bindparam("guid")
-).limit(1)
-_STORY_FIRST = (_ITEMS.c.story_id.is_(None), _ITEMS.c.id)
-_LINK_HIT = _ITEM_HIT.where(_ITEMS.c.link == bindparam("link")).order_by(*_STORY_FIRST).limit(1)
-_TITLE_HIT = (
-    _ITEM_HIT.where(
-        _ITEMS.c.title_key == bindparam("title_key"), _ITEMS.c.first_seen >= bindparam("since")
-    )
-    .order_by(*_STORY_FIRST)
-    .limit(1)
-)
 _INSERT_ITEM = insert(_ITEMS).returning(_ITEMS.c.id)
 _INSERT_STORY = insert(_STORIES).returning(_STORIES.c.id)
 _INSERT_DELIVERIES = insert(_DELIVERIES).from_select(
@@ -329,41 +319,111 @@ def lock_for_decisions(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": DECIDE_LOCK_KEY})
 
 
+@dataclass(frozen=True, slots=True)
+class ExactKeys:
+    """An entry's exact keys as stored (bounded): the guid within its feed, the canonical
+    link (None when the entry has none) and the title key (None when empty)."""
+
+    feed_id: int
+    guid: str
+    link: str | None
+    title: str | None
+
+    @classmethod
+    def of(cls, feed_id: int, entry: Entry, title_key: str) -> ExactKeys:
+        has_link = entry.link and entry.link != canonical_url(entry.feed_url)  # else no key
+        return cls(
+            feed_id,
+            bounded_key(entry.guid),
+            bounded_key(entry.link) if has_link else None,
+            bounded_key(title_key) if title_key else None,
+        )
+
+
+@dataclass(slots=True)
+class KeyHits:
+    """The best earlier item for each exact key of a set of entries.
+
+    For a link or a title, an item that belongs to a story wins, then the first stored:
+    `offer` items in id order and the choice is the one `find_exact` always made.
+    """
+
+    guids: dict[tuple[int, str], ExactHit] = field(default_factory=dict)
+    links: dict[str, ExactHit] = field(default_factory=dict)
+    titles: dict[str, ExactHit] = field(default_factory=dict)
+
+    def offer(self, kind: str, key: Any, hit: ExactHit) -> None:
+        found: dict[Any, ExactHit] = getattr(self, kind)
+        best = found.get(key)
+        if best is None or (best.story_id is None and hit.story_id is not None):
+            found[key] = hit
+
+    def first(self, keys: ExactKeys, *later: KeyHits) -> ExactHit | None:
+        """The hit of `keys` here or in `later` (items stored after these): a same-feed guid,
+        else a link, else a title."""
+        both = (self, *later)
+        for hits in both:
+            guid = hits.guids.get((keys.feed_id, keys.guid))
+            if guid is not None:
+                return guid
+        for kind, key in (("links", keys.link), ("titles", keys.title)):
+            if key is None:
+                continue
+            best: ExactHit | None = None
+            for hits in both:
+                hit = getattr(hits, kind).get(key)
+                if hit is not None and (best is None or (best.story_id is None and hit.story_id)):
+                    best = hit
+            if best is not None:
+                return best
+        return None
+
+
+_KEY_COLUMNS = (_ITEMS.c.id, _ITEMS.c.story_id, _ITEMS.c.decision, _ITEMS.c.feed_id)
+
+
+def find_exact_many(session: Session, probes: Sequence[ExactKeys], *, since: datetime) -> KeyHits:
+    """Earlier items sharing an exact key with any of `probes`, in one query: the same guid
+    in the same feed, the same link anywhere, the same title key within the dedup window
+    (first seen since `since`: a generic headline recurs over the years)."""
+    hits = KeyHits()
+    guids: dict[int, set[str]] = {}
+    for probe in probes:
+        guids.setdefault(probe.feed_id, set()).add(probe.guid)
+    links = sorted({p.link for p in probes if p.link is not None})
+    titles = sorted({p.title for p in probes if p.title is not None})
+    parts = []
+    if guids:
+        by_guid = or_(  # per feed, so that both columns of its unique index are used
+            *(and_(_ITEMS.c.feed_id == f, _ITEMS.c.guid.in_(sorted(g))) for f, g in guids.items())
+        )
+        parts.append(select(literal("guids"), *_KEY_COLUMNS, _ITEMS.c.guid).where(by_guid))
+    if links:
+        by_link = _ITEMS.c.link.in_(links)
+        parts.append(select(literal("links"), *_KEY_COLUMNS, _ITEMS.c.link).where(by_link))
+    if titles:
+        by_title = _ITEMS.c.title_key.in_(titles), _ITEMS.c.first_seen >= since
+        parts.append(select(literal("titles"), *_KEY_COLUMNS, _ITEMS.c.title_key).where(*by_title))
+    if not parts:
+        return hits
+    query = union_all(*parts).subquery()
+    ordered = select(query).order_by(query.c.id)
+    for kind, item_id, story_id, decision, feed_id, value in session.connection().execute(ordered):
+        hit = ExactHit(int(item_id), story_id, str(decision), kind == "guids", kind[:-1])
+        hits.offer(kind, (int(feed_id), value) if kind == "guids" else value, hit)
+    return hits
+
+
 def find_exact(
     session: Session, feed_id: int, entry: Entry, title_key: str, *, since: datetime
 ) -> ExactHit | None:
-    """An earlier item with the same guid in this feed, or the same link or title anywhere.
-
-    Titles only count within the dedup window: a generic headline recurs over the years.
-    Among link and title matches, an item that belongs to a story wins.
-    """
-    guid = bounded_key(entry.guid)
-    same_guid = session.connection().execute(_GUID_HIT, {"feed_id": feed_id, "guid": guid}).first()
-    if same_guid is not None:
-        return ExactHit(int(same_guid[0]), same_guid[1], str(same_guid[2]), True, "guid")
-    found = None
-    if entry.link and entry.link != canonical_url(entry.feed_url):  # no link: not a key
-        found = _first_item(session, _LINK_HIT, {"link": bounded_key(entry.link)}, "link")
-    if found is None and title_key:
-        params = {"title_key": bounded_key(title_key), "since": since}
-        found = _first_item(session, _TITLE_HIT, params, "title")
-    return found
+    """An earlier item with the same guid in this feed, or the same link or title anywhere
+    (`find_exact_many` for one entry)."""
+    keys = ExactKeys.of(feed_id, entry, title_key)
+    return find_exact_many(session, [keys], since=since).first(keys)
 
 
-def _first_item(
-    session: Session,
-    statement: Select[Any, Any, Any],
-    params: dict[str, object],
-    key: str,
-) -> ExactHit | None:
-    row = session.connection().execute(statement, params).first()
-    if row is None:
-        return None
-    return ExactHit(int(row[0]), row[1], str(row[2]), False, key)
-
-
-def add_item(
-    session: Session,
+def item_values(
     *,
     feed_id: int,
     entry: Entry,
@@ -374,8 +434,9 @@ def add_item(
     fingerprint: str,
     now: datetime,
     vector: bytes | None = None,
-) -> int:
-    values = {
+) -> dict[str, Any]:
+    """An item row, every string storable and every key bounded."""
+    return {
         "feed_id": feed_id,
         "guid": bounded_key(entry.guid),
         "link": bounded_key(entry.link),
@@ -391,8 +452,62 @@ def add_item(
         "fingerprint": storable(fingerprint),
         "vector": vector or None,
     }
+
+
+def insert_item(session: Session, row: dict[str, Any]) -> int:
+    """Insert one item (an `item_values` row) now; its id."""
     # a Core insert: the ORM's unit of work costs more than the rest of a decision
-    return int(session.connection().execute(_INSERT_ITEM, values).scalar_one())
+    return int(session.connection().execute(_INSERT_ITEM, row).scalar_one())
+
+
+def reserve_item_ids(session: Session, count: int) -> list[int]:
+    """`count` item ids no other row will take, in one query: the sequence's next values
+    on PostgreSQL; on SQLite those after the largest, which hold while this transaction
+    writes (SQLite has one writer, and the cycle's transaction has written already)."""
+    if count <= 0:
+        return []
+    if is_postgres(session):
+        sequence = func.pg_get_serial_sequence(_ITEMS.name, "id")
+        reserve = select(func.nextval(sequence)).select_from(func.generate_series(1, count))
+        return [int(i) for i in session.connection().execute(reserve).scalars()]
+    largest = session.connection().execute(select(func.max(_ITEMS.c.id))).scalar_one()
+    return list(range((largest or 0) + 1, (largest or 0) + 1 + count))
+
+
+class ItemBatch:
+    """Items decided together, written with one executemany when the batch is done.
+
+    Ids are reserved up front (`reserve_item_ids`), so an item's id is known as soon as it
+    is decided; and an item added here is an exact-key hit for the entries after it, as it
+    would be had it been inserted at once (`hits`).
+    """
+
+    def __init__(self, ids: Iterable[int]) -> None:
+        self._ids = iter(ids)
+        self._rows: list[dict[str, Any]] = []
+        self.hits = KeyHits()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, values: dict[str, Any]) -> int:
+        """Queue one item (an `item_values` row); its reserved id."""
+        row = {**values, "id": next(self._ids)}
+        item_id: int = row["id"]
+        self._rows.append(row)
+        story_id, decision = row["story_id"], row["decision"]
+        guid = (row["feed_id"], row["guid"])
+        self.hits.offer("guids", guid, ExactHit(item_id, story_id, decision, True, "guid"))
+        self.hits.offer("links", row["link"], ExactHit(item_id, story_id, decision, False, "link"))
+        title = ExactHit(item_id, story_id, decision, False, "title")
+        self.hits.offer("titles", row["title_key"], title)
+        return item_id
+
+    def write(self, session: Session) -> None:
+        """Insert the queued items (one executemany) and forget them."""
+        if self._rows:
+            session.connection().execute(insert(_ITEMS), self._rows)
+        self._rows = []
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,10 @@ feed list from several processes. Real databases: SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import asyncio
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -14,8 +16,17 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from bot import store
-from bot.models import Feed
+from bot.models import Delivery, Feed, Item, Story, Subscriber
+from bot.pipeline import CycleReport, FeedResult, Pipeline
 from bot.records import Entry, FeedSpec
+from tests.test_pipeline import (
+    POISON_MESSAGE,
+    built,
+    changed,
+    count,
+    refuse_poisoned_items,
+    settings_for,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=300)
@@ -160,8 +171,7 @@ def test_any_entry_is_stored_and_found_again(engine: Engine) -> None:
     def store_it(entry: Entry, title_key: str, vector: bytes) -> None:
         with Session(engine) as session:
             story_id, _ = store.add_story(session, entry, summary=entry.text, alerted=True, now=NOW)
-            item_id = store.add_item(
-                session,
+            row = store.item_values(
                 feed_id=feed_id,
                 entry=entry,
                 title_key=title_key,
@@ -172,6 +182,7 @@ def test_any_entry_is_stored_and_found_again(engine: Engine) -> None:
                 now=NOW,
                 vector=vector,
             )
+            item_id = store.insert_item(session, row)
             hit = store.find_exact(session, feed_id, entry, title_key, since=NOW)
             assert hit is not None and hit.item_id == item_id and hit.same_feed_guid
             other_feed = store.find_exact(session, feed_id + 1, entry, title_key, since=NOW)
@@ -180,3 +191,209 @@ def test_any_entry_is_stored_and_found_again(engine: Engine) -> None:
             session.rollback()  # each example on an empty table
 
     store_it()
+
+
+# --- the cycle writes in batches: one exact-key query, one item insert per batch ----------
+
+SOMAIR = "Niger nationalises the Orano-run Somair uranium mine"
+SOMAIR_TEXT = (
+    "Niger's military government said it was nationalising Somair, the uranium mining "
+    "company near Arlit operated by France's Orano."
+)
+FEED_URLS = [f"http://batch.test/{n}.xml" for n in range(3)]
+
+
+def at(minutes: int) -> datetime:
+    """Publication times that order a batch (the cycle decides the oldest first)."""
+    return datetime.now(UTC) - timedelta(hours=2) + timedelta(minutes=minutes)
+
+
+def cycle_of(
+    tmp_path: Path,
+    database_url: str,
+    engine: Engine,
+    entries: list[Entry],
+    batch: int,
+    *,
+    pipeline: type[Pipeline] = Pipeline,
+) -> tuple[CycleReport, list[str]]:
+    """Decide and store `entries` as one cycle in batches of `batch`; also every SQL
+    statement the decide-and-store stage sent to the database."""
+    urls = sorted({e.feed_url for e in entries})
+    settings = settings_for(tmp_path, database_url, [(f"feed {u[-5]}", u) for u in urls])
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    async def go() -> CycleReport:
+        stage = pipeline(settings, engine, batch_size=batch)
+        try:
+            now = datetime.now(UTC)
+            feeds = await asyncio.to_thread(stage._claim, now, True, 0.0)
+            results = [
+                FeedResult(f, changed(f.url), tuple(e for e in entries if e.feed_url == f.url))
+                for f in feeds
+            ]
+            event.listen(engine, "before_cursor_execute", seen)
+            try:
+                return await asyncio.to_thread(stage._decide_and_store, now, results)
+            finally:
+                event.remove(engine, "before_cursor_execute", seen)
+        finally:
+            await stage.aclose()
+
+    return asyncio.run(go()), statements
+
+
+def item_inserts(statements: list[str]) -> int:
+    return sum(s.lstrip().upper().startswith("INSERT INTO ITEM") for s in statements)
+
+
+def exact_key_queries(statements: list[str]) -> int:
+    return sum("UNION ALL" in s and "item.title_key" in s for s in statements)
+
+
+def test_entries_of_one_batch_that_repeat_each_other_across_feeds(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """Same link, same title and same guid as an earlier entry of the same batch, in other
+    feeds: `duplicate` of its story or `seen`, never a second story; one exact-key query
+    and one item insert per batch."""
+    with Session(engine) as session:
+        session.add(Subscriber(chat_id=1))
+        session.add(Subscriber(chat_id=2))
+        session.commit()
+    a, b, c = FEED_URLS
+    somair = "https://wire.test/somair"
+    cooking = "https://food.test/stew"
+    entries = [
+        built(a, "a1", SOMAIR, text=SOMAIR_TEXT, link=somair, published=at(0)),
+        built(a, "a2", "A stew for winter evenings", link=cooking, published=at(1)),
+        built(
+            b,
+            "b1",
+            "Uranium: Niamey takes over Somair",
+            text=SOMAIR_TEXT,
+            link=somair,
+            published=at(2),
+        ),
+        built(c, "c1", SOMAIR, text=SOMAIR_TEXT, link="https://other.test/x", published=at(3)),
+        built(b, "b2", "Winter stew, the easy way", link=cooking, published=at(4)),
+        built(a, "a1", SOMAIR, text=SOMAIR_TEXT, link=somair, published=at(5)),  # same guid
+        built(
+            c,
+            "c2",
+            "Somair: the mine changes hands",
+            text=SOMAIR_TEXT,
+            link=somair,
+            published=at(6),
+        ),  # fmt: skip  (a later batch: found stored)
+    ]
+    report, statements = cycle_of(tmp_path, database_url, engine, entries, batch=6)
+    got = [(v.entry.guid, v.decision) for v in report.verdicts]
+    assert got == [
+        ("a1", "new"),
+        ("a2", "irrelevant"),
+        ("b1", "duplicate"),
+        ("c1", "duplicate"),
+        ("b2", "seen"),
+        ("a1", "seen"),
+        ("c2", "duplicate"),
+    ]
+    story = report.verdicts[0].story_id
+    assert story is not None and [v.story_id for v in report.verdicts] == [
+        story,
+        None,
+        story,
+        story,
+        None,
+        story,
+        story,
+    ]
+    reasons = [v.reasons[0] for v in report.verdicts[2:]]
+    with Session(engine) as session:
+        ids = {str(g): int(i) for g, i in session.execute(select(col(Item.guid), col(Item.id)))}
+    first, stew = f"item {ids['a1']}", f"item {ids['a2']}"
+    assert reasons == [
+        f"same link as {first}",
+        f"same title as {first}",
+        f"same link as {stew}",
+        "already stored (same guid)",
+        f"same link as {first}",
+    ]
+    assert count(engine, Story) == 1 and count(engine, Delivery) == 2
+    assert count(engine, Item) == 6  # the repeated guid is not stored twice
+    assert exact_key_queries(statements) == 2 and item_inserts(statements) == 2
+
+
+def test_one_bad_row_costs_its_batch_the_single_insert_not_its_entries(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """The database refuses one item of a batch: that batch is written again one entry at a
+    time, each in its own savepoint; its other entries, from both feeds, are stored; the
+    other batch keeps its single insert; only the bad row's feed records an error."""
+    refuse_poisoned_items(engine)
+    good, bad = FEED_URLS[:2]
+    entries = [
+        built(good, "g1", SOMAIR, text=SOMAIR_TEXT, link="https://wire.test/1", published=at(0)),
+        built(bad, "b1", "Knitting for beginners", link="https://b.test/1", published=at(1)),
+        built(good, "g2", "Gardening in the dry season", link="https://g.test/2", published=at(2)),
+        built(bad, "b2", "A poisoned row about sailing", link="https://b.test/2", published=at(3)),
+        built(good, "g3", "Bread without an oven", link="https://g.test/3", published=at(4)),
+        built(bad, "b3", "Sailing in the rain", link="https://b.test/3", published=at(5)),
+    ]
+    report, statements = cycle_of(tmp_path, database_url, engine, entries, batch=3)
+    assert report.error is None
+    assert [v.entry.guid for v in report.verdicts] == ["g1", "b1", "g2", "g3", "b3"]
+    assert report.verdicts[0].decision == "new" and count(engine, Story) == 1
+    with Session(engine) as session:
+        stored = session.execute(select(col(Item.guid)).order_by(col(Item.id))).scalars().all()
+    assert stored == ["g1", "b1", "g2", "g3", "b3"]
+    assert list(report.feed_errors) == ["feed 1"]
+    assert POISON_MESSAGE in report.feed_errors["feed 1"]
+    # batch 1: one insert; batch 2: one insert refused, then one per entry (b2 refused again)
+    assert item_inserts(statements) == 1 + 1 + 3
+    assert exact_key_queries(statements) == 2 + 3
+
+
+def test_statements_per_batch_do_not_grow_with_its_entries(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """A batch of 10 entries and one of 60 send the same number of SQL statements (counted
+    on the real engine), and the model is asked about one batch at a time."""
+
+    def irrelevant(n: int, feed: int) -> list[Entry]:
+        url = FEED_URLS[feed]
+        return [
+            built(
+                url,
+                f"e{i}",
+                f"Recipe {feed}-{i}: a winter stew",
+                link=f"https://f.test/{feed}/{i}",
+                published=at(i),
+            )
+            for i in range(n)
+        ]
+
+    small, small_statements = cycle_of(tmp_path, database_url, engine, irrelevant(10, 0), 10)
+    large, large_statements = cycle_of(tmp_path, database_url, engine, irrelevant(60, 1), 60)
+    assert len(small.verdicts) == 10 and len(large.verdicts) == 60
+    assert {v.decision for v in small.verdicts + large.verdicts} == {"irrelevant"}
+    assert len(large_statements) == len(small_statements) <= 10
+    assert item_inserts(large_statements) == 1 and exact_key_queries(large_statements) == 1
+    # three batches of 20: three times the batch's statements, no more
+    prepared: list[int] = []
+
+    class Counting(Pipeline):
+        def _prepare(self, entries: Sequence[Entry]) -> None:
+            prepared.append(len(entries))
+            super()._prepare(entries)
+
+    batched, statements = cycle_of(
+        tmp_path, database_url, engine, irrelevant(60, 2), 20, pipeline=Counting
+    )
+    assert len(batched.verdicts) == 60 and prepared == [20, 20, 20]
+    assert item_inserts(statements) == 3 and exact_key_queries(statements) == 3
+    # a batch: savepoint, exact keys, item ids, insert, release
+    assert len(statements) - len(large_statements) == 2 * 5
