@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -507,7 +508,7 @@ def metric(name: str, **labels: str) -> float:
 
 @contextlib.asynccontextmanager
 async def replicas(
-    engine: Engine, settings: Settings, count: int
+    engine: Engine, settings: Settings, count: int, policy: Policy = FAST
 ) -> AsyncIterator[list[Deliverer]]:
     """`count` replicas in one process: each its own PTB Application (its own rate limiter
     and flood gate), deliverer and owner, all on one database and one Bot API server."""
@@ -515,7 +516,7 @@ async def replicas(
     for application in applications:
         await application.initialize()
     try:
-        yield [deliverer_for(engine, application) for application in applications]
+        yield [deliverer_for(engine, application, policy) for application in applications]
     finally:
         for application in applications:
             await application.shutdown()
@@ -564,3 +565,27 @@ async def test_a_429_to_one_replica_pauses_the_other(
     # 4, per replica) may still go; without a shared pause the other replica sends ~30
     assert len(during) <= 8, len(during)
     assert sorted(m.chat_id for m in bot_api.sent()) == chats
+
+
+async def test_two_replicas_keep_each_chats_limit_together(
+    engine: Engine, make_settings: Callable[..., Settings], bot_api: BotApiServer,
+    add_story: Callable[..., int],
+) -> None:  # fmt: skip
+    """Five stories to the same chats, each replica claiming a different story's rows at
+    once: a chat still gets one message a second (a group one every 3 s), from either."""
+    chats, group = [14_001, 14_002, 14_003, 14_004], -14_100
+    subscribe_chats(engine, chats)
+    subscribe_chats(engine, [group], chat_type="group")
+    for n in range(5):
+        add_story(title=f"chat story {n}", link=f"https://wire.test/chat/{n}")
+    async with replicas(engine, make_settings(bot_api), 2, replace(FAST, window=5)) as pair:
+        await run_together(pair, engine, within=60)
+    assert bot_api.rate_limited == 0, bot_api.rate_limited_by
+    assert pair[0].tally.sent > 0 and pair[1].tally.sent > 0
+    for chat, every in [*((c, 1.0) for c in chats), (group, 3.0)]:
+        times = [m.at for m in bot_api.sent(chat)]
+        assert sorted(m.plain.split("\n")[0] for m in bot_api.sent(chat)) == [
+            f"chat story {n}" for n in range(5)
+        ]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) >= every - 0.1, (chat, gaps)

@@ -10,8 +10,9 @@
     Transient(reason)       network error before delivery: retry with backoff
 
 `TelegramSender` paces each chat to one message per `chat_interval` seconds (the rate
-limiter has no per-private-chat limit), then takes the message's slot of the overall rate
-that every replica shares through the database (`SharedRate`, bot/telegram/ratelimit.py).
+limiter has no per-private-chat limit), then takes the message's slot of the overall and
+the chat's rate that every replica shares through the database (`SharedRate`,
+bot/telegram/ratelimit.py).
 After a 429 it closes the `FloodGate` for the time Telegram asked, and the shared rate for
 every replica: `GatedRequest`, the bot's HTTP layer, holds every request at the gate, just
 before the wire, so the sends already queued in the rate limiter do not all go out into the
@@ -216,7 +217,7 @@ class TelegramSender:
     async def _attempt(self, chat_id: int, thread_id: int, text: str, mode: str | None) -> Outcome:
         if self._shared is not None:
             try:
-                await self._shared.take()
+                await self._shared.take(chat_id)
             except SQLAlchemyError as exc:  # no slot, no send: the limit is shared or nothing
                 return Transient(
                     f"not sent: the shared send rate is unavailable ({type(exc).__name__})"
