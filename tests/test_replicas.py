@@ -1,7 +1,7 @@
 """Two `python -m bot run` replicas on one PostgreSQL database, with the loopback feed server
 and the Bot API test server: each feed polled once per interval, each alert delivered once
-to each subscriber, one reader of Telegram updates at a time, and a takeover when that
-reader is killed.
+to each subscriber, one reader of Telegram updates at a time, a takeover when that reader
+is killed, and a broadcast by both at once kept under Telegram's 30 messages/s.
 
 Each replica reaches the Bot API through its own root (`/a`, `/b`: the same API, recorded
 per call as `via`), which is how the test tells whose getUpdates calls it sees. Slow.
@@ -25,7 +25,7 @@ from bot.db import create_schema, make_engine
 from bot.models import Delivery, Lease, PollRun
 from bot.run import UPDATES_LEASE
 from tests.servers.bot_api import BotApiServer
-from tests.servers.bot_fixtures import subscribe_chats
+from tests.servers.bot_fixtures import insert_story, subscribe_chats
 from tests.servers.bot_process import BotProcess, write_config
 from tests.servers.feed_server import FeedServer
 from tests.servers.feedgen import rss
@@ -172,3 +172,36 @@ def test_two_replicas_share_the_work_and_take_over_updates(
         )
     finally:
         engine.dispose()
+
+
+def test_two_replicas_broadcast_together_under_telegrams_limit(
+    tmp_path: Path, bot_api: BotApiServer, pg_url: str
+) -> None:
+    """Both `run` processes send one alert to 240 chats through one server enforcing 30/s:
+    together under the limit (no 429), each chat once, and both replicas sending."""
+    chats = list(range(15_000, 15_240))
+    engine = make_engine(pg_url)
+    create_schema(engine)
+    subscribe_chats(engine, chats)
+    config = write_config(tmp_path, feeds=[("http://127.0.0.1:9/none.xml", "None", "en")])
+    a = replica(tmp_path, config, pg_url, bot_api, "a")
+    b = replica(tmp_path, config, pg_url, bot_api, "b")
+    try:
+        with a, b:
+            a.wait_for("running: polling 1 feeds")
+            b.wait_for("running: polling 1 feeds")
+            insert_story(engine, title="Broadcast by two replicas", link="https://wire.test/two")
+            wait(lambda: delivered(engine) == len(chats), timeout=90, what="every row sent")
+            assert a.stop() == 0 and b.stop() == 0
+        assert bot_api.rate_limited == 0, bot_api.rate_limited_by
+        assert sorted(m.chat_id for m in bot_api.sent()) == chats
+        sends = [c for c in bot_api.calls("sendMessage") if c.status == 200]
+        by_replica = {tag: sum(c.via == tag for c in sends) for tag in ("a", "b")}
+        assert min(by_replica.values()) > 20, by_replica
+    finally:
+        engine.dispose()
+
+
+def delivered(engine: Engine) -> int:
+    with Session(engine) as session:
+        return len(session.exec(select(Delivery.id).where(Delivery.state == "sent")).all())
