@@ -1,15 +1,22 @@
-"""Poll-cycle benchmark (issue 2): prints two tables.
+"""Poll-cycle benchmark (issues 2 and 10): prints two tables.
 
-1. A cycle over N feeds (default 1,000) served by a loopback feed server that adds 100 ms to
-   every response, with 1 % of the feeds changed since the previous cycle: wall time, CPU
-   time, peak memory, requests answered 304. Beside it, the same feeds fetched the way many
-   bots do: a sequential `feedparser.parse(url)` loop.
-2. The cost per decided item with 1,000 and with 100,000 items already stored.
+1. A first cycle over N feeds (default 1,000, all entries new) served by a loopback feed
+   server that adds 100 ms to every response, then a next cycle with 1 % of the feeds
+   changed: wall time, CPU time, peak memory (and what the process held before the cycle,
+   the embedding model loaded), entries decided and stored per second (that stage alone),
+   requests answered 304. Beside them, the same conditional GETs (same validators, same
+   304s) sent by a bare `httpx` loop, and the way many bots poll: a sequential
+   `feedparser.parse(url)` loop.
+2. The cost per decided item with 1,000 and with 100,000 items already stored (the cycle's
+   batches: one model call, one exact-key query and one item insert per batch).
 
 The feed server runs in its own process so its CPU is not counted; each measured run is a
 fresh process, so its peak RSS is its own.
 
     python bench/poll.py [--feeds 1000] [--latency 0.1] [--stored 1000,100000] [--skip-naive]
+
+CPU and peak RSS are the measured process's own: parsing runs in worker processes (forked
+from a fork server, bot/feeds/bounded.py) whose CPU and memory are not counted here.
 """
 
 from __future__ import annotations
@@ -133,24 +140,41 @@ def _config(tmp: Path, urls: list[str]) -> Path:
 
 def _cycle(config: Path, database_url: str) -> dict[str, Any]:
     import asyncio
+    from collections.abc import Sequence
+    from datetime import datetime
 
     from bot.db import create_schema, make_engine
-    from bot.pipeline import Pipeline
+    from bot.pipeline import CycleReport, FeedResult, Pipeline
     from bot.settings import load_settings
 
     settings = load_settings({"SAHEL_WATCH_CONFIG": str(config), "DATABASE_URL": database_url})
     engine = make_engine(database_url)
     create_schema(engine)
-    base_mb = _peak_mb()
+    stage: dict[str, float] = {}
+
+    class Timed(Pipeline):
+        """The pipeline, with its decide-and-store stage timed."""
+
+        def _decide_and_store(
+            self, started: datetime, results: Sequence[FeedResult]
+        ) -> CycleReport:
+            t0, c0 = _usage()
+            try:
+                return super()._decide_and_store(started, results)
+            finally:
+                t1, c1 = _usage()
+                stage.update(wall=t1 - t0, cpu=c1 - c0)
 
     async def go() -> dict[str, Any]:
-        pipeline = Pipeline.create(settings, engine)
+        pipeline = Timed(settings, engine)
+        base_mb = _peak_mb()  # the interpreter, the imports and the embedding model
         try:
             t0, c0 = _usage()
             report = await pipeline.run_cycle(force=True)
             t1, c1 = _usage()
         finally:
             await pipeline.aclose()
+        decided = {d: sum(v.decision == d for v in report.verdicts) for d in ("new", "stale")}
         return {
             "wall": t1 - t0,
             "cpu": c1 - c0,
@@ -158,6 +182,60 @@ def _cycle(config: Path, database_url: str) -> dict[str, Any]:
             "base_mb": base_mb,
             "entries": len(report.verdicts),
             "failed": report.feeds_failed,
+            "stage_wall": stage.get("wall", 0.0),
+            "stories": decided["new"] + decided["stale"],
+        }
+
+    return asyncio.run(go())
+
+
+def _model_only() -> dict[str, Any]:
+    """What the interpreter, the imports and the loaded embedding model hold, no cycle."""
+    from bot.decide.embed import load_embedder
+    from bot.pipeline import Pipeline  # noqa: F401 - the same imports as a cycle's process
+
+    imports_mb = _peak_mb()
+    embedder = load_embedder()
+    embedder.encode(["warm-up sentence"])
+    return {"imports_mb": imports_mb, "model_mb": _peak_mb()}
+
+
+def _validators(database_url: str) -> dict[str, str]:
+    """Each feed's stored ETag, as the cycle will send it."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT url, etag FROM feed WHERE etag IS NOT NULL")).all()
+    engine.dispose()
+    return {str(url): str(etag) for url, etag in rows}
+
+
+def _bare_httpx(etags: dict[str, str]) -> dict[str, Any]:
+    """The same conditional GETs, nothing else: a bare `httpx` loop, 50 in flight."""
+    import asyncio
+
+    import httpx
+
+    async def go() -> dict[str, Any]:
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+        gate = asyncio.Semaphore(50)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+            async def get(url: str, etag: str) -> int:
+                async with gate:
+                    response = await client.get(url, headers={"If-None-Match": etag})
+                    return response.status_code
+
+            t0, c0 = _usage()
+            codes = await asyncio.gather(*(get(u, e) for u, e in etags.items()))
+            t1, c1 = _usage()
+        return {
+            "wall": t1 - t0,
+            "cpu": c1 - c0,
+            "peak_mb": _peak_mb(),
+            "entries": 0,
+            "failed": sum(c not in (200, 304) for c in codes),
         }
 
     return asyncio.run(go())
@@ -222,10 +300,12 @@ def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
 
     from bot.db import create_schema, make_engine
     from bot.decide.dedup import fingerprint, title_key
+    from bot.feeds.fetch import Validators
     from bot.models import Feed, Item, Story, utcnow
     from bot.pipeline import Pipeline
     from bot.records import Entry
     from bot.settings import load_settings
+    from bot.store import FeedState
 
     tmp = Path(tempfile.mkdtemp(prefix="sw-bench-"))
     config = tmp / "c.toml"
@@ -304,11 +384,16 @@ def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
         bench_feed = session.execute(
             Feed.__table__.select().where(Feed.url == "http://127.0.0.1:9/x")  # type: ignore[attr-defined]
         ).one()
+        feed = FeedState(
+            bench_feed.id, bench_feed.url, "bench", "en", Validators(None, None, None), 0
+        )
         t0, c0 = _usage()
         decisions: dict[str, int] = {}
-        for entry in entries:
-            verdict = pipeline._decide(session, bench_feed.id, entry, now)
-            decisions[verdict.decision] = decisions.get(verdict.decision, 0) + 1
+        size = pipeline.batch_size  # as a cycle does: its batches, one after the other
+        for start in range(0, len(entries), size):
+            batch = [(feed, entry) for entry in entries[start : start + size]]
+            for verdict in pipeline._decide_batch(session, batch, now, {}):
+                decisions[verdict.decision] = decisions.get(verdict.decision, 0) + 1
         session.commit()
         t1, c1 = _usage()
     store_size = stored
@@ -359,12 +444,20 @@ def _cycle_table(args: argparse.Namespace) -> None:
     parent.recv()
     parent.send(("reset", None))
     parent.recv()
+    etags = _validators(db)  # the validators the next cycle sends
     second = _in_child(_cycle, config, db)
     parent.send(("stats", None))
     second_stats = parent.recv()
+    parent.send(("reset", None))
+    parent.recv()
+    bare = _in_child(_bare_httpx, {u: etags[u] for u in urls if u in etags})
+    parent.send(("stats", None))
+    bare_stats = parent.recv()
+    model = _in_child(_model_only)
     rows = [
         ("Sahel Watch, first cycle (all new)", first, None),
         ("Sahel Watch, next cycle (1% changed)", second, second_stats),
+        ("bare httpx loop, the same requests", bare, bare_stats),
     ]
     if not args.skip_naive:
         parent.send(("reset", None))
@@ -376,27 +469,38 @@ def _cycle_table(args: argparse.Namespace) -> None:
     parent.recv()
 
     print(
-        f"| {'run':40} | {'wall s':>7} | {'CPU s':>6} | {'peak RSS MB':>11} | "
-        f"{'entries':>7} | {'304s':>5} | {'requests':>8} |"
+        f"| {'run':38} | {'wall s':>6} | {'CPU s':>6} | {'peak RSS MB':>11} | "
+        f"{'before MB':>9} | {'entries':>7} | {'stored/s':>8} | {'304s':>5} | {'requests':>8} |"
     )
-    print(f"|{'-' * 42}|{'-' * 9}|{'-' * 8}|{'-' * 13}|{'-' * 9}|{'-' * 7}|{'-' * 10}|")
+    print(
+        f"|{'-' * 40}|{'-' * 8}|{'-' * 8}|{'-' * 13}|{'-' * 11}|{'-' * 9}|{'-' * 10}|"
+        f"{'-' * 7}|{'-' * 10}|"
+    )
     for name, r, stats in rows:
         n304 = str(stats["not_modified"]) if stats else "-"
         nreq = str(stats["requests"]) if stats else "-"
+        before = f"{r['base_mb']:.0f}" if "base_mb" in r else "-"
+        rate = f"{r['entries'] / r['stage_wall']:.0f}" if r.get("stage_wall") else "-"
         print(
-            f"| {name:40} | {r['wall']:7.2f} | {r['cpu']:6.2f} | {r['peak_mb']:11.0f} | "
-            f"{r['entries']:7d} | {n304:>5} | {nreq:>8} |"
+            f"| {name:38} | {r['wall']:6.2f} | {r['cpu']:6.2f} | {r['peak_mb']:11.0f} | "
+            f"{before:>9} | {r['entries']:7d} | {rate:>8} | {n304:>5} | {nreq:>8} |"
         )
     print(
-        f"(peak RSS includes the interpreter and imports: {second['base_mb']:.0f} MB "
-        f"before the cycle)\n"
+        f"before MB: peak RSS before the cycle (interpreter, imports, embedding model). "
+        f"Alone: {model['imports_mb']:.0f} MB after the imports, {model['model_mb']:.0f} MB "
+        f"with the model loaded, so the model costs {model['model_mb'] - model['imports_mb']:.0f}"
+        f" MB and the first cycle {first['peak_mb'] - first['base_mb']:.0f} MB on top.\n"
+        f"stored/s: entries decided and stored per second of the decide-and-store stage "
+        f"({first['entries']} entries in {first['stage_wall']:.1f} s, {first['stories']} stories)."
+        f"\nnext cycle / bare httpx CPU: {second['cpu'] / bare['cpu']:.2f}x (goal <= 1.2x); "
+        f"next cycle wall {second['wall']:.2f} s (goal < 3 s).\n"
     )
 
 
 def _decide_table(args: argparse.Namespace) -> None:
     print(
-        f"# cost per decided item (match + fingerprint + index lookup + judge + store, "
-        f"SQLite), {args.decide} new items"
+        f"# cost per decided item (model + match + fingerprint + index lookup + judge + store, "
+        f"SQLite, in the cycle's batches), {args.decide} new items"
     )
     print(
         f"| {'stored items':>12} | {'µs/item wall':>12} | {'µs/item CPU':>11} | "

@@ -275,7 +275,7 @@ class Pipeline:
                 for start in range(0, len(pairs), self.batch_size):
                     batch = pairs[start : start + self.batch_size]
                     for verdict in self._decide_batch(session, batch, now, entry_errors):
-                        verdicts.append(verdict)
+                        verdicts.append(_reported(verdict))
                         if verdict.decision == "new" and verdict.story_id is not None:
                             new_ids.append(verdict.story_id)
                 health = []
@@ -341,12 +341,11 @@ class Pipeline:
         now: datetime,
         errors: dict[int, str],
     ) -> list[Verdict]:
-        """Decide and store a batch of entries together, in a savepoint: one model call, one
-        query for their exact keys, one executemany for their items. Should anything of it
+        """Decide and store a batch of entries together, in a savepoint: one query for their
+        exact keys, one model call, one executemany for their items. Should anything of it
         raise, the batch is rolled back and its entries are decided again one at a time, each
         in its own savepoint (`_decide_isolated`), so a fault stays with its feed."""
         entries = [entry for _feed, entry in batch]
-        self._prepare(entries)
         savepoint = session.begin_nested()
         mark = self._context.stories.mark()
         try:
@@ -377,6 +376,9 @@ class Pipeline:
         keyed = [(feed.id, entry, title_key(entry.title)) for feed, entry in batch]
         probes = [store.ExactKeys.of(feed_id, entry, tkey) for feed_id, entry, tkey in keyed]
         stored = store.find_exact_many(session, probes, since=now - window)
+        # the model reads only what no stored item already decides (a feed's old entries)
+        unknown = [e for (_f, e, _t), k in zip(keyed, probes, strict=True) if not stored.first(k)]
+        self._prepare(unknown)
         items = store.ItemBatch(store.reserve_item_ids(session, len(batch)))
         self._batch = items
         try:
@@ -598,6 +600,13 @@ def _stored_item(row: store.StoryItemRow) -> StoredItem:
         vector=from_bytes(row.vector) if row.vector else None,
         published=row.published,
     )
+
+
+def _reported(verdict: Verdict) -> Verdict:
+    """The verdict as the cycle's report keeps it (what `poll-once` shows): without the
+    text, summary, fingerprint and vector the store holds, so the report stays small."""
+    entry = dataclasses.replace(verdict.entry, text="")
+    return dataclasses.replace(verdict, entry=entry, summary="", fingerprint="", vector=b"")
 
 
 def _reason(exc: BaseException) -> str:
