@@ -48,6 +48,7 @@ from bot.db import create_schema, make_engine  # noqa: E402
 from bot.models import Delivery  # noqa: E402
 from bot.owners import make_owner  # noqa: E402
 from bot.role import LeasedRole  # noqa: E402
+from bot.run import quiet_libraries  # noqa: E402
 from bot.telegram.app import GATE, build_application, sender_for  # noqa: E402
 from bot.telegram.deliver import Deliverer, Policy  # noqa: E402
 from bot.telegram.sender import FloodGate, Sender, TelegramSender  # noqa: E402
@@ -104,6 +105,7 @@ def settled(engine: Engine) -> bool:
 
 async def replica(mode: str, database_url: str, api_url: str, token: str) -> None:
     """Deliver until every row is settled: alone-paced, under the lease, or shared."""
+    quiet_libraries()  # the rate limiter's traceback for every 429 of `before`
     engine = make_engine(database_url)
     settings = settings_for(database_url, telegram_bot_token=token, telegram_api_url=api_url)
     application = build_application(settings, engine, seeds=())
