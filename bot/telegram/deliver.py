@@ -2,8 +2,9 @@
 
 One `Deliverer` per process. It keeps at most `policy.window` deliveries claimed (state
 `sending`, leased to it); each becomes a task that renders the story (cached briefly),
-waits its turn (per-chat pacing, then PTB's AIORateLimiter: 29/s overall, 19/min per
-group, see bot/telegram/app.py) and sends. Outcomes (see `sender`):
+waits its turn (per-chat pacing; the overall and the chat's slot shared by every replica
+through the database, bot/telegram/ratelimit.py; then PTB's AIORateLimiter: 29/s
+overall, 19/min per group, see bot/telegram/app.py) and sends. Outcomes (see `sender`):
 
     Sent        → sent, with Telegram's message id, committed at once
     RetryLater  → pending again after the time Telegram asked; not an attempt
