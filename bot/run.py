@@ -57,6 +57,7 @@ from bot.telegram.app import (
     updates_watch,
 )
 from bot.telegram.deliver import Deliverer, Policy
+from bot.telegram.ratelimit import forget_idle_chats
 from bot.telegram.sender import ConsoleSender, Sender
 from bot.telegram.updates import UPDATES_LEASE
 
@@ -184,6 +185,7 @@ async def _serve(
         for deliverer in deliverers:
             await deliverer.renew()
             await deliverer.recover()
+        await asyncio.to_thread(forget_idle_chats, engine)  # send_rate rows of quiet chats
 
     jobs = Jobs()
     scheduler = build_scheduler(

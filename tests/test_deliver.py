@@ -22,12 +22,13 @@ from sqlmodel import Session, col, select
 
 from bot import metrics, outbox, subscriptions
 from bot.db import create_schema, make_engine
-from bot.models import Delivery, Subscriber
+from bot.models import Delivery, SendRate, Subscriber
 from bot.owners import make_owner, owner_is_dead
 from bot.settings import Settings
 from bot.subscriptions import Chat
 from bot.telegram.app import App, build_application, sender_for
 from bot.telegram.deliver import Deliverer, Policy, backoff
+from bot.telegram.ratelimit import OVERALL, SharedRate, forget_idle_chats
 from bot.telegram.sender import ConsoleSender
 from tests.servers.bot_api import BotApiServer, Limits
 from tests.servers.bot_fixtures import insert_story, settings_for, subscribe_chats, wait_until
@@ -589,3 +590,17 @@ async def test_two_replicas_keep_each_chats_limit_together(
         ]
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= every - 0.1, (chat, gaps)
+
+
+def test_shared_rate_rows_of_quiet_chats_are_forgotten(engine: Engine) -> None:
+    rate = SharedRate(engine, per_second=29, burst=4)
+    first = rate.reserve("chat:16001", 1.0)
+    again = rate.reserve("chat:16001", 1.0)
+    assert first.wait == 0.0 and 0.9 < again.wait <= 1.0  # the chat's second message waits
+    rate.reserve("chat:16002", 1.0)
+    rate.reserve(OVERALL, rate.interval)
+    assert forget_idle_chats(engine, idle_seconds=60) == 0  # both chats wrote just now
+    assert forget_idle_chats(engine, idle_seconds=-5) == 2  # slots past: both forgotten
+    with Session(engine) as session:
+        assert session.exec(select(SendRate.name)).all() == [OVERALL]  # the overall row stays
+    assert rate.reserve("chat:16001", 1.0).wait == 0.0

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Float, cast, func, literal_column
+from sqlalchemy import ColumnElement, Float, cast, delete, func, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -124,9 +124,7 @@ class SharedRate:
         )
 
     def _now(self) -> ColumnElement[float]:
-        if self._postgres:
-            return cast(func.extract("epoch", func.statement_timestamp()), Float)
-        return (func.julianday("now") - 2440587.5) * 86400.0
+        return _database_now(self._postgres)
 
     def _latest(self, *values: ColumnElement[float]) -> ColumnElement[float]:
         return func.greatest(*values) if self._postgres else func.max(*values)
@@ -157,6 +155,26 @@ class SharedRate:
         return float(new_next), float(paused_until), float(now)
 
 
+def forget_idle_chats(engine: Engine, idle_seconds: float = 600.0) -> int:
+    """Delete the rows of chats not written to for `idle_seconds` (housekeeping, bot/run.py):
+    a row whose slot is that far past holds nothing back; one comes back with the next send."""
+    now = _database_now(engine.dialect.name == "postgresql")
+    table = SendRate.__table__  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        result = session.execute(
+            delete(table).where(table.c.name.like("chat:%"), table.c.next_at < now - idle_seconds)
+        )
+        session.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def _column(name: str) -> ColumnElement[float]:
     """The row's current value inside the upsert's UPDATE."""
     return literal_column(f"send_rate.{name}", Float)
+
+
+def _database_now(postgres: bool) -> ColumnElement[float]:
+    """The database's clock, in seconds since the epoch."""
+    if postgres:
+        return cast(func.extract("epoch", func.statement_timestamp()), Float)
+    return (func.julianday("now") - 2440587.5) * 86400.0
