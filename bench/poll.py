@@ -146,6 +146,7 @@ def _cycle(config: Path, database_url: str) -> dict[str, Any]:
     from bot.db import create_schema, make_engine
     from bot.pipeline import CycleReport, FeedResult, Pipeline
     from bot.settings import load_settings
+    from bot.spool import EntrySpool
 
     settings = load_settings({"SAHEL_WATCH_CONFIG": str(config), "DATABASE_URL": database_url})
     engine = make_engine(database_url)
@@ -156,11 +157,14 @@ def _cycle(config: Path, database_url: str) -> dict[str, Any]:
         """The pipeline, with its decide-and-store stage timed."""
 
         def _decide_and_store(
-            self, started: datetime, results: Sequence[FeedResult]
+            self,
+            started: datetime,
+            results: Sequence[FeedResult],
+            spool: EntrySpool | None = None,
         ) -> CycleReport:
             t0, c0 = _usage()
             try:
-                return super()._decide_and_store(started, results)
+                return super()._decide_and_store(started, results, spool)
             finally:
                 t1, c1 = _usage()
                 stage.update(wall=t1 - t0, cpu=c1 - c0)

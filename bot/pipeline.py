@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,6 +56,7 @@ from bot.owners import make_owner, owner_is_dead
 from bot.records import Decision, Entry, FeedSpec, Verdict
 from bot.seeds import load_seeds
 from bot.settings import Settings
+from bot.spool import EntrySpool
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class FeedResult:
     entries: tuple[Entry, ...] = ()
     error: str | None = None  # a parse error, when the fetch itself went fine
     declared: tuple[float | None, float | None] | None = None  # a parsed body's ttl, sy: period
+    dates: tuple[datetime, ...] = ()  # of the entries it sent to the cycle's spool
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ class Pipeline:
         self.settings = settings
         self.batch_size = max(1, batch_size)
         self._batch: store.ItemBatch | None = None  # while a batch is decided: its items
+        self._in_hand = asyncio.Semaphore(settings.limits.concurrency)  # feeds being polled
         self.engine = engine
         self.owner = owner or make_owner()  # the lease owner of the feeds it claims
         self._client = client or make_client(settings.limits)
@@ -149,13 +153,18 @@ class Pipeline:
         except SQLAlchemyError as exc:
             return await self._failed(started, exc)
         stored = False
+        spool = EntrySpool()  # the entries wait on disk, not in memory, for the last feed
+        # a body waits for a parser while holding its place: parsing is slower than fetching,
+        # and bodies queued for the parsers made a cycle's memory grow with its feeds
+        self._in_hand = asyncio.Semaphore(self.settings.limits.concurrency)
         try:
-            results = await asyncio.gather(*(self._poll_feed(f) for f in feeds))
-            report = await asyncio.to_thread(self._decide_and_store, started, results)
+            results = await asyncio.gather(*(self._poll_feed(f, spool) for f in feeds))
+            report = await asyncio.to_thread(self._decide_and_store, started, results, spool)
             stored = True  # the feeds' rows were written, leases released with them
         except Exception as exc:
             return await self._failed(started, exc)
         finally:
+            spool.close()
             if not stored and feeds:  # failed or cancelled: free the feeds at once
                 await asyncio.shield(asyncio.to_thread(self._release, [f.id for f in feeds]))
         _count(report)
@@ -216,10 +225,13 @@ class Pipeline:
             session.commit()
         return claimed
 
-    async def _poll_feed(self, feed: store.FeedState) -> FeedResult:
+    async def _poll_feed(
+        self, feed: store.FeedState, spool: EntrySpool | None = None
+    ) -> FeedResult:
         """Fetch and parse one feed; whatever goes wrong is this feed's error alone."""
         try:
-            return await self._fetch_and_parse(feed)
+            async with self._in_hand:
+                return await self._fetch_and_parse(feed, spool)
         except Exception as exc:
             reason = _reason(exc)
             log.warning("feed %s: not polled: %s", feed.name, reason, exc_info=True)
@@ -236,7 +248,10 @@ class Pipeline:
             )
             return FeedResult(feed, outcome, error=reason)
 
-    async def _fetch_and_parse(self, feed: store.FeedState) -> FeedResult:
+    async def _fetch_and_parse(
+        self, feed: store.FeedState, spool: EntrySpool | None = None
+    ) -> FeedResult:
+        """`spool`: where the entries go (the result keeps their dates), else the result."""
         private = catalog.allow_private("chat" if feed.url in self._chat_urls else "config")
         outcome = await self._fetcher.fetch(feed.url, feed.validators, allow_private=private)
         if outcome.status != "changed" or outcome.body is None:
@@ -256,9 +271,25 @@ class Pipeline:
             log.info("feed %s: %s", feed.name, warning)
         declared = (parsed.ttl, parsed.update_period)
         outcome = dataclasses.replace(outcome, body=None)  # parsed: the cycle keeps no bodies
-        return FeedResult(feed, outcome, entries=parsed.entries, declared=declared)
+        if spool is None:
+            return FeedResult(feed, outcome, entries=parsed.entries, declared=declared)
+        spool.add(feed.id, parsed.entries)
+        dates = tuple(e.published for e in parsed.entries if e.published)
+        return FeedResult(feed, outcome, declared=declared, dates=dates)
 
-    def _decide_and_store(self, started: datetime, results: Sequence[FeedResult]) -> CycleReport:
+    def _decide_and_store(
+        self, started: datetime, results: Sequence[FeedResult], spool: EntrySpool | None = None
+    ) -> CycleReport:
+        """Decide and store the entries of `results` and of `spool`, oldest first, in batches;
+        then every feed's health and next poll, in one transaction."""
+        with nullcontext(spool) if spool is not None else EntrySpool() as entries:
+            for result in results:
+                entries.add(result.feed.id, result.entries)
+            return self._store_cycle(started, results, entries)
+
+    def _store_cycle(
+        self, started: datetime, results: Sequence[FeedResult], entries: EntrySpool
+    ) -> CycleReport:
         now = utcnow()
         verdicts: list[Verdict] = []
         new_ids: list[int] = []
@@ -271,9 +302,9 @@ class Pipeline:
             self._refresh_stories(session, now)
             cycle_mark = self._context.stories.mark()
             try:
-                pairs = _oldest_first(results, now)
-                for start in range(0, len(pairs), self.batch_size):
-                    batch = pairs[start : start + self.batch_size]
+                feeds = {result.feed.id: result.feed for result in results}
+                for spooled in entries.batches(self.batch_size, lambda p: _when(p, now)):
+                    batch = [(feeds[feed_id], _trusted(entry, now)) for feed_id, entry in spooled]
                     for verdict in self._decide_batch(session, batch, now, entry_errors):
                         verdicts.append(_reported(verdict))
                         if verdict.decision == "new" and verdict.story_id is not None:
@@ -509,6 +540,7 @@ class Pipeline:
         feed, outcome, limits = result.feed, result.outcome, self.settings.limits
         ttl, period = result.declared or (feed.ttl, feed.update_period)
         dates = [entry.published for entry in result.entries if entry.published]
+        dates += result.dates
         if undated:
             dates.append(since)
         activity = observe(feed.activity, dates, now=since)
@@ -634,13 +666,11 @@ def _count(report: CycleReport) -> None:
     )
 
 
-def _oldest_first(
-    results: Sequence[FeedResult], now: datetime
-) -> list[tuple[store.FeedState, Entry]]:
-    """All entries of a cycle, oldest first; undated (or future-dated) ones count as now."""
-    pairs = [(r.feed, _trusted(e, now)) for r in results for e in r.entries]
-    pairs.sort(key=lambda pair: pair[1].published or now)
-    return pairs
+def _when(published: datetime | None, now: datetime) -> datetime:
+    """When an entry counts as published: undated and future-dated ones count as now."""
+    if published is None or published > now + FUTURE_TOLERANCE:
+        return now
+    return published
 
 
 def _trusted(entry: Entry, now: datetime) -> Entry:
