@@ -589,7 +589,9 @@ async def test_two_replicas_keep_each_chats_limit_together(
             f"chat story {n}" for n in range(5)
         ]
         gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert min(gaps) >= every - 0.1, (chat, gaps)
+        # slots are `every` apart; a send may reach the server a little after its slot (the
+        # event loop, a loaded machine), so one gap may shrink by that lag, never the span
+        assert min(gaps) >= 0.7 * every and sum(gaps) >= 4 * every - 0.2, (chat, gaps)
 
 
 def test_shared_rate_rows_of_quiet_chats_are_forgotten(engine: Engine) -> None:
