@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import (
     Integer,
+    Select,
     Table,
     and_,
     bindparam,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     union_all,
     update,
 )
@@ -387,17 +389,12 @@ def find_exact_many(session: Session, probes: Sequence[ExactKeys], *, since: dat
     in the same feed, the same link anywhere, the same title key within the dedup window
     (first seen since `since`: a generic headline recurs over the years)."""
     hits = KeyHits()
-    guids: dict[int, set[str]] = {}
-    for probe in probes:
-        guids.setdefault(probe.feed_id, set()).add(probe.guid)
+    guids = sorted({(p.feed_id, p.guid) for p in probes})
     links = sorted({p.link for p in probes if p.link is not None})
     titles = sorted({p.title for p in probes if p.title is not None})
     parts = []
     if guids:
-        by_guid = or_(  # per feed, so that both columns of its unique index are used
-            *(and_(_ITEMS.c.feed_id == f, _ITEMS.c.guid.in_(sorted(g))) for f, g in guids.items())
-        )
-        parts.append(select(literal("guids"), *_KEY_COLUMNS, _ITEMS.c.guid).where(by_guid))
+        parts.append(_same_guids(session, guids))
     if links:
         by_link = _ITEMS.c.link.in_(links)
         parts.append(select(literal("links"), *_KEY_COLUMNS, _ITEMS.c.link).where(by_link))
@@ -412,6 +409,22 @@ def find_exact_many(session: Session, probes: Sequence[ExactKeys], *, since: dat
         hit = ExactHit(int(item_id), story_id, str(decision), kind == "guids", kind[:-1])
         hits.offer(kind, (int(feed_id), value) if kind == "guids" else value, hit)
     return hits
+
+
+def _same_guids(session: Session, guids: list[tuple[int, str]]) -> Select[Any]:
+    """Items with one of `guids` (feed id, guid) pairs, found through the unique index on
+    both, by a statement whose shape does not depend on how many pairs there are (so
+    SQLAlchemy caches one, not one per batch)."""
+    columns = (literal("guids"), *_KEY_COLUMNS, _ITEMS.c.guid)
+    if is_postgres(session):
+        return select(*columns).where(tuple_(_ITEMS.c.feed_id, _ITEMS.c.guid).in_(guids))
+    # SQLite reads a row-value IN list by scanning the table; a join on the pairs uses the index
+    pairs = func.json_each(bindparam("guid_pairs", json.dumps(guids))).table_valued("value")
+    on = and_(
+        _ITEMS.c.feed_id == func.json_extract(pairs.c.value, "$[0]"),
+        _ITEMS.c.guid == func.json_extract(pairs.c.value, "$[1]"),
+    )
+    return select(*columns).select_from(pairs.join(_ITEMS, on))
 
 
 def find_exact(
