@@ -573,7 +573,7 @@ async def test_two_replicas_keep_each_chats_limit_together(
     add_story: Callable[..., int],
 ) -> None:  # fmt: skip
     """Five stories to the same chats, each replica claiming a different story's rows at
-    once: a chat still gets one message a second (a group one every 3 s), from either."""
+    once: a chat still gets one message a second (a group 19 a minute), from either."""
     chats, group = [14_001, 14_002, 14_003, 14_004], -14_100
     subscribe_chats(engine, chats)
     subscribe_chats(engine, [group], chat_type="group")

@@ -14,10 +14,11 @@ does not matter.
 - Overall (`telegram-overall`): `per_second`, and a message may go `burst - 1` intervals
   early, so a replica idle for a while starts at once.
 - Per chat (`chat:<id>`): one message per `chat_interval` to a private chat, one per
-  `group_interval` to a group (a negative chat id: Telegram's 20 a minute). A chat's slot
-  is taken after the overall one, just before the wire; when another replica sent to that
-  chat too recently, the message waits for the chat and then takes a new overall slot (the
-  one it had is spent). A broadcast, one message per chat, never waits for a chat.
+  `group_interval` to a group (a negative chat id: 19 a minute, under Telegram's 20).
+  A chat's slot is taken after the overall one, just before the wire; when another
+  replica sent to that chat too recently, the message waits for the chat and then takes
+  a new overall slot (the one it had is spent). A broadcast, one message per chat, never
+  waits for a chat.
 
 `paused_until` (on the overall row) is Telegram's flood wait: no slot is handed out before
 it, and every answer carries it, so a replica hears of a 429 another replica got at its
@@ -44,7 +45,7 @@ from bot.telegram.sender import FloodGate
 
 OVERALL = "telegram-overall"
 CHAT_INTERVAL = 1.0  # seconds between two messages to one private chat (Bot FAQ: about 1/s)
-GROUP_INTERVAL = 3.0  # seconds between two messages to one group (Bot FAQ: 20 a minute)
+GROUP_INTERVAL = 60 / 19  # seconds between two messages to one group (Bot FAQ: 20 a minute)
 
 
 @dataclass(frozen=True, slots=True)
