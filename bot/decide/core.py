@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.decide import evidence
-from bot.decide.dedup import SeedPrint, fingerprint, seed_print
+from bot.decide.dedup import fingerprint, seed_print
 from bot.decide.embed import Embedder, to_bytes
 from bot.decide.language import detect_language
 from bot.decide.match import Matcher, MatchResult, compile_rules, load_rules
@@ -95,10 +95,6 @@ def build_context(
         max_age_hours=max_age_hours,
         policy=policy,
     )
-
-
-def seed_prints(context: Context) -> list[SeedPrint]:
-    return [s.seed for s in context.seeds]
 
 
 def _key(entry: Entry) -> tuple[str, str]:
