@@ -43,12 +43,12 @@ import psycopg  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlmodel import Session, select  # noqa: E402
 
-from bot import outbox  # noqa: E402
-from bot.db import create_schema, make_engine  # noqa: E402
-from bot.models import Delivery  # noqa: E402
 from bot.owners import make_owner  # noqa: E402
 from bot.role import LeasedRole  # noqa: E402
 from bot.run import quiet_libraries  # noqa: E402
+from bot.storage import outbox  # noqa: E402
+from bot.storage.db import create_schema, make_engine  # noqa: E402
+from bot.storage.models import Delivery  # noqa: E402
 from bot.telegram.app import GATE, build_application, sender_for  # noqa: E402
 from bot.telegram.deliver import Deliverer, Policy  # noqa: E402
 from bot.telegram.sender import FloodGate, Sender, TelegramSender  # noqa: E402

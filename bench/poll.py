@@ -143,10 +143,10 @@ def _cycle(config: Path, database_url: str) -> dict[str, Any]:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from bot.db import create_schema, make_engine
     from bot.pipeline import CycleReport, FeedResult, Pipeline
     from bot.settings import load_settings
     from bot.spool import EntrySpool
+    from bot.storage.db import create_schema, make_engine
 
     settings = load_settings({"SAHEL_WATCH_CONFIG": str(config), "DATABASE_URL": database_url})
     engine = make_engine(database_url)
@@ -302,14 +302,14 @@ def _decide_cost(stored: int, to_decide: int) -> dict[str, Any]:
     from sqlalchemy import insert
     from sqlmodel import Session
 
-    from bot.db import create_schema, make_engine
     from bot.decide.dedup import fingerprint, title_key
     from bot.feeds.fetch import Validators
-    from bot.models import Feed, Item, Story, utcnow
     from bot.pipeline import Pipeline
     from bot.records import Entry
     from bot.settings import load_settings
-    from bot.store import FeedState
+    from bot.storage.db import create_schema, make_engine
+    from bot.storage.feeds import FeedState
+    from bot.storage.models import Feed, Item, Story, utcnow
 
     tmp = Path(tempfile.mkdtemp(prefix="sw-bench-"))
     config = tmp / "c.toml"

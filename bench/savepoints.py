@@ -29,11 +29,11 @@ from bench.poll import _synthetic, _vocabulary  # noqa: E402
 def _run(database_url: str, entries: int, isolated: bool) -> float:
     from sqlmodel import Session
 
-    from bot.db import create_schema, make_engine
-    from bot.models import utcnow
     from bot.pipeline import Pipeline
     from bot.records import Entry
     from bot.settings import load_settings
+    from bot.storage.db import create_schema, make_engine
+    from bot.storage.models import utcnow
 
     tmp = Path(tempfile.mkdtemp(prefix="sw-sp-"))
     config = tmp / "c.toml"
@@ -64,9 +64,9 @@ def _run(database_url: str, entries: int, isolated: bool) -> float:
     feed = pipeline._claim(now, True, 0.0)[0]
     with Session(engine) as session:
         session.connection()  # the transaction is open before the clock starts
-        from bot import store
+        from bot.storage import runs as run_store
 
-        store.start_run(session, now)
+        run_store.start_run(session, now)
         t0 = time.perf_counter()
         for entry in batch:
             if isolated:
@@ -83,7 +83,7 @@ def _bare(database_url: str, n: int = 5000) -> float:
     """ms for one SAVEPOINT and its RELEASE, nothing inside."""
     from sqlmodel import Session
 
-    from bot.db import make_engine
+    from bot.storage.db import make_engine
 
     engine = make_engine(database_url)
     with Session(engine) as session:

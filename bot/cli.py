@@ -18,15 +18,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
-from bot import feedlist, subscriptions
-from bot.db import NoDatabase, create_schema, make_engine, open_existing
+from bot import feedlist
 from bot.decide.embed import ModelUnavailable
 from bot.errors import ConfigError
 from bot.feeds.schedule import duration
 from bot.logs import setup_logging
-from bot.models import Feed
 from bot.pipeline import CycleReport, Pipeline
 from bot.settings import Settings, load_settings
+from bot.storage import subscribers
+from bot.storage.db import NoDatabase, create_schema, make_engine, open_existing
+from bot.storage.models import Feed
 
 
 def _fit(text: str, width: int) -> str:
@@ -88,9 +89,9 @@ async def _poll_once(settings: Settings) -> CycleReport:
         create_schema(engine)
         # the same audience as `run`: the console in console mode, else the subscribers
         if settings.telegram_bot_token is None:
-            subscriptions.ensure_console(engine)
+            subscribers.ensure_console(engine)
         else:
-            subscriptions.retire_console(engine)
+            subscribers.retire_console(engine)
         pipeline = Pipeline.create(settings, engine)
         try:
             return await pipeline.run_cycle(force=True)

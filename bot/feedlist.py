@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.db import NoDatabase, create_schema, make_engine, open_existing
 from bot.feeds import catalog, opml
 from bot.feeds.fetch import Fetcher, make_client
-from bot.models import utcnow
 from bot.records import FeedSpec
 from bot.settings import Settings
+from bot.storage.db import NoDatabase, create_schema, make_engine, open_existing
+from bot.storage.models import utcnow
 
 ADDED_BY = "command line"
 

@@ -28,10 +28,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
-from bot.db import NoDatabase, open_existing
 from bot.decide.embed import model_problem
-from bot.models import Feed, PollRun, utcnow
 from bot.settings import Settings
+from bot.storage.db import NoDatabase, open_existing
+from bot.storage.models import Feed, PollRun, utcnow
 from bot.telegram.updates import updates_problem
 
 LATE_INTERVALS = 3

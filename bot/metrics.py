@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
-from bot.models import Delivery, Story, Subscriber
+from bot.storage.models import Delivery, Story, Subscriber
 
 log = logging.getLogger(__name__)
 

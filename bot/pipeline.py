@@ -38,8 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from bot import metrics, store
-from bot.db import create_schema, make_engine
+from bot import metrics
 from bot.decide.core import build_context, decide, prepare
 from bot.decide.dedup import Fingerprint, title_key
 from bot.decide.embed import from_bytes, load_embedder
@@ -51,12 +50,16 @@ from bot.feeds.bounded import parse_bounded
 from bot.feeds.fetch import Fetcher, FetchOutcome, expires_in, make_client, max_age
 from bot.feeds.guard import AddressPolicy, is_public_address
 from bot.feeds.schedule import Bounds, Signals, next_interval, observe
-from bot.models import utcnow
 from bot.owners import make_owner, owner_is_dead
 from bot.records import Decision, Entry, FeedSpec, Verdict
 from bot.seeds import load_seeds
 from bot.settings import Settings
 from bot.spool import EntrySpool
+from bot.storage import feeds as feed_store
+from bot.storage import items as item_store
+from bot.storage import runs as run_store
+from bot.storage.db import create_schema, make_engine
+from bot.storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ BATCH_ENTRIES = 500  # entries decided and written together: memory and statemen
 class FeedResult:
     """A fetched feed and what came out of it."""
 
-    feed: store.FeedState
+    feed: feed_store.FeedState
     outcome: FetchOutcome
     entries: tuple[Entry, ...] = ()
     error: str | None = None  # a parse error, when the fetch itself went fine
@@ -105,7 +108,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.batch_size = max(1, batch_size)
-        self._batch: store.ItemBatch | None = None  # while a batch is decided: its items
+        self._batch: item_store.ItemBatch | None = None  # while a batch is decided: its items
         self._in_hand = asyncio.Semaphore(settings.limits.concurrency)  # feeds being polled
         self.engine = engine
         self.owner = owner or make_owner()  # the lease owner of the feeds it claims
@@ -128,7 +131,7 @@ class Pipeline:
         self._chat_urls: frozenset[str] = frozenset()  # fetched strictly (bot/feeds/catalog.py)
         self._nothing_answers = False  # the last cycle's feeds all failed, and that was said
         with Session(engine) as session:
-            store.sync_feeds(session, self._specs)
+            feed_store.sync_feeds(session, self._specs)
             session.commit()
 
     @classmethod
@@ -172,7 +175,7 @@ class Pipeline:
         return report
 
     def _explain_if_nothing_answers(
-        self, report: CycleReport, feeds: Sequence[store.FeedState]
+        self, report: CycleReport, feeds: Sequence[feed_store.FeedState]
     ) -> None:
         """Every feed polled failed (no network, a proxy, a typo in every URL): say why for
         each feed, one line each, once until some feed answers again."""
@@ -194,7 +197,7 @@ class Pipeline:
 
     # --- stages -------------------------------------------------------------------------
 
-    def _claim(self, now: datetime, force: bool, spacing: float) -> list[store.FeedState]:
+    def _claim(self, now: datetime, force: bool, spacing: float) -> list[feed_store.FeedState]:
         lease = timedelta(
             seconds=max(self.settings.poll_interval, 10 * self.settings.limits.total_timeout)
         )
@@ -202,11 +205,11 @@ class Pipeline:
             listing = catalog.listing(session, self._specs)  # config + added feeds
             urls = [feed.spec.url for feed in listing]
             self._chat_urls = frozenset(f.spec.url for f in listing if f.source == "chat")
-            holders = store.feed_lease_owners(session, urls, now=now)
+            holders = feed_store.feed_lease_owners(session, urls, now=now)
             dead = [o for o in holders if o != self.owner and owner_is_dead(o, me=self.owner)]
             if dead:
                 log.info("taking over feeds leased by %d process(es) that died", len(dead))
-            claimed = store.claim_due_feeds(
+            claimed = feed_store.claim_due_feeds(
                 session,
                 urls,
                 now=now,
@@ -226,7 +229,7 @@ class Pipeline:
         return claimed
 
     async def _poll_feed(
-        self, feed: store.FeedState, spool: EntrySpool | None = None
+        self, feed: feed_store.FeedState, spool: EntrySpool | None = None
     ) -> FeedResult:
         """Fetch and parse one feed; whatever goes wrong is this feed's error alone."""
         try:
@@ -249,7 +252,7 @@ class Pipeline:
             return FeedResult(feed, outcome, error=reason)
 
     async def _fetch_and_parse(
-        self, feed: store.FeedState, spool: EntrySpool | None = None
+        self, feed: feed_store.FeedState, spool: EntrySpool | None = None
     ) -> FeedResult:
         """`spool`: where the entries go (the result keeps their dates), else the result."""
         private = catalog.allow_private("chat" if feed.url in self._chat_urls else "config")
@@ -297,8 +300,8 @@ class Pipeline:
         feed_errors: dict[str, str] = {}
         entry_errors: dict[int, str] = {}  # feed id: the first entry that failed, and why
         with Session(self.engine) as session:
-            store.lock_for_decisions(session)
-            run_id = store.start_run(session, started)  # also opens the write transaction
+            item_store.lock_for_decisions(session)
+            run_id = run_store.start_run(session, started)  # also opens the write transaction
             self._refresh_stories(session, now)
             cycle_mark = self._context.stories.mark()
             try:
@@ -324,7 +327,7 @@ class Pipeline:
                         failed += 1
                         feed_errors[result.feed.name] = error
                     health.append(
-                        store.fetch_result_values(
+                        feed_store.fetch_result_values(
                             result.feed,
                             result.outcome,
                             now=now,
@@ -339,9 +342,9 @@ class Pipeline:
                             ),
                         )
                     )
-                store.record_fetches(session, health)
+                feed_store.record_fetches(session, health)
                 finished = utcnow()
-                store.finish_run(
+                run_store.finish_run(
                     session,
                     run_id,
                     now=finished,
@@ -368,7 +371,7 @@ class Pipeline:
     def _decide_batch(
         self,
         session: Session,
-        batch: Sequence[tuple[store.FeedState, Entry]],
+        batch: Sequence[tuple[feed_store.FeedState, Entry]],
         now: datetime,
         errors: dict[int, str],
     ) -> list[Verdict]:
@@ -399,18 +402,18 @@ class Pipeline:
         return verdicts
 
     def _decide_together(
-        self, session: Session, batch: Sequence[tuple[store.FeedState, Entry]], now: datetime
+        self, session: Session, batch: Sequence[tuple[feed_store.FeedState, Entry]], now: datetime
     ) -> list[Verdict]:
         """`_decide` for a batch: the entries' exact keys are looked up at once, and an entry
         finds those of the batch's earlier entries as it would have found them stored."""
         window = timedelta(days=self._context.policy.window_days)
         keyed = [(feed.id, entry, title_key(entry.title)) for feed, entry in batch]
-        probes = [store.ExactKeys.of(feed_id, entry, tkey) for feed_id, entry, tkey in keyed]
-        stored = store.find_exact_many(session, probes, since=now - window)
+        probes = [item_store.ExactKeys.of(feed_id, entry, tkey) for feed_id, entry, tkey in keyed]
+        stored = item_store.find_exact_many(session, probes, since=now - window)
         # the model reads only what no stored item already decides (a feed's old entries)
         unknown = [e for (_f, e, _t), k in zip(keyed, probes, strict=True) if not stored.first(k)]
         self._prepare(unknown)
-        items = store.ItemBatch(store.reserve_item_ids(session, len(batch)))
+        items = item_store.ItemBatch(item_store.reserve_item_ids(session, len(batch)))
         self._batch = items
         try:
             verdicts = [
@@ -425,7 +428,7 @@ class Pipeline:
     def _decide_isolated(
         self,
         session: Session,
-        feed: store.FeedState,
+        feed: feed_store.FeedState,
         entry: Entry,
         now: datetime,
         errors: dict[int, str],
@@ -452,7 +455,7 @@ class Pipeline:
         """Decide one entry and store it (with its story and outbox rows when it is new)."""
         window = timedelta(days=self._context.policy.window_days)
         tkey = title_key(entry.title)
-        hit = store.find_exact(session, feed_id, entry, tkey, since=now - window)
+        hit = item_store.find_exact(session, feed_id, entry, tkey, since=now - window)
         return self._settle(session, feed_id, entry, tkey, hit, now)
 
     def _settle(
@@ -461,7 +464,7 @@ class Pipeline:
         feed_id: int,
         entry: Entry,
         tkey: str,
-        hit: store.ExactHit | None,
+        hit: item_store.ExactHit | None,
         now: datetime,
     ) -> Verdict:
         """Decide an entry whose exact-key hit is known, and store it."""
@@ -474,7 +477,7 @@ class Pipeline:
         else:
             verdict = decide(entry, dataclasses.replace(self._context, now=now))
         if verdict.decision in ("new", "stale"):
-            story_id, _ = store.add_story(
+            story_id, _ = item_store.add_story(
                 session,
                 verdict.entry,
                 summary=verdict.summary,
@@ -493,7 +496,7 @@ class Pipeline:
         entry = verdict.entry
         if verdict.decision in ("irrelevant", "seen"):
             entry = dataclasses.replace(entry, text=entry.text[:IRRELEVANT_TEXT_CHARS])
-        values = store.item_values(
+        values = item_store.item_values(
             feed_id=feed_id,
             entry=entry,
             title_key=tkey,
@@ -505,10 +508,12 @@ class Pipeline:
             now=now,
         )
         batch = self._batch  # a batch writes its items together, at its end
-        item_id = batch.add(values) if batch is not None else store.insert_item(session, values)
+        item_id = (
+            batch.add(values) if batch is not None else item_store.insert_item(session, values)
+        )
         if verdict.story_id is not None and verdict.fingerprint:
             when = min(entry.published or now, now)
-            row = store.StoryItemRow(
+            row = item_store.StoryItemRow(
                 item_id, verdict.story_id, verdict.fingerprint, verdict.vector or None, when
             )
             self._context.stories.add(_stored_item(row))
@@ -526,13 +531,15 @@ class Pipeline:
         """Bring the story index up to date with what any replica stored since."""
         stories = self._context.stories
         since = now - 2 * stories.window
-        for row in store.story_items_since(session, after_id=stories.last_item_id, since=since):
+        for row in item_store.story_items_since(
+            session, after_id=stories.last_item_id, since=since
+        ):
             stories.add(_stored_item(row))
         stories.prune(now)
 
     def _next_poll(
         self, result: FeedResult, since: datetime, error: str | None, *, undated: bool = False
-    ) -> store.PollPlan:
+    ) -> feed_store.PollPlan:
         """When to poll this feed again, from what it showed (bot/feeds/schedule.py).
 
         `undated`: the poll found new entries without a date; they count as published now.
@@ -560,14 +567,14 @@ class Pipeline:
             backoff_max=limits.backoff_max_seconds,
         )
         interval = next_interval(signals, bounds, now=since)
-        return store.PollPlan(
+        return feed_store.PollPlan(
             since + timedelta(seconds=interval.seconds), interval, activity, ttl, period
         )
 
     def _release(self, feed_ids: list[int]) -> None:
         try:
             with Session(self.engine) as session:
-                store.release_feeds(session, feed_ids)
+                feed_store.release_feeds(session, feed_ids)
                 session.commit()
         except SQLAlchemyError:
             log.warning("could not release feed leases; they expire on their own")
@@ -589,7 +596,7 @@ class Pipeline:
     def _record_failure(self, started: datetime, finished: datetime, reason: str) -> None:
         try:
             with Session(self.engine) as session:
-                store.record_failed_run(session, started, now=finished, error=reason)
+                run_store.record_failed_run(session, started, now=finished, error=reason)
                 session.commit()
         except SQLAlchemyError:
             log.warning("could not record the failed poll cycle (database error)")
@@ -608,9 +615,9 @@ def decide_offline(
         pipeline = Pipeline(settings, engine)
         specs = {e.feed_url: FeedSpec(e.feed_url, e.feed_name, e.language) for e in entries}
         with Session(engine) as session:
-            store.sync_feeds(session, list(specs.values()))
+            feed_store.sync_feeds(session, list(specs.values()))
             session.commit()
-            ids = store.feed_ids(session, list(specs))
+            ids = feed_store.feed_ids(session, list(specs))
         verdicts = []
         pipeline._prepare(entries)
         with Session(engine) as session:
@@ -624,7 +631,7 @@ def decide_offline(
     return verdicts
 
 
-def _stored_item(row: store.StoryItemRow) -> StoredItem:
+def _stored_item(row: item_store.StoryItemRow) -> StoredItem:
     return StoredItem(
         story_id=row.story_id,
         item_id=row.item_id,

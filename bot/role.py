@@ -33,9 +33,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from bot import leases
-from bot.models import utcnow
 from bot.owners import owner_is_dead
+from bot.storage import leases
+from bot.storage.models import utcnow
 
 log = logging.getLogger(__name__)
 

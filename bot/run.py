@@ -35,8 +35,6 @@ from typing import Protocol, TextIO
 from sqlalchemy.engine import Engine
 from telegram.error import NetworkError
 
-from bot import subscriptions
-from bot.db import create_schema, make_engine
 from bot.decide.embed import ModelUnavailable, load_embedder
 from bot.errors import SahelWatchError
 from bot.feeds.fetch import backoff_delay
@@ -46,6 +44,8 @@ from bot.role import LeasedRole
 from bot.scheduler import Jobs, build_scheduler
 from bot.seeds import load_seeds
 from bot.settings import Settings
+from bot.storage import subscribers
+from bot.storage.db import create_schema, make_engine
 from bot.telegram.app import (
     App,
     build_application,
@@ -204,13 +204,13 @@ async def _serve(
         if settings.telegram_bot_token is None:
             print(CONSOLE_BANNER, file=out, flush=True)
             log.info("console mode: no TELEGRAM_BOT_TOKEN")
-            await asyncio.to_thread(subscriptions.ensure_console, engine)
+            await asyncio.to_thread(subscribers.ensure_console, engine)
             sender = ConsoleSender(out)
         else:
             application = build_application(settings, engine, seeds=seeds)
             if not await _connect(application, settings, stop):
                 return  # stopped before Telegram answered
-            await asyncio.to_thread(subscriptions.retire_console, engine)
+            await asyncio.to_thread(subscribers.retire_console, engine)
             sender = sender_for(application)
         deliverer = Deliverer(
             engine, sender, owner=owner, policy=policy, console=application is None

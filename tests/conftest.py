@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.db import create_schema, make_engine
+from bot.storage.db import create_schema, make_engine
 
 pytest_plugins = ["tests.servers.fixtures", "tests.servers.bot_fixtures"]
 

@@ -14,10 +14,10 @@ from sqlmodel import Session, select
 
 from bot.feeds import catalog
 from bot.feeds.guard import IPAddress, is_public_address
-from bot.models import Feed
 from bot.pipeline import CycleReport, Pipeline
 from bot.records import FeedSpec
 from bot.settings import Settings, load_settings
+from bot.storage.models import Feed
 from tests.servers import feedgen
 from tests.servers.feed_server import FeedServer
 

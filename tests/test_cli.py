@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from bot.db import make_engine
-from bot.models import Delivery, Feed, Item, PollRun, Story, Subscriber
+from bot.storage.db import make_engine
+from bot.storage.models import Delivery, Feed, Item, PollRun, Story, Subscriber
 from tests.conftest import PG_ADMIN
 from tests.servers.bot_api import BotApiServer, Limits
 from tests.servers.bot_fixtures import subscribe_chats

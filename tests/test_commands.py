@@ -14,8 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.feeds.guard import IPAddress, is_public_address
-from bot.models import Feed, PollRun, Subscriber
 from bot.settings import Settings
+from bot.storage.models import Feed, PollRun, Subscriber
 from bot.telegram import commands
 from bot.telegram.app import App, build_application, start_application, stop_application
 from tests.servers import feedgen

@@ -20,12 +20,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from bot import metrics, outbox, subscriptions
-from bot.db import create_schema, make_engine
-from bot.models import Delivery, SendRate, Subscriber
+from bot import metrics
 from bot.owners import make_owner, owner_is_dead
 from bot.settings import Settings
-from bot.subscriptions import Chat
+from bot.storage import outbox, subscribers
+from bot.storage.db import create_schema, make_engine
+from bot.storage.models import Delivery, SendRate, Subscriber
+from bot.storage.subscribers import Chat
 from bot.telegram.app import App, build_application, sender_for
 from bot.telegram.deliver import Deliverer, Policy, backoff
 from bot.telegram.ratelimit import OVERALL, SharedRate, forget_idle_chats
@@ -104,7 +105,7 @@ async def test_blocked_chat_is_deactivated_and_its_rows_skipped(
     assert not gone.active and gone.deactivated_reason == "Forbidden: bot was blocked by the user"
     states = sorted((r.subscriber_id == gone.id, r.state) for r in rows(engine))
     assert states == [(False, "sent"), (False, "sent"), (True, "skipped"), (True, "skipped")]
-    assert subscriptions.subscribe(engine, Chat(2002)) is True  # /start again turns it back on
+    assert subscribers.subscribe(engine, Chat(2002)) is True  # /start again turns it back on
 
 
 async def test_flood_of_429s_delays_but_loses_nothing(
@@ -337,7 +338,7 @@ async def test_shutdown_finishes_or_releases_nothing_half_done(
 async def test_console_mode_prints_and_records(
     engine: Engine, add_story: Callable[..., int]
 ) -> None:
-    subscriptions.ensure_console(engine)
+    subscribers.ensure_console(engine)
     subscribe_chats(engine, [9500])  # a Telegram subscriber: not the console's to deliver
     add_story(title="Console <story> & co", link="https://wire.test/c")
     out = io.StringIO()
@@ -346,14 +347,14 @@ async def test_console_mode_prints_and_records(
     assert "Console <story> & co <https://wire.test/c>" in out.getvalue()
     states = sorted(r.state for r in rows(engine))
     assert states == ["pending", "sent"]
-    assert subscriptions.retire_console(engine) is True
+    assert subscribers.retire_console(engine) is True
 
 
 def test_unsubscribe_skips_pending_rows(engine: Engine, add_story: Callable[..., int]) -> None:
     subscribe_chats(engine, [9600])
     add_story()
-    assert subscriptions.unsubscribe(engine, 9600) is True
-    assert subscriptions.unsubscribe(engine, 9600) is False
+    assert subscribers.unsubscribe(engine, 9600) is True
+    assert subscribers.unsubscribe(engine, 9600) is False
     assert rows(engine)[0].state == "skipped"
 
 

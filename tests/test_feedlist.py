@@ -9,7 +9,7 @@ import pytest
 
 from bot.cli import main
 from bot.feeds.opml import OpmlFeed, read_opml, write_opml
-from bot.models import utcnow
+from bot.storage.models import utcnow
 from tests.servers import feedgen
 from tests.servers.feed_server import FeedServer
 

@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.health import check_health
-from bot.models import Feed, PollRun, utcnow
 from bot.pipeline import CycleReport, Pipeline
 from bot.settings import Settings, load_settings
+from bot.storage.models import Feed, PollRun, utcnow
 from tests.servers.feed_server import FeedServer
 from tests.servers.feedgen import rss
 

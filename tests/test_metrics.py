@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot import metrics
-from bot.models import Delivery, Story, Subscriber
+from bot.storage.models import Delivery, Story, Subscriber
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -19,12 +19,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from bot.db import create_schema, make_engine
 from bot.feeds.fetch import FetchOutcome, Validators
-from bot.models import Delivery, Feed, Item, PollRun, Story, Subscriber
 from bot.pipeline import CycleReport, FeedResult, Pipeline
 from bot.records import Entry, Verdict
 from bot.settings import Settings, load_settings
+from bot.storage.db import create_schema, make_engine
+from bot.storage.models import Delivery, Feed, Item, PollRun, Story, Subscriber
 from tests.servers.bot_fixtures import wait_until
 from tests.servers.feed_server import FeedServer
 from tests.servers.feedgen import entity_bomb, rss

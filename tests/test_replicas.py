@@ -21,9 +21,9 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.db import create_schema, make_engine
-from bot.models import Delivery, Lease, PollRun
 from bot.run import UPDATES_LEASE
+from bot.storage.db import create_schema, make_engine
+from bot.storage.models import Delivery, Lease, PollRun
 from tests.servers.bot_api import BotApiServer
 from tests.servers.bot_fixtures import insert_story, subscribe_chats
 from tests.servers.bot_process import BotProcess, write_config

@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot import leases
-from bot.db import make_engine
-from bot.models import Lease, utcnow
 from bot.owners import make_owner
 from bot.role import LeasedRole
+from bot.storage import leases
+from bot.storage.db import make_engine
+from bot.storage.models import Lease, utcnow
 from bot.telegram.updates import UPDATES_LEASE, updates_problem
 
 TTL = 1.0

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.health import check_health
-from bot.models import Delivery
+from bot.storage.models import Delivery
 from tests.servers.bot_api import BotApiServer, Limits
 from tests.servers.bot_fixtures import insert_story, settings_for, subscribe_chats
 from tests.servers.bot_process import REPO, BotProcess, write_config

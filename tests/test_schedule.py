@@ -15,7 +15,6 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from bot import store
 from bot.feeds.parse import parse_feed
 from bot.feeds.schedule import (
     Activity,
@@ -27,9 +26,10 @@ from bot.feeds.schedule import (
     ttl_seconds,
     update_period_seconds,
 )
-from bot.models import Feed
 from bot.pipeline import Pipeline
 from bot.records import FeedSpec
+from bot.storage import feeds as feed_store
+from bot.storage.models import Feed
 from tests.servers.feed_server import FeedServer
 from tests.servers.feedgen import rss
 from tests.test_pipeline import cycle, feed_row, rfc822, settings_for
@@ -294,7 +294,7 @@ def test_a_scheduled_cycle_takes_feeds_due_within_a_quarter_interval(
     settings = settings_for(tmp_path, database_url, feeds, poll_interval=300)
     now = datetime.now(UTC)
     with Session(engine) as session:
-        store.sync_feeds(session, settings.feed_specs())
+        feed_store.sync_feeds(session, settings.feed_specs())
         for name, ahead in (("soon", 60), ("later", 120)):
             session.execute(
                 update(Feed)

@@ -32,9 +32,9 @@ from bot.errors import ParseError
 from bot.feeds.bounded import parse_bounded
 from bot.feeds.fetch import Fetcher, Validators
 from bot.feeds.textsafe import storable
-from bot.models import Feed, utcnow
 from bot.records import FeedSpec
 from bot.settings import Limits
+from bot.storage.models import Feed, utcnow
 
 Source = Literal["config", "chat", "cli"]
 ADDED: tuple[Source, ...] = ("chat", "cli")

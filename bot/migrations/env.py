@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from bot import models  # noqa: F401 - registers the tables
+from bot.storage import models  # noqa: F401 - registers the tables
 
 connection = context.config.attributes.get("connection")
 if connection is None:

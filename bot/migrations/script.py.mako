@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes  # noqa: F401 - autogenerate emits its AutoString
 from alembic import op
 
-import bot.models  # noqa: F401 - custom column types
+import bot.storage.models  # noqa: F401 - custom column types
 
 ${imports if imports else ""}
 revision = ${repr(up_revision)}

@@ -18,15 +18,16 @@ from telegram import ChatMember, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.ext import CallbackContext, ExtBot
 
-from bot import subscriptions
 from bot.feeds import catalog
 from bot.feeds.fetch import Fetcher, make_client
 from bot.feeds.guard import AddressPolicy, is_public_address
-from bot.models import utcnow
 from bot.records import FeedSpec
 from bot.settings import Settings
-from bot.subscriptions import Chat
-from bot.telegram import queries, replies
+from bot.storage import stats as stored  # `stats` is the /stats handler here
+from bot.storage import subscribers
+from bot.storage.models import utcnow
+from bot.storage.subscribers import Chat
+from bot.telegram import replies
 from bot.telegram.render import render_latest
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ async def start(update: Update, context: Context) -> None:
     d, chat = deps(context), where(update)
     if chat is None:
         return
-    newly = await asyncio.to_thread(subscriptions.subscribe, d.engine, chat)
+    newly = await asyncio.to_thread(subscribers.subscribe, d.engine, chat)
     await answer(
         update, context, replies.welcome(d.seeds, newly=newly, feeds=len(d.settings.feeds))
     )
@@ -118,7 +119,7 @@ async def subscribe(update: Update, context: Context) -> None:
     d, chat = deps(context), where(update)
     if chat is None:
         return
-    newly = await asyncio.to_thread(subscriptions.subscribe, d.engine, chat)
+    newly = await asyncio.to_thread(subscribers.subscribe, d.engine, chat)
     await answer(update, context, replies.subscribed(newly=newly))
 
 
@@ -127,7 +128,7 @@ async def unsubscribe(update: Update, context: Context) -> None:
     d, chat = deps(context), where(update)
     if chat is None:
         return
-    was = await asyncio.to_thread(subscriptions.unsubscribe, d.engine, chat.chat_id, chat.thread_id)
+    was = await asyncio.to_thread(subscribers.unsubscribe, d.engine, chat.chat_id, chat.thread_id)
     await answer(update, context, replies.unsubscribed(was=was))
 
 
@@ -156,7 +157,7 @@ async def latest(update: Update, context: Context) -> None:
     if count is None:
         await answer(update, context, replies.latest_usage(" ".join(args)))
         return
-    stories = await asyncio.to_thread(queries.latest, d.engine, count)
+    stories = await asyncio.to_thread(stored.latest, d.engine, count)
     await answer(update, context, render_latest(stories) if stories else replies.no_stories())
 
 
@@ -166,7 +167,7 @@ async def status(update: Update, context: Context) -> None:
     if chat is None:
         return
     view = await asyncio.to_thread(
-        queries.status_view,
+        stored.status_view,
         d.engine,
         await d.feed_specs(),
         chat_id=chat.chat_id,
@@ -183,7 +184,7 @@ async def help_command(update: Update, context: Context) -> None:
 async def sources(update: Update, context: Context) -> None:
     """The feeds watched, with their health: outlets' hosts, full addresses for admins."""
     d = deps(context)
-    feeds = await asyncio.to_thread(queries.feed_health, d.engine, await d.feed_specs())
+    feeds = await asyncio.to_thread(stored.feed_health, d.engine, await d.feed_specs())
     await answer(update, context, replies.sources(feeds, admin=is_admin(update, d.settings)))
 
 
@@ -193,7 +194,7 @@ async def stats(update: Update, context: Context) -> None:
     if not is_admin(update, d.settings):
         await answer(update, context, replies.not_admin("/stats"))
         return
-    view = await asyncio.to_thread(queries.stats_view, d.engine, await d.feed_specs())
+    view = await asyncio.to_thread(stored.stats_view, d.engine, await d.feed_specs())
     await answer(update, context, replies.stats(view, now=utcnow()))
 
 
@@ -268,7 +269,7 @@ async def feeds(update: Update, context: Context) -> None:
         await answer(update, context, replies.not_admin("/feeds"))
         return
     listed = await asyncio.to_thread(catalog.list_feeds, d.engine, d.config())
-    health = await asyncio.to_thread(queries.feed_health, d.engine, [f.spec for f in listed])
+    health = await asyncio.to_thread(stored.feed_health, d.engine, [f.spec for f in listed])
     rows = [(h, f.source) for h, f in zip(health, listed, strict=True)]
     await answer(update, context, replies.feeds(rows, now=utcnow()))
 
@@ -294,7 +295,7 @@ async def migrated(update: Update, context: Context) -> None:
     if message is None or not message.migrate_to_chat_id:
         return
     moved = await asyncio.to_thread(
-        subscriptions.migrate, deps(context).engine, message.chat_id, message.migrate_to_chat_id
+        subscribers.migrate, deps(context).engine, message.chat_id, message.migrate_to_chat_id
     )
     log.info(
         "chat %s migrated to %s (%d subscriptions moved)",
@@ -316,7 +317,7 @@ async def membership(update: Update, context: Context) -> None:
             else "bot removed from the chat"
         )
         count = await asyncio.to_thread(
-            subscriptions.deactivate_chat, deps(context).engine, change.chat.id, reason
+            subscribers.deactivate_chat, deps(context).engine, change.chat.id, reason
         )
         log.info("chat %s: %s (%d subscriptions turned off)", change.chat.id, reason, count)
 

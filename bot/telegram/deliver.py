@@ -55,11 +55,12 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import metrics, outbox, subscriptions
+from bot import metrics
 from bot.feeds.fetch import backoff_delay
-from bot.models import utcnow
-from bot.outbox import Claimed
-from bot.telegram.queries import story_views
+from bot.storage import outbox, subscribers
+from bot.storage.models import utcnow
+from bot.storage.outbox import Claimed
+from bot.storage.stats import story_views
 from bot.telegram.record import Held, Recorder
 from bot.telegram.render import render_alert
 from bot.telegram.sender import (
@@ -360,7 +361,7 @@ class Deliverer:
         if isinstance(outcome, Moved):
             self.tally.migrated += 1
             await asyncio.to_thread(
-                subscriptions.migrate, self.engine, job.chat_id, outcome.new_chat_id
+                subscribers.migrate, self.engine, job.chat_id, outcome.new_chat_id
             )
             state = await asyncio.to_thread(outbox.state_of, self.engine, job.delivery_id)
             if state != "sending":  # merged: the new chat's subscriber has this story

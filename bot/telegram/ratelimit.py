@@ -40,7 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot.models import SendRate
+from bot.storage.models import SendRate
 from bot.telegram.sender import FloodGate
 
 OVERALL = "telegram-overall"

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
-from bot import outbox
-from bot.outbox import Claimed
+from bot.storage import outbox
+from bot.storage.outbox import Claimed
 from bot.telegram.sender import Gone, Outcome, Rejected, RetryLater, Sent, Transient, Unconfirmed
 
 if TYPE_CHECKING:

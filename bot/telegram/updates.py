@@ -27,7 +27,7 @@ from typing import Any
 from sqlmodel import Session
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 
-from bot.models import Lease, utcnow
+from bot.storage.models import Lease, utcnow
 
 UPDATES_LEASE = "telegram-updates"
 POLL_TIMEOUT = 10  # seconds a getUpdates long poll waits, at most

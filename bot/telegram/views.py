@@ -1,5 +1,5 @@
-"""Plain read-only records the Telegram side renders: built by `queries`, shown by `render`
-and `replies`. Feed strings in them are untrusted plain text, not yet escaped."""
+"""Plain read-only records the Telegram side renders: built by `bot.storage.stats`, shown by
+`render` and `replies`. Feed strings in them are untrusted plain text, not yet escaped."""
 
 from __future__ import annotations
 

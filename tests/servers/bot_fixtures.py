@@ -22,10 +22,10 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot import subscriptions
-from bot.models import Delivery, Feed, Item, Story, Subscriber
 from bot.settings import Settings
-from bot.subscriptions import Chat
+from bot.storage import subscribers
+from bot.storage.models import Delivery, Feed, Item, Story, Subscriber
+from bot.storage.subscribers import Chat
 from bot.telegram.app import App, build_application, start_application, stop_application
 from tests.servers.bot_api import BotApiServer, Limits
 
@@ -103,7 +103,7 @@ def subscribe_chats(
     engine: Engine, chat_ids: list[int], chat_type: str = "private", thread_id: int = 0
 ) -> None:
     for chat_id in chat_ids:
-        subscriptions.subscribe(engine, Chat(chat_id, thread_id, chat_type))
+        subscribers.subscribe(engine, Chat(chat_id, thread_id, chat_type))
 
 
 def insert_story(

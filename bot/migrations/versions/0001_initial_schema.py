@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import bot.models
+import bot.storage.models
 
 revision = "0001"
 down_revision = None
@@ -33,12 +33,12 @@ def upgrade() -> None:
         sa.Column("last_status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("last_http_status", sa.Integer(), nullable=True),
         sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("last_polled_at", bot.models.UTCDateTime(), nullable=True),
-        sa.Column("last_success_at", bot.models.UTCDateTime(), nullable=True),
+        sa.Column("last_polled_at", bot.storage.models.UTCDateTime(), nullable=True),
+        sa.Column("last_success_at", bot.storage.models.UTCDateTime(), nullable=True),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
-        sa.Column("next_poll_at", bot.models.UTCDateTime(), nullable=True),
+        sa.Column("next_poll_at", bot.storage.models.UTCDateTime(), nullable=True),
         sa.Column("lease_owner", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("lease_until", bot.models.UTCDateTime(), nullable=True),
+        sa.Column("lease_until", bot.storage.models.UTCDateTime(), nullable=True),
         sa.Column("added_by_chat", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("url"),
@@ -46,8 +46,8 @@ def upgrade() -> None:
     op.create_table(
         "pollrun",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("started_at", bot.models.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", bot.models.UTCDateTime(), nullable=True),
+        sa.Column("started_at", bot.storage.models.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", bot.storage.models.UTCDateTime(), nullable=True),
         sa.Column("feeds_polled", sa.Integer(), nullable=False),
         sa.Column("feeds_failed", sa.Integer(), nullable=False),
         sa.Column("entries", sa.Integer(), nullable=False),
@@ -62,12 +62,12 @@ def upgrade() -> None:
     op.create_table(
         "story",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("created_at", bot.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", bot.storage.models.UTCDateTime(), nullable=False),
         sa.Column("title", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("link", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("feed_name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("language", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("published", bot.models.UTCDateTime(), nullable=True),
+        sa.Column("published", bot.storage.models.UTCDateTime(), nullable=True),
         sa.Column("summary", sa.Text(), nullable=False),
         sa.Column("alerted", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -82,8 +82,8 @@ def upgrade() -> None:
         sa.Column("thread_id", sa.BigInteger(), nullable=False),
         sa.Column("chat_type", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", bot.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", bot.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", bot.storage.models.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", bot.storage.models.UTCDateTime(), nullable=False),
         sa.Column("deactivated_reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("chat_id", "thread_id", name="uq_subscriber_chat"),
@@ -95,13 +95,13 @@ def upgrade() -> None:
         sa.Column("subscriber_id", sa.Integer(), nullable=False),
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", bot.models.UTCDateTime(), nullable=False),
-        sa.Column("created_at", bot.models.UTCDateTime(), nullable=False),
-        sa.Column("sent_at", bot.models.UTCDateTime(), nullable=True),
+        sa.Column("next_attempt_at", bot.storage.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", bot.storage.models.UTCDateTime(), nullable=False),
+        sa.Column("sent_at", bot.storage.models.UTCDateTime(), nullable=True),
         sa.Column("message_id", sa.BigInteger(), nullable=True),
         sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("lease_owner", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("lease_until", bot.models.UTCDateTime(), nullable=True),
+        sa.Column("lease_until", bot.storage.models.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["story_id"],
             ["story.id"],
@@ -129,8 +129,8 @@ def upgrade() -> None:
         sa.Column("title", sa.Text(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("language", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("published", bot.models.UTCDateTime(), nullable=True),
-        sa.Column("first_seen", bot.models.UTCDateTime(), nullable=False),
+        sa.Column("published", bot.storage.models.UTCDateTime(), nullable=True),
+        sa.Column("first_seen", bot.storage.models.UTCDateTime(), nullable=False),
         sa.Column("decision", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("story_id", sa.Integer(), nullable=True),
         sa.Column("reasons", sa.Text(), nullable=False),
@@ -159,7 +159,7 @@ def upgrade() -> None:
         sa.Column("key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("item_id", sa.Integer(), nullable=False),
         sa.Column("story_id", sa.Integer(), nullable=False),
-        sa.Column("published", bot.models.UTCDateTime(), nullable=False),
+        sa.Column("published", bot.storage.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["item_id"],
             ["item.id"],

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-import bot.models
+import bot.storage.models
 
 revision = "0002"
 down_revision = "0001"
@@ -25,8 +25,8 @@ def upgrade() -> None:
         "lease",
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("acquired_at", bot.models.UTCDateTime(), nullable=False),
-        sa.Column("expires_at", bot.models.UTCDateTime(), nullable=False),
+        sa.Column("acquired_at", bot.storage.models.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", bot.storage.models.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
     # ### end Alembic commands ###

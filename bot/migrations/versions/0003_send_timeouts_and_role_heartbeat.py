@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-import bot.models
+import bot.storage.models
 
 revision = "0003"
 down_revision = "0002"
@@ -23,7 +23,7 @@ def upgrade() -> None:
     with op.batch_alter_table("delivery") as batch:
         batch.add_column(sa.Column("timeouts", sa.Integer(), server_default="0", nullable=False))
     with op.batch_alter_table("lease") as batch:
-        batch.add_column(sa.Column("heartbeat_at", bot.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("heartbeat_at", bot.storage.models.UTCDateTime(), nullable=True))
         batch.add_column(
             sa.Column("problem", sqlmodel.sql.sqltypes.AutoString(), nullable=True)
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import bot.models
+import bot.storage.models
 
 revision = "0004"
 down_revision = "0003"
@@ -34,7 +34,7 @@ def downgrade() -> None:
         sa.Column("key", sa.String(), nullable=False),
         sa.Column("item_id", sa.Integer(), nullable=False),
         sa.Column("story_id", sa.Integer(), nullable=False),
-        sa.Column("published", bot.models.UTCDateTime(), nullable=False),
+        sa.Column("published", bot.storage.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["item_id"], ["item.id"]),
         sa.ForeignKeyConstraint(["story_id"], ["story.id"]),
         sa.PrimaryKeyConstraint("key", "item_id"),

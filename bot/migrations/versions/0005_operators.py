@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import bot.models
+import bot.storage.models
 
 revision = "0005"
 down_revision = "0004"
@@ -22,11 +22,15 @@ def upgrade() -> None:
     with op.batch_alter_table("feed") as batch:
         batch.add_column(sa.Column("source", sa.Text(), server_default="config", nullable=False))
         batch.add_column(sa.Column("added_by", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("added_at", bot.models.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("added_at", bot.storage.models.UTCDateTime(), nullable=True))
         # the poll schedule (bot/feeds/schedule.py)
         batch.add_column(sa.Column("entry_gap_seconds", sa.Float(), nullable=True))
-        batch.add_column(sa.Column("newest_entry_at", bot.models.UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column("first_polled_at", bot.models.UTCDateTime(), nullable=True))
+        batch.add_column(
+            sa.Column("newest_entry_at", bot.storage.models.UTCDateTime(), nullable=True)
+        )
+        batch.add_column(
+            sa.Column("first_polled_at", bot.storage.models.UTCDateTime(), nullable=True)
+        )
         batch.add_column(sa.Column("ttl_seconds", sa.Float(), nullable=True))
         batch.add_column(sa.Column("update_period_seconds", sa.Float(), nullable=True))
         batch.add_column(sa.Column("poll_seconds", sa.Float(), nullable=True))

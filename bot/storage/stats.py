@@ -10,9 +10,9 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.models import Delivery, Feed, Item, PollRun, Story, Subscriber, utcnow
 from bot.records import FeedSpec
-from bot.subscriptions import CONSOLE
+from bot.storage.models import Delivery, Feed, Item, PollRun, Story, Subscriber, utcnow
+from bot.storage.subscribers import CONSOLE
 from bot.telegram.views import FeedHealth, Source, StatsView, StatusView, StoryView
 
 DAY = timedelta(hours=24)

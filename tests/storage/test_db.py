@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import inspect, text
 from sqlmodel import Session
 
-from bot.db import head_revision, make_engine, schema_revision, upgrade_schema
-from bot.leases import acquire
+from bot.storage.db import head_revision, make_engine, schema_revision, upgrade_schema
+from bot.storage.leases import acquire
 
 
 def test_old_schema_with_data_upgrades_intact(database_url: str) -> None:

@@ -1,4 +1,4 @@
-"""bot/store.py where replicas meet: claiming feeds (spacing, dead owners) and syncing the
+"""bot/items.py where replicas meet: claiming feeds (spacing, dead owners) and syncing the
 feed list from several processes. Real databases: SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from bot import store
-from bot.models import Delivery, Feed, Item, Story, Subscriber
 from bot.pipeline import CycleReport, FeedResult, Pipeline
 from bot.records import Entry, FeedSpec
+from bot.storage import feeds as feed_store
+from bot.storage import items as item_store
+from bot.storage.models import Delivery, Feed, Item, Story, Subscriber
 from tests.test_pipeline import (
     POISON_MESSAGE,
     built,
@@ -36,7 +37,7 @@ URLS = [s.url for s in SPECS]
 
 def sync(engine: Engine) -> None:
     with Session(engine) as session:
-        store.sync_feeds(session, SPECS)
+        feed_store.sync_feeds(session, SPECS)
         session.commit()
 
 
@@ -50,7 +51,7 @@ def claim(
     reclaim_from: Collection[str] = (),
 ) -> list[str]:
     with Session(engine) as session:
-        claimed = store.claim_due_feeds(
+        claimed = feed_store.claim_due_feeds(
             session,
             URLS,
             now=now,
@@ -120,13 +121,13 @@ def test_leases_of_dead_owners_are_taken_over_live_ones_never(engine: Engine) ->
     assert claim(engine, "dead", NOW) == URLS
     soon = NOW + timedelta(seconds=5)
     with Session(engine) as session:
-        assert store.feed_lease_owners(session, URLS, now=soon) == ["dead"]
+        assert feed_store.feed_lease_owners(session, URLS, now=soon) == ["dead"]
     assert claim(engine, "b", soon) == []
     assert claim(engine, "b", soon, reclaim_from=["someone-else"]) == []
     assert claim(engine, "b", soon, reclaim_from=["dead"]) == URLS
     with Session(engine) as session:
-        assert store.feed_lease_owners(session, URLS, now=soon) == ["b"]
-        assert store.feed_lease_owners(session, URLS, now=soon + LEASE * 2) == []
+        assert feed_store.feed_lease_owners(session, URLS, now=soon) == ["b"]
+        assert feed_store.feed_lease_owners(session, URLS, now=soon + LEASE * 2) == []
     assert claim(engine, "c", soon, reclaim_from=["dead"]) == []  # b is not dead
 
 
@@ -170,8 +171,10 @@ def test_any_entry_is_stored_and_found_again(engine: Engine) -> None:
     @given(entry=ENTRIES, title_key=ANY_TEXT, vector=st.binary(max_size=1024))
     def store_it(entry: Entry, title_key: str, vector: bytes) -> None:
         with Session(engine) as session:
-            story_id, _ = store.add_story(session, entry, summary=entry.text, alerted=True, now=NOW)
-            row = store.item_values(
+            story_id, _ = item_store.add_story(
+                session, entry, summary=entry.text, alerted=True, now=NOW
+            )
+            row = item_store.item_values(
                 feed_id=feed_id,
                 entry=entry,
                 title_key=title_key,
@@ -182,10 +185,10 @@ def test_any_entry_is_stored_and_found_again(engine: Engine) -> None:
                 now=NOW,
                 vector=vector,
             )
-            item_id = store.insert_item(session, row)
-            hit = store.find_exact(session, feed_id, entry, title_key, since=NOW)
+            item_id = item_store.insert_item(session, row)
+            hit = item_store.find_exact(session, feed_id, entry, title_key, since=NOW)
             assert hit is not None and hit.item_id == item_id and hit.same_feed_guid
-            other_feed = store.find_exact(session, feed_id + 1, entry, title_key, since=NOW)
+            other_feed = item_store.find_exact(session, feed_id + 1, entry, title_key, since=NOW)
             if entry.link:  # found by link or title from another feed, else not at all
                 assert other_feed is not None and other_feed.item_id == item_id
             session.rollback()  # each example on an empty table

@@ -5,8 +5,8 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot.leases import acquire, holder, release
-from bot.models import utcnow
+from bot.storage.leases import acquire, holder, release
+from bot.storage.models import utcnow
 
 TTL = timedelta(seconds=45)
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.models import Delivery, Subscriber, utcnow
+from bot.storage.models import Delivery, Subscriber, utcnow
 
 CONSOLE = "console"
 

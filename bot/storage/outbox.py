@@ -23,9 +23,9 @@ from sqlalchemy import ColumnElement, and_, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.models import Delivery, Subscriber, utcnow
 from bot.owners import owner_is_dead
-from bot.subscriptions import CONSOLE, deactivate
+from bot.storage.models import Delivery, Subscriber, utcnow
+from bot.storage.subscribers import CONSOLE, deactivate
 
 _ERROR_CHARS = 500
 

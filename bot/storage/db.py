@@ -10,11 +10,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlmodel import create_engine
+from sqlmodel import Session, create_engine
 
-from bot import models  # noqa: F401 - registers the tables on SQLModel.metadata
 from bot.errors import StoreError
 from bot.settings import sqlalchemy_url
+from bot.storage import models  # noqa: F401 - registers the tables on SQLModel.metadata
 
 MIGRATION_LOCK_KEY = 0x5A4E1_0002
 
@@ -75,7 +75,7 @@ def create_schema(engine: Engine) -> None:
     upgrade_schema(engine)
 
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -106,3 +106,7 @@ def head_revision() -> str | None:
 def schema_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

@@ -14,7 +14,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from bot.models import Lease, utcnow
+from bot.storage.models import Lease, utcnow
 
 
 def acquire(
