@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
-from bot import feedlist
+from bot import backup, feedlist
 from bot.decide.embed import ModelUnavailable
 from bot.errors import ConfigError
 from bot.feeds.schedule import duration
@@ -278,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     upgrade = db_sub.add_parser("upgrade", help="bring the schema to the current version")
     upgrade.set_defaults(func=cmd_db_upgrade)
+    backup.register(db_sub)  # db backup PATH
     return parser
 
 
