@@ -46,7 +46,7 @@ from sqlmodel import Session, select  # noqa: E402
 from bot.owners import make_owner  # noqa: E402
 from bot.role import LeasedRole  # noqa: E402
 from bot.run import quiet_libraries  # noqa: E402
-from bot.storage import outbox  # noqa: E402
+from bot.storage import stats  # noqa: E402
 from bot.storage.db import create_schema, make_engine  # noqa: E402
 from bot.storage.models import Delivery  # noqa: E402
 from bot.telegram.app import GATE, build_application, sender_for  # noqa: E402
@@ -99,7 +99,7 @@ def pg_schema() -> Iterator[str]:
 
 
 def settled(engine: Engine) -> bool:
-    counts = outbox.counts_by_state(engine)
+    counts = dict(stats.counts(engine).deliveries)
     return sum(counts.values()) > 0 and not counts.get("pending") and not counts.get("sending")
 
 

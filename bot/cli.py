@@ -13,10 +13,8 @@ from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col
 
 from bot import backup, feedlist
 from bot.decide.embed import ModelUnavailable
@@ -25,7 +23,7 @@ from bot.feeds.schedule import duration
 from bot.logs import setup_logging
 from bot.pipeline import CycleReport, Pipeline
 from bot.settings import Settings, load_settings
-from bot.storage import subscribers
+from bot.storage import stats, subscribers
 from bot.storage.db import NoDatabase, create_schema, make_engine, open_existing
 from bot.storage.models import Feed
 
@@ -158,11 +156,7 @@ def _interval(feed: Feed) -> str:
 
 def cmd_feeds(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_existing(settings.database_url)
-    urls = [f.url for f in settings.feeds]
-    with Session(engine) as session:
-        rows = {
-            f.url: f for f in session.execute(select(Feed).where(col(Feed.url).in_(urls))).scalars()
-        }
+    rows = stats.feed_rows(engine, [f.url for f in settings.feeds])
     engine.dispose()
     table = []
     for spec in settings.feed_specs():

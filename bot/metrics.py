@@ -18,12 +18,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_a
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col
 
-from bot.storage.models import Delivery, Story, Subscriber
+from bot.storage import stats
 
 log = logging.getLogger(__name__)
 
@@ -74,24 +72,15 @@ class DatabaseCollector(Collector):
         )
         subscribers = GaugeMetricFamily("sahelwatch_subscribers", "Active subscribers")
         try:
-            with Session(self._engine) as session:
-                for alerted, n in session.execute(
-                    select(col(Story.alerted), func.count()).group_by(col(Story.alerted))
-                ):
-                    stories.add_metric([str(bool(alerted)).lower()], n)
-                for state, n in session.execute(
-                    select(col(Delivery.state), func.count()).group_by(col(Delivery.state))
-                ):
-                    deliveries.add_metric([state], n)
-                active = session.execute(
-                    select(func.count())
-                    .select_from(Subscriber)
-                    .where(col(Subscriber.active).is_(True))
-                ).scalar_one()
-                subscribers.add_metric([], active)
+            counted = stats.counts(self._engine)
         except SQLAlchemyError:
             log.warning("metrics: database did not answer", exc_info=False)
             return
+        stories.add_metric(["true"], counted.stories_alerted)
+        stories.add_metric(["false"], counted.stories_not_alerted)
+        for state, n in counted.deliveries:
+            deliveries.add_metric([state], n)
+        subscribers.add_metric([], counted.subscribers_active)
         yield stories
         yield deliveries
         yield subscribers

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, update
+from sqlalchemy import ColumnElement, and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -326,9 +326,3 @@ def recover(
 def state_of(engine: Engine, delivery_id: int) -> str | None:
     with Session(engine) as session:
         return session.exec(select(Delivery.state).where(col(Delivery.id) == delivery_id)).first()
-
-
-def counts_by_state(engine: Engine) -> dict[str, int]:
-    with Session(engine) as session:
-        rows = session.exec(select(Delivery.state, func.count()).group_by(Delivery.state)).all()
-    return {state: int(n) for state, n in rows}

@@ -1,79 +1,92 @@
-"""Read-only queries behind alerts and commands; they return plain views (sync, short sessions)."""
+"""The counts and feed health that `/status`, `/stats`, `/metrics` and the `feeds` command
+show, each computed here and nowhere else (sync, short sessions)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.records import FeedSpec
-from bot.storage.models import Delivery, Feed, Item, PollRun, Story, Subscriber, utcnow
+from bot.storage.models import Delivery, Feed, PollRun, Story, Subscriber, utcnow
+from bot.storage.stories import outlet
 from bot.storage.subscribers import CONSOLE
-from bot.telegram.views import FeedHealth, Source, StatsView, StatusView, StoryView
+from bot.telegram.views import FeedHealth, StatsView, StatusView
 
 DAY = timedelta(hours=24)
 
 
-def _outlet(name: str, url: str) -> str:
-    """The feed's name; for a feed without one (its name is its URL), the URL's host only.
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What is stored, counted: `/stats` shows it, `/metrics` exports it."""
 
-    A feed URL may carry an API key: it is never shown as a name.
-    """
-    if name and name != url:
-        return name
-    try:
-        return urlsplit(url).hostname or "(unnamed feed)"
-    except ValueError:
-        return "(unnamed feed)"
+    subscribers_active: int  # real chats, the console excluded
+    subscribers_inactive: int
+    stories_alerted: int
+    stories_not_alerted: int
+    stories_24h: int  # created in the last 24 hours, alerted or not
+    deliveries: tuple[tuple[str, int], ...]  # (state, count), by state
+    last_poll: datetime | None
+
+    @property
+    def stories_total(self) -> int:
+        return self.stories_alerted + self.stories_not_alerted
 
 
-def story_views(engine: Engine, story_ids: Sequence[int]) -> dict[int, StoryView]:
-    """Each story with the other outlets that carried it ("also reported by"), oldest first."""
-    if not story_ids:
-        return {}
+def subscriber_counts(session: Session) -> tuple[int, int]:
+    """(active, inactive) real subscribers, the console excluded."""
+    rows = session.exec(
+        select(Subscriber.active, func.count())
+        .where(Subscriber.chat_type != CONSOLE)
+        .group_by(col(Subscriber.active))
+    ).all()
+    by_state = {bool(active): int(n) for active, n in rows}
+    return by_state.get(True, 0), by_state.get(False, 0)
+
+
+def delivery_counts(session: Session) -> dict[str, int]:
+    """Delivery rows by state, in state order."""
+    rows = session.exec(
+        select(Delivery.state, func.count()).group_by(Delivery.state).order_by(Delivery.state)
+    ).all()
+    return {state: int(n) for state, n in rows}
+
+
+def counts(engine: Engine, *, now: datetime | None = None) -> Counts:
+    now = now or utcnow()
     with Session(engine) as session:
-        stories = session.exec(select(Story).where(col(Story.id).in_(story_ids))).all()
-        rows = session.exec(
-            select(Item.story_id, Feed.name, Feed.url, Item.link)
-            .join(Feed, col(Feed.id) == col(Item.feed_id))
-            .where(col(Item.story_id).in_(story_ids), col(Item.decision) == "duplicate")
-            .order_by(col(Item.first_seen), col(Item.id))
-        ).all()
-    also: dict[int, list[Source]] = {}
-    for story_id, name, url, link in rows:
-        if story_id is not None:
-            also.setdefault(story_id, []).append(Source(_outlet(name, url), link))
-    return {
-        s.id: StoryView(
-            story_id=s.id,
-            title=s.title,
-            link=s.link,
-            outlet=s.feed_name,
-            published=s.published,
-            seen=s.created_at,
-            summary=s.summary,
-            also=tuple(also.get(s.id, ())),
-        )
-        for s in stories
-        if s.id is not None
-    }
+        active, inactive = subscriber_counts(session)
+        by_alerted = {
+            bool(alerted): int(n)
+            for alerted, n in session.exec(
+                select(Story.alerted, func.count()).group_by(col(Story.alerted))
+            ).all()
+        }
+        stories_day = session.exec(
+            select(func.count()).select_from(Story).where(col(Story.created_at) >= now - DAY)
+        ).one()
+        deliveries = delivery_counts(session)
+        last_poll = _last_poll(session)
+    return Counts(
+        subscribers_active=active,
+        subscribers_inactive=inactive,
+        stories_alerted=by_alerted.get(True, 0),
+        stories_not_alerted=by_alerted.get(False, 0),
+        stories_24h=int(stories_day),
+        deliveries=tuple(deliveries.items()),
+        last_poll=last_poll,
+    )
 
 
-def latest(engine: Engine, count: int) -> list[StoryView]:
-    """The `count` most recent alerted stories, newest first."""
+def feed_rows(engine: Engine, urls: Sequence[str]) -> dict[str, Feed]:
+    """The stored rows of the feeds among `urls`, by URL (a feed never polled has none)."""
     with Session(engine) as session:
-        ids = session.exec(
-            select(Story.id)
-            .where(col(Story.alerted).is_(True))
-            .order_by(col(Story.created_at).desc(), col(Story.id).desc())
-            .limit(count)
-        ).all()
-    views = story_views(engine, [i for i in ids if i is not None])
-    return [views[i] for i in ids if i is not None and i in views]
+        rows = session.exec(select(Feed).where(col(Feed.url).in_(list(urls)))).all()
+    return {f.url: f for f in rows}
 
 
 def _last_poll(session: Session) -> datetime | None:
@@ -82,14 +95,13 @@ def _last_poll(session: Session) -> datetime | None:
 
 def feed_health(engine: Engine, specs: Sequence[FeedSpec]) -> list[FeedHealth]:
     """Configured feeds, in config order, with their health from the last polls."""
-    with Session(engine) as session:
-        rows = {f.url: f for f in session.exec(select(Feed)).all()}
+    rows = feed_rows(engine, [spec.url for spec in specs])
     out = []
     for spec in specs:
         row = rows.get(spec.url)
         out.append(
             FeedHealth(
-                name=_outlet(spec.name, spec.url),
+                name=outlet(spec.name, spec.url),
                 url=spec.url,
                 language=spec.language,
                 status=row.last_status if row else "never",
@@ -152,30 +164,13 @@ def status_view(
 def stats_view(
     engine: Engine, specs: Sequence[FeedSpec], *, now: datetime | None = None
 ) -> StatsView:
-    now = now or utcnow()
-    feeds = feed_health(engine, specs)
-    with Session(engine) as session:
-        subs = dict(
-            session.exec(
-                select(Subscriber.active, func.count())
-                .where(Subscriber.chat_type != CONSOLE)
-                .group_by(col(Subscriber.active))
-            ).all()
-        )
-        stories_total = session.exec(select(func.count()).select_from(Story)).one()
-        stories_day = session.exec(
-            select(func.count()).select_from(Story).where(col(Story.created_at) >= now - DAY)
-        ).one()
-        states = session.exec(
-            select(Delivery.state, func.count()).group_by(Delivery.state).order_by(Delivery.state)
-        ).all()
-        last_poll = _last_poll(session)
+    counted = counts(engine, now=now)
     return StatsView(
-        subscribers_active=int(subs.get(True, 0)),
-        subscribers_inactive=int(subs.get(False, 0)),
-        stories_total=int(stories_total),
-        stories_24h=int(stories_day),
-        deliveries=tuple((state, int(n)) for state, n in states),
-        feeds=tuple(feeds),
-        last_poll=last_poll,
+        subscribers_active=counted.subscribers_active,
+        subscribers_inactive=counted.subscribers_inactive,
+        stories_total=counted.stories_total,
+        stories_24h=counted.stories_24h,
+        deliveries=counted.deliveries,
+        feeds=tuple(feed_health(engine, specs)),
+        last_poll=counted.last_poll,
     )

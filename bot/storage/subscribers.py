@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, update
+from sqlalchemy import and_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -197,15 +197,3 @@ def retire_console(engine: Engine) -> bool:
         _turn_off(session, row, "console mode ended", utcnow())
         session.commit()
         return True
-
-
-def counts(engine: Engine) -> tuple[int, int]:
-    """(active, inactive) real subscribers, the console excluded."""
-    with Session(engine) as session:
-        rows = session.exec(
-            select(Subscriber.active, func.count())
-            .where(Subscriber.chat_type != CONSOLE)
-            .group_by(col(Subscriber.active))
-        ).all()
-    by_state = {bool(active): int(n) for active, n in rows}
-    return by_state.get(True, 0), by_state.get(False, 0)

@@ -24,7 +24,7 @@ from bot.feeds.guard import AddressPolicy, is_public_address
 from bot.records import FeedSpec
 from bot.settings import Settings
 from bot.storage import stats as stored  # `stats` is the /stats handler here
-from bot.storage import subscribers
+from bot.storage import stories, subscribers
 from bot.storage.models import utcnow
 from bot.storage.subscribers import Chat
 from bot.telegram import replies
@@ -157,8 +157,8 @@ async def latest(update: Update, context: Context) -> None:
     if count is None:
         await answer(update, context, replies.latest_usage(" ".join(args)))
         return
-    stories = await asyncio.to_thread(stored.latest, d.engine, count)
-    await answer(update, context, render_latest(stories) if stories else replies.no_stories())
+    found = await asyncio.to_thread(stories.latest, d.engine, count)
+    await answer(update, context, render_latest(found) if found else replies.no_stories())
 
 
 async def status(update: Update, context: Context) -> None:

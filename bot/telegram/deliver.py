@@ -60,7 +60,7 @@ from bot.feeds.fetch import backoff_delay
 from bot.storage import outbox, subscribers
 from bot.storage.models import utcnow
 from bot.storage.outbox import Claimed
-from bot.storage.stats import story_views
+from bot.storage.stories import story_views
 from bot.telegram.record import Held, Recorder
 from bot.telegram.render import render_alert
 from bot.telegram.sender import (
