@@ -29,6 +29,7 @@ run only when asked: the test runs `podman healthcheck run` on both.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -285,3 +286,12 @@ def test_compose_publishes_ops_and_webhook_ports(images: None) -> None:
         "127.0.0.1:18443:8443",
     ]
     assert ports(METRICS_PORT="9200") == ["9200", "127.0.0.1:9108:9200", "8443:8443"]
+
+
+def test_env_example_names_every_compose_variable() -> None:
+    """Each ${VAR} docker-compose.yml reads is documented in .env.example."""
+    used = set(re.findall(r"\$\{([A-Z_]+)", COMPOSE_FILE.read_text(encoding="utf-8")))
+    documented = (REPO / ".env.example").read_text(encoding="utf-8")
+    missing = sorted(v for v in used if not re.search(rf"^#? ?{v}=", documented, re.M))
+    assert not missing, f".env.example does not mention {missing}"
+    assert {"METRICS_PUBLISH", "WEBHOOK_PUBLISH", "POSTGRES_IMAGE"} <= used
