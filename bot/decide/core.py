@@ -149,7 +149,7 @@ def decide(entry: Entry, context: Context) -> Verdict:
         fingerprint=fp.to_json(), vector=to_bytes(vectors[0]),
     )  # fmt: skip
     replace = dataclasses.replace
-    margin = evidence.example_margin(vectors[0], context.examples, policy.examples_nearest)
+    margin = evidence.example_margin(vectors[0], context.examples)
     relevance = evidence.relevance_features(match, margin)
     if policy.relevance.score(relevance) <= policy.relevance_cut:
         why = ", ".join(policy.relevance.strongest(relevance))

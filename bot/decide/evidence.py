@@ -22,17 +22,24 @@ from bot.records import Seed
 Matrix = npt.NDArray[np.float32]
 ANCHOR_SCALE = 3.0
 SIGNAL_SCALE = 3.0
-MARGIN_SCALE = 10.0
 CORE_SCALE = 5.0
 NOVELTY_SCALE = 5.0
+# The examples' own fit: a weak ridge, since 120 examples in 512 dimensions are separable and
+# the relevance model weighs the answer anyway; 0.001 gave the fewest relevance errors on the
+# labelled file left out by bench/fit_decide.py (3 of 318, against 7 with 0.01 and 7 with the
+# margin to the two nearest examples each side that it replaced).
+EXAMPLES_RIDGE = 0.001
 
 
 @dataclass(frozen=True, slots=True)
 class Examples:
-    """Labelled example sentences, embedded once."""
+    """Labelled example sentences, embedded once, and the direction in meaning space that
+    best tells the on-topic ones from the off-topic ones (`fit_direction`)."""
 
     on_topic: Matrix
     off_topic: Matrix
+    direction: Vector
+    offset: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,21 +87,47 @@ def seed_vectors(seed: Seed, fp: SeedPrint, embedder: Embedder) -> SeedVectors:
     return SeedVectors(seed=fp, sentences=embedder.encode(lines))
 
 
-def embed_examples(on_topic: Sequence[str], off_topic: Sequence[str], e: Embedder) -> Examples:
-    return Examples(on_topic=e.encode(on_topic), off_topic=e.encode(off_topic))
+def embed_examples(
+    on_topic: Sequence[str], off_topic: Sequence[str], e: Embedder, ridge: float = EXAMPLES_RIDGE
+) -> Examples:
+    on, off = e.encode(on_topic), e.encode(off_topic)
+    direction, offset = fit_direction(on, off, ridge)
+    return Examples(on_topic=on, off_topic=off, direction=direction, offset=offset)
 
 
-def _near(vector: Vector, matrix: Matrix, n: int) -> float:
-    if matrix.shape[0] == 0:
-        return 0.0
-    sims = matrix @ vector
-    k = min(n, sims.shape[0])
-    return float(np.sort(sims)[-k:].mean())
+def fit_direction(on: Matrix, off: Matrix, ridge: float) -> tuple[Vector, float]:
+    """L2-regularised logistic regression of on-topic (1) against off-topic (0) sentence
+    vectors, each side weighing the same whatever its count, by Newton's method (a few
+    iterations in 512 dimensions: milliseconds, done once at start).
+
+    A direction fitted on all the examples weighs every one of them, where the nearest few
+    let one close example decide; on the labelled sets the fitted direction orders relevant
+    above off-topic items better (area under the curve 0.98 against 0.96 for the two nearest
+    examples each side)."""
+    x = np.vstack([on, off]).astype(np.float64)
+    x = np.c_[x, np.ones(len(x))]
+    y = np.r_[np.ones(len(on)), np.zeros(len(off))]
+    weight = np.r_[
+        np.full(len(on), 0.5 / max(len(on), 1)), np.full(len(off), 0.5 / max(len(off), 1))
+    ]
+    w = np.zeros(x.shape[1])
+    penalty = ridge * np.eye(len(w))
+    penalty[-1, -1] = 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ w))
+        grad = x.T @ (weight * (p - y)) + penalty @ w
+        hess = (x.T * (weight * p * (1 - p))) @ x + penalty
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[:-1].astype(np.float32), float(w[-1])
 
 
-def example_margin(vector: Vector, examples: Examples, nearest: int) -> float:
-    """How much closer the item is to on-topic examples than to off-topic ones."""
-    return _near(vector, examples.on_topic, nearest) - _near(vector, examples.off_topic, nearest)
+def example_margin(vector: Vector, examples: Examples) -> float:
+    """Which side of the examples the item's meaning falls on: the log-odds of on-topic by
+    the direction fitted on them, above 0 when on-topic is the likelier."""
+    return float(vector @ examples.direction + examples.offset)
 
 
 def relevance_features(match: MatchResult, margin: float) -> tuple[float, ...]:
@@ -103,7 +136,7 @@ def relevance_features(match: MatchResult, margin: float) -> tuple[float, ...]:
         min(match.anchor / ANCHOR_SCALE, 1.0),
         min(match.signal / SIGNAL_SCALE, 1.0),
         min(match.off / SIGNAL_SCALE, 1.0),
-        margin * MARGIN_SCALE,
+        margin,
         match.nationality,
     )
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 from bot.decide import evidence
 from bot.decide.core import read_examples
 from bot.decide.dedup import fingerprint, seed_print
@@ -36,8 +38,8 @@ def test_examples_margin_tells_the_region_from_a_watched_word_elsewhere(
             "The AES-128 block cipher is broken on a weak smart card, researchers say",
         ]
     )
-    assert evidence.example_margin(on, examples, 2) > 0
-    assert evidence.example_margin(off, examples, 2) < 0
+    assert evidence.example_margin(on, examples) > 0
+    assert evidence.example_margin(off, examples) < 0
 
 
 def test_relevance_features_are_scaled_and_capped() -> None:
@@ -49,7 +51,20 @@ def test_relevance_features_are_scaled_and_capped() -> None:
     feats = evidence.relevance_features(match, 0.12)
     assert feats[0] == 1.0
     assert all(0.0 <= f <= 1.0 for f in feats[1:4])
-    assert feats[4] == 1.2
+    assert feats[4] == 0.12
+
+
+def test_the_examples_direction_separates_what_it_was_fitted_on() -> None:
+    rng = np.random.default_rng(7)
+    centre = rng.normal(size=16).astype(np.float32)
+    on = (centre + 0.3 * rng.normal(size=(12, 16))).astype(np.float32)
+    off = (-centre + 0.3 * rng.normal(size=(40, 16))).astype(np.float32)
+    direction, offset = evidence.fit_direction(on, off, evidence.EXAMPLES_RIDGE)
+    assert ((on @ direction + offset) > 0).all()
+    assert ((off @ direction + offset) < 0).all()
+    # each side weighs the same whatever its count: the midpoint is not pushed to the
+    # larger side
+    assert abs(float(np.zeros(16, dtype=np.float32) @ direction + offset)) < 1.0
 
 
 def test_a_restatement_is_nearer_the_seed_than_a_development(embedder: UsemEmbedder) -> None:
