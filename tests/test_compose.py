@@ -251,6 +251,17 @@ def test_compose_up_healthy_and_an_alert_delivered(
             assert http.get("/healthz").status_code == 200
             assert "sahelwatch_" in http.get("/metrics").text
 
+        # PostgreSQL restarted on its volume: the cluster is kept (no second initdb), it
+        # stops at once (SIGINT, fast shutdown) and the bot carries on
+        before = time.monotonic()
+        restart = _podman("restart", "--time", "10", p.container("db"))
+        assert restart.returncode == 0, restart.stderr
+        timings["db restarted"] = time.monotonic() - before
+        _wait("healthy db after restart", lambda: p.healthy("db"), 60, logs)
+        db_log = p.logs("db", lines=100_000)
+        assert db_log.count("initialising a new cluster") == 1, db_log
+        _wait("bot healthy again", lambda: p.healthy("bot"), 30, logs)
+
         bot_log = p.logs("bot", lines=100_000)
         assert "Traceback" not in bot_log, bot_log[-5000:]
         assert TOKEN not in bot_log, "the bot token reached the container log"
