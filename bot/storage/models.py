@@ -114,6 +114,7 @@ class Item(SQLModel, table=True):
     reasons: str = Field(default="[]", sa_type=Text)  # JSON list of strings
     fingerprint: str = Field(default="", sa_type=Text)  # bot.decide.dedup serialisation
     vector: bytes | None = Field(default=None, sa_type=LargeBinary)  # bot.decide.embed, float16
+    outlet: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
 
 
 class Subscriber(SQLModel, table=True):
@@ -129,6 +130,21 @@ class Subscriber(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     deactivated_reason: str | None = None
+    # --- the chat's choices (issue 9); the defaults are what a chat had before ----------
+    language: str = Field(default="en", sa_column_kwargs={"server_default": "en"})  # en | fr
+    language_chosen: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    timezone: str = Field(default="UTC", sa_column_kwargs={"server_default": "UTC"})  # IANA
+    topics: str = Field(default="", sa_column_kwargs={"server_default": ""})  # keys; "" all
+    delivery_mode: str = Field(  # instant | digest (every digest_hours) | daily (digest_at)
+        default="instant", sa_column_kwargs={"server_default": "instant"}
+    )
+    digest_hours: int = Field(default=6, sa_column_kwargs={"server_default": "6"})
+    digest_at: int = Field(default=480, sa_column_kwargs={"server_default": "480"})  # local min
+    quiet_from: int | None = None  # local minutes after midnight; None: no quiet hours
+    quiet_to: int | None = None
+    silent: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    link_previews: bool = Field(default=True, sa_column_kwargs={"server_default": "1"})
+    next_digest_at: datetime | None = _when()  # UTC; the digest job's next run for this chat
 
 
 class Delivery(SQLModel, table=True):
@@ -152,6 +168,57 @@ class Delivery(SQLModel, table=True):
     lease_owner: str | None = None
     lease_until: datetime | None = _when()
     timeouts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # unanswered sends
+    # --- issue 9 ---------------------------------------------------------------------------
+    # held: waits for the chat's next digest (state "digested" once folded into digest_id)
+    digest_id: int | None = Field(default=None, foreign_key="digest.id", index=True)
+    reply_to: int | None = Field(default=None, sa_type=BigInteger)  # an earlier alert's message
+    outlets_shown: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    edits: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # edits made
+
+
+class Digest(SQLModel, table=True):
+    """One digest for one chat: the stories of a period, delivered like an alert (an outbox
+    row with a lease), split into parts of at most 4096 characters."""
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "period_end", name="uq_digest_subscriber_period"),
+        Index("ix_digest_state_next", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    period_start: datetime = Field(sa_type=UTCDateTime)
+    period_end: datetime = Field(sa_type=UTCDateTime)
+    state: str = "pending"  # pending | sending | sent | failed
+    parts_sent: int = 0  # parts already on the wire: a retry resumes after them
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = _when()
+    last_error: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = _when()
+
+
+class StoryMute(SQLModel, table=True):
+    """A chat muted a story: none of its follow-ups or coverage edits reach that chat."""
+
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True)
+    story_id: int = Field(foreign_key="story.id", primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Feedback(SQLModel, table=True):
+    """A reader's "Not news?" answer about an alerted story: evaluation data."""
+
+    __table_args__ = (UniqueConstraint("story_id", "chat_id", name="uq_feedback_story_chat"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    story_id: int = Field(foreign_key="story.id", index=True)
+    item_id: int | None = Field(default=None, foreign_key="item.id")
+    chat_id: int = Field(sa_type=BigInteger)
+    verdict: str  # irrelevant | known
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class PollRun(SQLModel, table=True):

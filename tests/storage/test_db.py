@@ -63,3 +63,49 @@ def test_old_schema_with_data_upgrades_intact(database_url: str) -> None:
         assert schema_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def test_the_migrations_build_the_schema_the_models_declare(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import bot.storage.models  # noqa: F401 - registers the tables
+
+    engine = make_engine(database_url)
+    try:
+        upgrade_schema(engine)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": False, "compare_server_default": False}
+            )
+            diff = compare_metadata(context, SQLModel.metadata)
+        assert diff == []
+    finally:
+        engine.dispose()
+
+
+def test_a_subscriber_of_before_keeps_what_it_had(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        upgrade_schema(engine, "0006")
+        when = datetime(2026, 11, 1, 12, 0)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (chat_id, thread_id, chat_type, active, created_at,"
+                    " updated_at) VALUES (42, 0, 'private', true, :w, :w)"
+                ),
+                {"w": when},
+            )
+        upgrade_schema(engine)
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT language, timezone, topics, delivery_mode, quiet_from, silent,"
+                    " link_previews FROM subscriber"
+                )
+            ).one()
+        assert tuple(row) == ("en", "UTC", "", "instant", None, False, True)
+    finally:
+        engine.dispose()
