@@ -63,3 +63,4 @@ class Verdict:
     summary: str = ""  # for a new or stale story: what the alert says
     fingerprint: str = ""  # what the item says, as stored (bot.decide.dedup.Fingerprint JSON)
     vector: bytes = b""  # what it means, as stored (bot.decide.embed, float16)
+    follows: int | None = None  # for a new story: the earlier story of its saga, if any

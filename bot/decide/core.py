@@ -169,9 +169,12 @@ def decide(entry: Entry, context: Context) -> Verdict:
             seed_best = (score, seed.seed.seed_id, features)
     when = min(entry.published or context.now, context.now)
     best: tuple[float, int, tuple[float, ...]] | None = None
+    nearest: tuple[float, int] | None = None  # the story it came nearest to joining
     for story_id, items in context.stories.candidates(probe, when, policy.max_candidates):
         features = evidence.story_features(probe, items, when, policy.window_days)
         score = policy.same_story.score(features)
+        if nearest is None or score > nearest[0]:
+            nearest = (score, story_id)
         if score > 0 and (best is None or score > best[0]):
             best = (score, story_id, features)
     if seed_best is not None and (best is None or seed_best[0] >= best[0]):
@@ -190,8 +193,13 @@ def decide(entry: Entry, context: Context) -> Verdict:
     if _stale(entry, context):
         age = f"published more than {context.max_age_hours:g} h ago"
         return replace(base, decision="stale", reasons=(*reasons, age), summary=summary)
-    reasons = (*reasons, "new development")
-    return replace(base, decision="new", reasons=reasons, summary=summary)
+    follows = None
+    if nearest is not None and nearest[0] > policy.follow_up_cut:
+        follows = nearest[1]
+        reasons = (*reasons, f"new development, following up story {follows}")
+    else:
+        reasons = (*reasons, "new development")
+    return replace(base, decision="new", reasons=reasons, summary=summary, follows=follows)
 
 
 def _stale(entry: Entry, context: Context) -> bool:

@@ -82,6 +82,11 @@ class Policy:
     # other outlets' copies, restatements of the seed). So a wrong yes costs about twice a
     # wrong no, and the odds must be 2:1: ln 2 = 0.69.
     relevance_cut: float = 0.69
+    # A new item follows up the story it came nearest to joining when the same-story score
+    # was above this: odds of 1 to 4 (probability 0.2) that it is the same development make
+    # it at least the same saga. A wrong guess costs little (the alert is still sent, as a
+    # reply to a related alert), so the bar is low; below it the alert stands alone.
+    follow_up_cut: float = -1.39
     # Stories looked at: published within this many days of the item. Three weeks: follow-up
     # reports of one development spread over about two weeks in the labelled real news; a
     # report a month later is news of its own or a look-back.

@@ -92,6 +92,10 @@ class Story(SQLModel, table=True):
     summary: str = Field(default="", sa_type=Text)
     alerted: bool = True  # False for a stale story: stored for dedup, never sent
     topics: str = Field(default="", sa_type=Text)  # comma-separated decision categories
+    # issue 9: the outlet that reported it (Google News <source>), else ""; the earlier story
+    # it follows up (a related development of one saga: alerts reply to that story's alert)
+    outlet: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
+    follows_id: int | None = None  # a story id (no foreign key: SQLite rebuilds would break)
 
 
 class Item(SQLModel, table=True):

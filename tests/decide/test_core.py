@@ -280,6 +280,16 @@ def test_a_new_act_in_the_title_is_another_story(context: Context) -> None:
         context,
     )
     assert verdict.decision == "new", verdict.reasons
+    assert verdict.follows == 4, verdict.reasons  # the same saga: a follow-up
+    other = decide(
+        entry(
+            "Niger's junta nationalises a uranium mine run by a French company",
+            "The Nigerien authorities took control of the mine and its stock of ore.",
+        ),
+        context,
+    )
+    assert other.decision == "new", other.reasons
+    assert other.follows is None, other.reasons
 
 
 def test_prepare_embeds_a_batch_in_one_call_and_decides_alike(

@@ -1,6 +1,7 @@
 """subscribers choose (issue 9): a chat's language, time zone, topics, delivery mode, quiet
 hours, silent and preview choices; digests as an outbox of their own; muted stories; "Not
-news?" feedback; the outlet of an item; reply and edit bookkeeping on deliveries
+news?" feedback; the outlet of an item and a story, the story a story follows up; reply and
+edit bookkeeping on deliveries
 
 Revision ID: 0007
 Revises: 0006
@@ -101,9 +102,15 @@ def upgrade() -> None:
         batch.create_index("ix_delivery_digest_id", ["digest_id"])
     with op.batch_alter_table("item") as batch:
         batch.add_column(sa.Column("outlet", sa.Text(), nullable=False, server_default=""))
+    # added in place (no table rebuild on SQLite, where other tables point at story)
+    op.add_column("story", sa.Column("outlet", sa.Text(), nullable=False, server_default=""))
+    op.add_column("story", sa.Column("follows_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("story") as batch:
+        batch.drop_column("follows_id")
+        batch.drop_column("outlet")
     with op.batch_alter_table("item") as batch:
         batch.drop_column("outlet")
     with op.batch_alter_table("delivery") as batch:
