@@ -24,9 +24,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("timeouts", sa.Integer(), server_default="0", nullable=False))
     with op.batch_alter_table("lease") as batch:
         batch.add_column(sa.Column("heartbeat_at", bot.storage.models.UTCDateTime(), nullable=True))
-        batch.add_column(
-            sa.Column("problem", sqlmodel.sql.sqltypes.AutoString(), nullable=True)
-        )
+        batch.add_column(sa.Column("problem", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
 
 
 def downgrade() -> None:
