@@ -484,6 +484,7 @@ class Pipeline:
                 alerted=verdict.decision == "new",
                 now=now,
                 topics=verdict.topics,
+                follows=verdict.follows,
             )
             verdict = dataclasses.replace(verdict, story_id=story_id)
         self._record(session, feed_id, verdict, tkey, now)

@@ -255,6 +255,7 @@ def item_values(
         "reasons": storable(json.dumps(list(reasons), ensure_ascii=False)),
         "fingerprint": storable(fingerprint),
         "vector": vector or None,
+        "outlet": storable(entry.outlet),
     }
 
 
@@ -354,9 +355,12 @@ def add_story(
     alerted: bool,
     now: datetime,
     topics: Sequence[str] = (),
+    follows: int | None = None,
 ) -> tuple[int, int]:
     """A new story and, when it alerts, one pending delivery per active subscriber.
 
+    The story keeps the entry's outlet (Google News `<source>`) and the earlier story it
+    follows up (`follows`, the verdict's): its alerts reply to that story's alerts.
     Both are written in the caller's transaction: the outbox. Returns (story id, deliveries).
     """
     story_id = int(
@@ -373,6 +377,8 @@ def add_story(
                 "summary": storable(summary),
                 "alerted": alerted,
                 "topics": ",".join(topics),
+                "outlet": storable(entry.outlet),
+                "follows_id": follows,
             },
         )
         .scalar_one()
