@@ -156,9 +156,12 @@ def backup(database_url: str, destination: Path) -> BackupResult:
         raise BackupError(f"no database at {source.resolve()}: nothing to back up")
     _check_destination(destination)
     started = time.monotonic()
-    fd, name = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent
-    )
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent
+        )
+    except OSError as exc:
+        raise BackupError(f"cannot write in {destination.parent}: {exc.strerror or exc}") from None
     os.close(fd)
     partial = Path(name)
     try:

@@ -246,6 +246,15 @@ def test_missing_folder(bot_database: str, tmp_path: Path, config: Path) -> None
     assert done.stderr == f"sahel-watch: folder {target.parent} does not exist\n"
 
 
+def test_folder_not_writable(bot_database: str, tmp_path: Path, config: Path) -> None:
+    # sysfs refuses new files even to root
+    done = sw(
+        "db", "backup", "/sys/sw-copy.db", cwd=tmp_path, config=config, DATABASE_URL=bot_database
+    )
+    assert done.returncode == 1
+    assert done.stderr == "sahel-watch: cannot write in /sys: Permission denied\n"
+
+
 def test_not_a_database(tmp_path: Path, config: Path) -> None:
     source = tmp_path / "notes.db"
     source.write_text("not a database, only notes\n" * 100)
