@@ -195,6 +195,8 @@ class Digest(SQLModel, table=True):
     period_end: datetime = Field(sa_type=UTCDateTime)
     state: str = "pending"  # pending | sending | sent | failed
     parts_sent: int = 0  # parts already on the wire: a retry resumes after them
+    # the parts as first rendered (a JSON list of Telegram HTML), so a retry resumes the same
+    parts: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
