@@ -14,7 +14,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot import backup, feedlist
 from bot.decide.embed import ModelUnavailable
@@ -25,6 +24,7 @@ from bot.pipeline import CycleReport, Pipeline
 from bot.settings import Settings, load_settings
 from bot.storage import stats, subscribers
 from bot.storage.db import NoDatabase, create_schema, make_engine, open_existing
+from bot.storage.errors import StorageError
 from bot.storage.models import Feed
 
 
@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NoDatabase, ModelUnavailable) as exc:
         print(f"sahel-watch: {exc}", file=sys.stderr)
         return 1
-    except SQLAlchemyError as exc:
+    except StorageError as exc:
         cause = getattr(exc, "orig", None) or exc
         first_line = (str(cause).strip().splitlines() or [""])[0][:300]
         print(f"sahel-watch: database error: {type(cause).__name__}: {first_line}", file=sys.stderr)

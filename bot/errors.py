@@ -5,7 +5,8 @@ SahelWatchError
 ├── FeedError        a feed could not be fetched or parsed (kept in the feed's health)
 │   ├── FetchError
 │   └── ParseError
-└── StoreError       the database refused or is gone (retried next cycle)
+└── StorageError     the database refused or is gone (retried next cycle); defined in
+                     bot/storage/errors.py, raised in place of SQLAlchemy's errors
 """
 
 from __future__ import annotations
@@ -29,7 +30,3 @@ class FetchError(FeedError):
 
 class ParseError(FeedError):
     """The body could not be read as a feed."""
-
-
-class StoreError(SahelWatchError):
-    """The database is locked, gone or refused a write; nothing half-written remains."""

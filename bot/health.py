@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from bot.decide.embed import model_problem
 from bot.settings import Settings
 from bot.storage.db import NoDatabase, open_existing
+from bot.storage.errors import StorageError
 from bot.storage.models import Feed, PollRun, utcnow
 from bot.telegram.updates import updates_problem
 
@@ -147,7 +147,7 @@ def check_health(settings: Settings, *, now: datetime | None = None) -> tuple[bo
         engine = open_existing(settings.database_url)  # reads only: creates no database
     except NoDatabase as exc:
         return False, f"unhealthy: {exc}"
-    except SQLAlchemyError as exc:
+    except StorageError as exc:
         cause = getattr(exc, "orig", None) or exc
         return False, f"unhealthy: database does not answer ({type(cause).__name__})"
     try:
@@ -158,7 +158,7 @@ def check_health(settings: Settings, *, now: datetime | None = None) -> tuple[bo
                 if reason is not None:
                     return False, f"unhealthy: {reason}"
             return True, healthy_line(probe)
-    except SQLAlchemyError as exc:
+    except StorageError as exc:
         cause = getattr(exc, "orig", None) or exc
         return False, f"unhealthy: database does not answer ({type(cause).__name__})"
     finally:

@@ -19,9 +19,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.storage import stats
+from bot.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class DatabaseCollector(Collector):
         subscribers = GaugeMetricFamily("sahelwatch_subscribers", "Active subscribers")
         try:
             counted = stats.counts(self._engine)
-        except SQLAlchemyError:
+        except StorageError:
             log.warning("metrics: database did not answer", exc_info=False)
             return
         stories.add_metric(["true"], counted.stories_alerted)

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot import metrics
@@ -59,6 +58,7 @@ from bot.storage import feeds as feed_store
 from bot.storage import items as item_store
 from bot.storage import runs as run_store
 from bot.storage.db import create_schema, make_engine
+from bot.storage.errors import StorageError
 from bot.storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class Pipeline:
         started = utcnow()
         try:
             feeds = await asyncio.to_thread(self._claim, started, force, spacing)
-        except SQLAlchemyError as exc:
+        except StorageError as exc:
             return await self._failed(started, exc)
         stored = False
         spool = EntrySpool()  # the entries wait on disk, not in memory, for the last feed
@@ -577,12 +577,12 @@ class Pipeline:
             with Session(self.engine) as session:
                 feed_store.release_feeds(session, feed_ids)
                 session.commit()
-        except SQLAlchemyError:
+        except StorageError:
             log.warning("could not release feed leases; they expire on their own")
 
     async def _failed(self, started: datetime, exc: Exception) -> CycleReport:
         """A cycle that failed as a whole: one log line, and a failed run for `health`."""
-        if isinstance(exc, SQLAlchemyError):
+        if isinstance(exc, StorageError):
             reason = f"database error: {_reason(exc)}"
             metrics.POLLS.labels(result="db_error").inc()
             log.error("poll cycle not stored, will retry next cycle (%s)", reason)
@@ -599,7 +599,7 @@ class Pipeline:
             with Session(self.engine) as session:
                 run_store.record_failed_run(session, started, now=finished, error=reason)
                 session.commit()
-        except SQLAlchemyError:
+        except StorageError:
             log.warning("could not record the failed poll cycle (database error)")
 
 

@@ -30,11 +30,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot.owners import owner_is_dead
 from bot.storage import leases
+from bot.storage.errors import StorageError
 from bot.storage.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class LeasedRole:
             await self._stop_quietly()
         try:
             await asyncio.to_thread(self._leave)
-        except SQLAlchemyError:
+        except StorageError:
             log.warning("%s: could not release the lease; it expires on its own", self.name)
 
     # -- internals ---------------------------------------------------------------------
@@ -156,7 +156,7 @@ class LeasedRole:
             log.warning("%s: could not start (%s: %s); giving the lease back",
                         self.name, type(exc).__name__, reason)  # fmt: skip
             log.debug("%s: start failed", self.name, exc_info=True)
-            with contextlib.suppress(SQLAlchemyError):
+            with contextlib.suppress(StorageError):
                 await asyncio.to_thread(self._release)
             return
         self.active = True

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from bot import metrics
@@ -25,6 +24,7 @@ from bot.owners import make_owner, owner_is_dead
 from bot.settings import Settings
 from bot.storage import outbox, subscribers
 from bot.storage.db import create_schema, make_engine
+from bot.storage.errors import StorageError
 from bot.storage.models import Delivery, SendRate, Subscriber
 from bot.storage.subscribers import Chat
 from bot.telegram.app import App, build_application, sender_for
@@ -499,7 +499,7 @@ async def housekeeping(deliverer: Deliverer, stop: asyncio.Event) -> None:
 def settled_quietly(engine: Engine) -> bool:
     try:
         return settled(engine)
-    except OperationalError:
+    except StorageError:
         return False
 
 

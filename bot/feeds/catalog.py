@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from bot.decide.language import detect_language
@@ -34,6 +33,7 @@ from bot.feeds.fetch import Fetcher, Validators
 from bot.feeds.textsafe import storable
 from bot.records import FeedSpec
 from bot.settings import Limits
+from bot.storage.errors import StorageConflict
 from bot.storage.models import Feed, utcnow
 
 Source = Literal["config", "chat", "cli"]
@@ -165,7 +165,7 @@ def add_feed(
     session.add(row)
     try:
         session.flush()
-    except IntegrityError:  # another replica added the same URL a moment ago
+    except StorageConflict:  # another replica added the same URL a moment ago
         session.rollback()
         return "exists"
     return "added"

@@ -12,9 +12,9 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
-from bot.errors import StoreError
 from bot.settings import sqlalchemy_url
 from bot.storage import models  # noqa: F401 - registers the tables on SQLModel.metadata
+from bot.storage.errors import StorageError, translate
 
 MIGRATION_LOCK_KEY = 0x5A4E1_0002
 
@@ -28,7 +28,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class NoDatabase(StoreError):
+class NoDatabase(StorageError):
     """A command that only reads found no database, or no schema in it, and created none."""
 
 
@@ -36,15 +36,20 @@ CREATE_HINT = "`python -m bot db upgrade` (or `run`) creates it"
 
 
 def make_engine(database_url: str, *, create_folder: bool = True) -> Engine:
-    """An engine for `database_url`; creates the folder of a SQLite file unless told not to."""
+    """An engine for `database_url`; creates the folder of a SQLite file unless told not to.
+
+    Its database errors are raised as `StorageError` (bot/storage/errors.py).
+    """
     url = make_url(sqlalchemy_url(database_url))
     if url.get_backend_name() == "sqlite":
         if create_folder and url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    event.listen(engine, "handle_error", translate)  # database errors become StorageError
+    return engine
 
 
 def open_existing(database_url: str) -> Engine:

@@ -11,9 +11,9 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from bot.storage.errors import StorageConflict
 from bot.storage.models import Lease, utcnow
 
 
@@ -48,7 +48,7 @@ def acquire(
     try:
         session.add(Lease(name=name, owner=owner, acquired_at=now, expires_at=now + ttl))
         session.commit()
-    except IntegrityError:  # someone else holds it
+    except StorageConflict:  # someone else holds it
         session.rollback()
         return False
     return True

@@ -14,9 +14,9 @@ from datetime import datetime
 
 from sqlalchemy import and_, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from bot.storage.errors import StorageConflict
 from bot.storage.models import Delivery, Subscriber, utcnow
 
 CONSOLE = "console"
@@ -68,7 +68,7 @@ def subscribe(engine: Engine, chat: Chat, *, now: datetime | None = None) -> boo
             session.add(row)
             try:
                 session.commit()
-            except IntegrityError:
+            except StorageConflict:
                 session.rollback()
                 continue
             return True

@@ -53,11 +53,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
 from bot.feeds.fetch import backoff_delay
 from bot.storage import outbox, subscribers
+from bot.storage.errors import StorageError
 from bot.storage.models import utcnow
 from bot.storage.outbox import Claimed
 from bot.storage.stories import story_views
@@ -384,7 +384,7 @@ class Deliverer:
             try:
                 await asyncio.to_thread(self._recorder.write, result)
                 return
-            except SQLAlchemyError as exc:  # anything else is a bug: the row's lease expires
+            except StorageError as exc:  # anything else is a bug: the row's lease expires
                 log.error("cannot record sends (%s); no send starts until the database "
                           "records them", _first_line(exc))  # fmt: skip
         self._held[result.job.delivery_id] = result
@@ -411,7 +411,7 @@ class Deliverer:
         for delivery_id, result in list(self._held.items()):
             try:
                 await asyncio.to_thread(self._recorder.write, result)
-            except SQLAlchemyError:
+            except StorageError:
                 return False
             del self._held[delivery_id]
         return True

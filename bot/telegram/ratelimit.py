@@ -27,7 +27,7 @@ wait. Each process holds at most `ahead` overall slots not yet used, so slots ar
 handed out far ahead of the sends (which would also reach Telegram during a pause
 reported after them).
 
-A database that cannot be reached raises (SQLAlchemyError): the sender sends nothing.
+A database that cannot be reached raises (StorageError): the sender sends nothing.
 """
 
 from __future__ import annotations

@@ -32,8 +32,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import httpx
-from sqlalchemy.exc import SQLAlchemyError
-from telegram import Bot, LinkPreviewOptions
+from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -48,6 +47,7 @@ from telegram.error import (
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.storage.errors import StorageError
 from bot.telegram.render import html_to_text
 
 if TYPE_CHECKING:
@@ -105,7 +105,24 @@ _GONE_HINTS = (
 
 
 class Sender(Protocol):
-    async def send(self, chat_id: int, thread_id: int, text: str) -> Outcome: ...
+    async def send(
+        self,
+        chat_id: int,
+        thread_id: int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        buttons: InlineKeyboardMarkup | None = None,
+    ) -> Outcome: ...
+
+    async def edit(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        buttons: InlineKeyboardMarkup | None = None,
+    ) -> Outcome: ...
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -210,31 +227,86 @@ class TelegramSender:
         self._pacer = ChatPacer(chat_interval)
         self._shared = shared
 
-    async def send(self, chat_id: int, thread_id: int, text: str) -> Outcome:
+    async def send(
+        self,
+        chat_id: int,
+        thread_id: int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        buttons: InlineKeyboardMarkup | None = None,
+    ) -> Outcome:
+        """Send `text`; `reply_to` threads it under an earlier message of the chat (sent
+        alone if that message is gone), `buttons` go under it."""
+        extra: dict[str, Any] = {"reply_markup": buttons}
+        if reply_to is not None:
+            extra["reply_parameters"] = ReplyParameters(reply_to, allow_sending_without_reply=True)
         async with self._pacer.turn(chat_id):
-            return await self._attempt(chat_id, thread_id, text, ParseMode.HTML)
+            return await self._attempt(chat_id, thread_id, text, ParseMode.HTML, extra)
 
-    async def _attempt(self, chat_id: int, thread_id: int, text: str, mode: str | None) -> Outcome:
+    async def edit(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        buttons: InlineKeyboardMarkup | None = None,
+    ) -> Outcome:
+        """Edit a sent message's text (an edit counts against the same limits as a send).
+        A message that would not change counts as done: `Sent(message_id)`."""
+        async with self._pacer.turn(chat_id):
+            return await self._attempt(
+                chat_id, 0, text, ParseMode.HTML, {"reply_markup": buttons}, edit=message_id
+            )
+
+    async def _call(
+        self, chat_id: int, thread_id: int, text: str, mode: str | None, extra: dict[str, Any],
+        edit: int | None,
+    ) -> int:  # fmt: skip
+        if edit is not None:
+            edited = await self._bot.edit_message_text(
+                text=text,
+                chat_id=chat_id,
+                message_id=edit,
+                parse_mode=mode,
+                link_preview_options=LinkPreviewOptions(prefer_small_media=True),
+                **extra,
+            )
+            return edit if isinstance(edited, bool) else edited.message_id
+        message = await self._bot.send_message(
+            chat_id=chat_id,
+            text=text,
+            parse_mode=mode,
+            message_thread_id=thread_id or None,
+            link_preview_options=LinkPreviewOptions(prefer_small_media=True),
+            **extra,
+        )
+        return message.message_id
+
+    async def _attempt(
+        self,
+        chat_id: int,
+        thread_id: int,
+        text: str,
+        mode: str | None,
+        extra: dict[str, Any] | None = None,
+        *,
+        edit: int | None = None,
+    ) -> Outcome:
         if self._shared is not None:
             try:
                 await self._shared.take(chat_id)
-            except SQLAlchemyError as exc:  # no slot, no send: the limit is shared or nothing
+            except StorageError as exc:  # no slot, no send: the limit is shared or nothing
                 return Transient(
                     f"not sent: the shared send rate is unavailable ({type(exc).__name__})"
                 )
         try:
-            message = await self._bot.send_message(
-                chat_id=chat_id,
-                text=text,
-                parse_mode=mode,
-                message_thread_id=thread_id or None,
-                link_preview_options=LinkPreviewOptions(prefer_small_media=True),
-            )
+            message_id = await self._call(chat_id, thread_id, text, mode, extra or {}, edit)
         except RetryAfter as exc:
             seconds = retry_seconds(exc)
             self._gate.close_for(seconds)
             if self._shared is not None:  # every replica waits it out (if the database can
-                with contextlib.suppress(SQLAlchemyError):  # not say so: their own 429s will)
+                with contextlib.suppress(StorageError):  # not say so: their own 429s will)
                     await self._shared.pause(seconds)
             return RetryLater(seconds, f"flood control: retry after {seconds:g} s")
         except ChatMigrated as exc:
@@ -243,9 +315,12 @@ class TelegramSender:
             return Gone(exc.message)
         except BadRequest as exc:
             reason = exc.message
+            if edit is not None and "message is not modified" in reason.lower():
+                return Sent(edit)  # it shows this text already (an edit repeated after a crash)
             if mode is not None and "can't parse entities" in reason.lower():
                 # our renderer escapes everything, but never lose an alert over markup
-                return await self._attempt(chat_id, thread_id, html_to_text(text), None)
+                plain = html_to_text(text)
+                return await self._attempt(chat_id, thread_id, plain, None, extra, edit=edit)
             if any(hint in reason.lower() for hint in _GONE_HINTS):
                 return Gone(reason)
             return Rejected(reason)
@@ -257,7 +332,7 @@ class TelegramSender:
             return Transient("the bot token was rejected")
         except (NetworkError, TelegramError) as exc:
             return Transient(f"{type(exc).__name__}: {exc.message}")
-        return Sent(message.message_id)
+        return Sent(message_id)
 
 
 class ConsoleSender:
@@ -267,8 +342,26 @@ class ConsoleSender:
         self._stream = stream
         self._count = 0
 
-    async def send(self, chat_id: int, thread_id: int, text: str) -> Outcome:
+    async def send(
+        self,
+        chat_id: int,
+        thread_id: int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        buttons: InlineKeyboardMarkup | None = None,
+    ) -> Outcome:
         self._count += 1
         rule = "─" * 60
         print(f"{rule}\n{html_to_text(text)}\n{rule}", file=self._stream, flush=True)
         return Sent(self._count)
+
+    async def edit(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        buttons: InlineKeyboardMarkup | None = None,
+    ) -> Outcome:
+        return Sent(message_id)  # the console shows alerts once; coverage edits are not printed
