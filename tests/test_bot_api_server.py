@@ -254,3 +254,227 @@ def test_parse_html_plain_text() -> None:
     assert parse_html("a &lt;b&gt; &#8212; c") == "a <b> — c"
     with pytest.raises(HTMLParseError):
         parse_html("<b>")
+
+
+# -- chats, members, buttons and edits (bot_api_chats) -----------------------------------
+
+
+def keyboard(*rows: list[tuple[str, str]]) -> str:
+    return json.dumps(
+        {"inline_keyboard": [[{"text": t, "callback_data": d} for t, d in row] for row in rows]}
+    )
+
+
+def updates_of(api: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    found = api.post("getUpdates", data=params).json()["result"]
+    if found:
+        api.post("getUpdates", data={"offset": str(found[-1]["update_id"] + 1), "timeout": "0"})
+    return list(found)
+
+
+def test_a_pressed_button_is_a_callback_query_answered_once(
+    api: httpx.Client, server: BotApiServer
+) -> None:
+    sent = send(api, 31, "Settings", reply_markup=keyboard([("Topics", "s:t"), ("Off", "s:o")]))
+    message_id = sent.json()["result"]["message_id"]
+    assert sent.json()["result"]["reply_markup"]["inline_keyboard"][0][1]["callback_data"] == "s:o"
+    assert server.buttons(31, message_id) == [[("Topics", "s:t"), ("Off", "s:o")]]
+    query_id = server.press(31, message_id, text="Topics", language_code="fr")
+    query = updates_of(api)[0]["callback_query"]
+    assert query["id"] == query_id and query["data"] == "s:t"
+    assert query["from"] == {"id": 31, "is_bot": False, "first_name": "Tester",
+                             "language_code": "fr"}  # fmt: skip
+    assert query["message"]["message_id"] == message_id and query["message"]["text"] == "Settings"
+    assert server.answer(query_id) is None
+    good = api.post("answerCallbackQuery", data={"callback_query_id": query_id, "text": "Saved"})
+    assert good.status_code == 200
+    assert server.wait_answer(query_id).text == "Saved"
+    again = api.post("answerCallbackQuery", data={"callback_query_id": query_id})
+    assert again.status_code == 400 and "query ID is invalid" in again.json()["description"]
+    unknown = api.post("answerCallbackQuery", data={"callback_query_id": "nope"})
+    assert unknown.status_code == 400
+    with pytest.raises(LookupError):
+        server.press(31, message_id, text="Not there")
+    forged = server.press(31, message_id, data="x" * 64, check=False)
+    assert updates_of(api)[0]["callback_query"]["id"] == forged
+
+
+def test_inline_keyboards_are_checked(api: httpx.Client) -> None:
+    too_long = send(api, 32, "x", reply_markup=keyboard([("A", "é" * 33)]))  # 66 bytes
+    assert too_long.status_code == 400
+    assert too_long.json()["description"] == "Bad Request: BUTTON_DATA_INVALID"
+    assert send(api, 32, "x", reply_markup=keyboard([("A", "é" * 32)])).status_code == 200
+    no_text = send(api, 32, "x", reply_markup=keyboard([("", "d")]))
+    assert no_text.json()["description"] == "Bad Request: BUTTON_TEXT_INVALID"
+
+
+def test_edits_change_the_message_and_are_recorded(api: httpx.Client, server: BotApiServer) -> None:
+    first = send(api, 33, "<b>Menu</b>", parse_mode="HTML", reply_markup=keyboard([("A", "a")]))
+    message_id = first.json()["result"]["message_id"]
+    base = {"chat_id": "33", "message_id": str(message_id)}
+    edited = api.post(
+        "editMessageText",
+        data={**base, "text": "<i>Topics</i>", "parse_mode": "HTML",
+              "reply_markup": keyboard([("B", "b")])},
+    )  # fmt: skip
+    assert edited.status_code == 200 and edited.json()["result"]["text"] == "Topics"
+    assert server.message(33, message_id)["text"] == "Topics"
+    assert server.buttons(33, message_id) == [[("B", "b")]]
+    same = api.post(
+        "editMessageText",
+        data={**base, "text": "<i>Topics</i>", "parse_mode": "HTML",
+              "reply_markup": keyboard([("B", "b")])},
+    )  # fmt: skip
+    assert same.status_code == 400 and "message is not modified" in same.json()["description"]
+    markup = api.post(
+        "editMessageReplyMarkup", data={**base, "reply_markup": keyboard([("C", "c")])}
+    )
+    assert markup.status_code == 200 and server.buttons(33, message_id) == [[("C", "c")]]
+    assert server.message(33, message_id)["text"] == "Topics"
+    plain = api.post("editMessageText", data={**base, "text": "Done"})  # no markup: keyboard gone
+    assert plain.status_code == 200 and server.buttons(33, message_id) == []
+    edits = server.wait_edits(33, message_id, count=3)
+    assert [(e.method, e.plain) for e in edits] == [
+        ("editmessagetext", "Topics"), ("editmessagereplymarkup", "Topics"),
+        ("editmessagetext", "Done"),
+    ]  # fmt: skip
+    assert edits[0].text == "<i>Topics</i>" and edits[1].reply_markup is not None
+    assert [m.plain for m in server.sent(33)] == ["Menu"]  # sends stay as they were sent
+    missing = api.post("editMessageText", data={"chat_id": "33", "message_id": "999", "text": "x"})
+    assert missing.json()["description"] == "Bad Request: message to edit not found"
+    server.send_text(33, "a user's message")
+    users = updates_of(api)[0]["message"]["message_id"]
+    theirs = api.post("editMessageText", data={"chat_id": "33", "message_id": str(users),
+                                               "text": "x"})  # fmt: skip
+    assert theirs.json()["description"] == "Bad Request: message can't be edited"
+    bad_html = api.post("editMessageText", data={**base, "text": "<b>x", "parse_mode": "HTML"})
+    assert bad_html.status_code == 400
+
+
+def test_replies_silence_and_previews_are_recorded(api: httpx.Client, server: BotApiServer) -> None:
+    first = send(api, 34, "alert").json()["result"]["message_id"]
+    reply = send(
+        api, 34, "follow-up", reply_parameters=json.dumps({"message_id": first}),
+        disable_notification="true", link_preview_options=json.dumps({"is_disabled": True}),
+    )  # fmt: skip
+    assert reply.json()["result"]["reply_to_message"]["text"] == "alert"
+    legacy = send(api, 34, "old style", reply_to_message_id=str(first))
+    assert legacy.status_code == 200
+    sent = server.sent(34)
+    assert [(m.reply_to, m.silent, m.preview_disabled) for m in sent] == [
+        (None, False, False), (first, True, True), (first, False, False)
+    ]  # fmt: skip
+    gone = send(api, 34, "x", reply_parameters=json.dumps({"message_id": 999}))
+    assert gone.json()["description"] == "Bad Request: message to be replied not found"
+    allowed = send(api, 34, "x", reply_parameters=json.dumps(
+        {"message_id": 999, "allow_sending_without_reply": True}))  # fmt: skip
+    assert allowed.status_code == 200 and server.sent(34)[-1].reply_to is None
+    server.send_text(34, "question")
+    asked = updates_of(api)[0]["message"]["message_id"]
+    answer = send(api, 34, "answer", reply_parameters=json.dumps({"message_id": asked}))
+    assert answer.status_code == 200 and server.sent(34)[-1].reply_to == asked
+
+
+def test_chat_members_admins_and_creator(api: httpx.Client, server: BotApiServer) -> None:
+    server.add_chat(-500, "group", title="Desk")
+    server.set_admins(-500, [51, 52], creator=50)
+
+    def status(user_id: int) -> str:
+        answer = api.post("getChatMember", data={"chat_id": "-500", "user_id": str(user_id)})
+        assert answer.status_code == 200
+        return str(answer.json()["result"]["status"])
+
+    assert [status(u) for u in (50, 51, 52, 53)] == [
+        "creator", "administrator", "administrator", "member"
+    ]  # fmt: skip
+    admin = api.post("getChatMember", data={"chat_id": "-500", "user_id": "51"}).json()["result"]
+    assert admin["can_change_info"] is True and admin["user"]["id"] == 51
+    server.set_admins(-500, [53])
+    assert [status(u) for u in (50, 51, 53)] == ["creator", "member", "administrator"]
+    admins = api.post("getChatAdministrators", data={"chat_id": "-500"}).json()["result"]
+    assert sorted(a["user"]["id"] for a in admins) == [50, 53]
+    unknown = api.post("getChatMember", data={"chat_id": "-999", "user_id": "1"})
+    assert unknown.json()["description"] == "Bad Request: chat not found"
+    assert len(server.calls("getChatMember")) == 9
+
+
+def test_messages_carry_language_code_and_anonymous_admins(
+    api: httpx.Client, server: BotApiServer
+) -> None:
+    server.send_text(35, "/start", language_code="fr")
+    server.send_text(-36, "/settings", anonymous=True)
+    private, group = (u["message"] for u in updates_of(api))
+    assert private["from"]["language_code"] == "fr"
+    assert group["from"]["username"] == "GroupAnonymousBot"
+    assert group["sender_chat"]["id"] == -36
+
+
+def test_channels_posts_and_the_bot_added_or_removed(
+    api: httpx.Client, server: BotApiServer
+) -> None:
+    channel = -1003000
+    server.add_bot(channel, by=60, status="administrator", chat_type="channel", title="Wire",
+                   language_code="fr")  # fmt: skip
+    server.send_text(channel, "/subscribe")
+    added, post = updates_of(api)
+    change = added["my_chat_member"]
+    assert change["chat"] == {"id": channel, "type": "channel", "title": "Wire"}
+    assert change["from"]["id"] == 60 and change["from"]["language_code"] == "fr"
+    assert change["old_chat_member"]["status"] == "left"
+    assert change["new_chat_member"]["status"] == "administrator"
+    assert change["new_chat_member"]["user"]["id"] == server.bot_id
+    assert "from" not in post["channel_post"]
+    assert post["channel_post"]["sender_chat"]["id"] == channel
+    sent = send(api, channel, "alert").json()["result"]
+    assert sent["sender_chat"]["id"] == channel
+    me = {"chat_id": str(channel), "user_id": str(server.bot_id)}
+    assert api.post("getChatMember", data=me).json()["result"]["status"] == "administrator"
+    server.add_bot(channel, by=60, status="member")
+    assert send(api, channel, "x").json()["description"] == (
+        "Bad Request: need administrator rights in the channel chat"
+    )
+    server.remove_bot(channel, by=60)
+    assert send(api, channel, "x").status_code == 403
+    server.remove_bot(-37, by=61, status="kicked")
+    assert send(api, -37, "x").json()["description"] == (
+        "Forbidden: bot was kicked from the group chat"
+    )
+    kinds = [next(k for k in u if k != "update_id") for u in updates_of(api)]
+    assert kinds == ["my_chat_member", "my_chat_member", "my_chat_member"]
+
+
+def test_allowed_updates_drop_other_kinds(api: httpx.Client, server: BotApiServer) -> None:
+    sent = send(api, 38, "menu", reply_markup=keyboard([("A", "a")])).json()["result"]
+    server.send_text(38, "hello")
+    server.press(38, sent["message_id"], data="a")
+    got = updates_of(api, allowed_updates=json.dumps(["message"]))
+    assert [next(k for k in u if k != "update_id") for u in got] == ["message"]
+    server.press(38, sent["message_id"], data="a")  # the setting persists
+    assert updates_of(api) == []
+    assert len(server.updates.dropped) == 2
+    server.press(38, sent["message_id"], data="a")
+    got = updates_of(api, allowed_updates=json.dumps([]))  # [] is Telegram's default
+    assert "callback_query" in got[0]
+
+
+def test_commands_per_scope_and_language(api: httpx.Client, server: BotApiServer) -> None:
+    english = [{"command": "settings", "description": "Your settings"}]
+    french = [{"command": "parametres", "description": "Vos réglages"}]
+    admins = json.dumps({"type": "all_chat_administrators"})
+    assert api.post("setMyCommands", data={"commands": json.dumps(english)}).status_code == 200
+    fr = {"commands": json.dumps(french), "language_code": "fr"}
+    assert api.post("setMyCommands", data=fr).status_code == 200
+    assert api.post("setMyCommands", data={**fr, "scope": admins}).status_code == 200
+    assert server.commands == english
+    assert server.commands_for(language_code="fr") == french
+    assert server.commands_for({"type": "all_chat_administrators"}, "fr") == french
+    assert server.commands_for({"type": "all_chat_administrators"}) == []
+    got = api.post("getMyCommands", data={"language_code": "fr"}).json()["result"]
+    assert got == french
+    bad = api.post("setMyCommands", data={**fr, "language_code": "french"})
+    assert bad.json()["description"] == "Bad Request: invalid language code specified"
+    no_chat = api.post("setMyCommands", data={**fr, "scope": json.dumps({"type": "chat"})})
+    assert no_chat.status_code == 400
+    api.post("deleteMyCommands", data={"language_code": "fr"})
+    assert server.commands_for(language_code="fr") == [] and server.commands == english
+    assert len(server.command_sets) == 2

@@ -5,10 +5,21 @@
     server.send_text(1001, "/start")            # a user writes to the bot (getUpdates)
     server.wait_sent(1001, count=1)             # what the bot sent to that chat
 
-Served methods: getMe, getUpdates (long poll, offset, limit, timeout), sendMessage,
-setMyCommands, getMyCommands, deleteMyCommands, setWebhook, deleteWebhook, getWebhookInfo,
-close, logOut, sendChatAction, answerCallbackQuery. Requests go to `/bot<token>/<method>`
-(a wrong token is a 401) with the body PTB sends (`bot_api_http`).
+Served methods: getMe, getUpdates (long poll, offset, limit, timeout, allowed_updates),
+sendMessage, editMessageText, editMessageReplyMarkup, answerCallbackQuery, getChatMember,
+getChatAdministrators, setMyCommands, getMyCommands, deleteMyCommands (each per scope and
+language_code), setWebhook, deleteWebhook, getWebhookInfo, close, logOut, sendChatAction.
+Requests go to `/bot<token>/<method>` (a wrong token is a 401) with the body PTB sends
+(`bot_api_http`).
+
+Users and chats (`bot_api_chats`): `send_text` writes as a user (with a `language_code`; in
+a channel it is a channel_post; `anonymous=True` is a group's anonymous admin), `press`
+presses a button under a message (callback_query), `set_admins` says who administers a
+chat (getChatMember), `add_bot`/`remove_bot` are the my_chat_member updates of the bot
+added to or removed from a group or channel. A sendMessage records its reply target
+(reply_parameters or reply_to_message_id; a missing one is a 400), disable_notification,
+link_preview_options and the inline keyboard; `message()` is a message as it is now,
+`edits()` what was edited.
 
 Like Telegram: text over 4096 UTF-16 code units after entity parsing is a 400 "message is
 too long"; parse_mode=HTML text is checked with Telegram's HTML rules (`tg_html`); too many
@@ -23,21 +34,30 @@ delivered message behind: the worst case for duplicate counting.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.servers.bot_api_chats import (
+    ANONYMOUS_ADMIN,
+    CallbackAnswer,
+    ChatsMixin,
+    Edit,
+    bool_param,
+    keyboard_param,
+    public,
+    user_json,
+)
+from tests.servers.bot_api_commands import CommandLists
 from tests.servers.bot_api_http import Answer, Drop, HttpFront, error, int_param, json_param, ok
 from tests.servers.bot_api_limits import FloodControl, Limits
 from tests.servers.bot_api_updates import UpdateQueue
 from tests.servers.tg_html import HTMLParseError, Link, parse, utf16_len
 
-__all__ = ["BotApiServer", "Call", "Limits", "SentMessage"]
+__all__ = ["BotApiServer", "Call", "CallbackAnswer", "Edit", "Limits", "SentMessage"]
 
 MAX_TEXT = 4096
-_COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,14 @@ class SentMessage:
     links: tuple[tuple[str, str], ...]  # (text, href)
     at: float  # time.monotonic() when it was accepted
     params: dict[str, Any] = field(repr=False)
+    reply_to: int | None = None  # the message it replies to (reply_parameters)
+    silent: bool = False  # disable_notification
+    link_preview: dict[str, Any] | None = None  # link_preview_options as sent
+    reply_markup: dict[str, Any] | None = None
+
+    @property
+    def preview_disabled(self) -> bool:
+        return bool(self.link_preview and self.link_preview.get("is_disabled"))
 
 
 @dataclass(frozen=True)
@@ -74,7 +102,7 @@ class _Script:
     lose_response: bool  # process the call, then drop the connection
 
 
-class BotApiServer:
+class BotApiServer(ChatsMixin):
     """The fake Telegram. Thread-safe; every public method may be called from tests."""
 
     def __init__(
@@ -97,7 +125,8 @@ class BotApiServer:
         self._migrated: dict[int, int] = {}
         self._scripts: list[_Script] = []
         self._delays: dict[str, float] = {}
-        self._commands: list[dict[str, str]] = []
+        self.command_lists = CommandLists()
+        self._init_chats()
         self.rate_limited = 0  # 429s answered because of Limits
         self._front: HttpFront | None = None
 
@@ -220,25 +249,46 @@ class BotApiServer:
         user_id: int | None = None,
         thread_id: int | None = None,
         first_name: str = "Tester",
+        language_code: str | None = None,
+        anonymous: bool = False,
+        reply_to: int | None = None,
     ) -> int:
-        """A message from a user into the update queue; a leading /command gets its entity."""
+        """A message from a user into the update queue; a leading /command gets its entity.
+
+        In a channel it is a channel_post (no `from`, `sender_chat` the channel); with
+        `anonymous` it is a group's anonymous administrator (GroupAnonymousBot). Returns the
+        update id; the message is kept, so the bot can reply to it.
+        """
         with self._cond:
             chat = dict(self._chat(chat_id, chat_type))
             message_id = self._take_message_id()
-        sender = user_id if user_id is not None else (chat_id if chat_id > 0 else 4242)
-        message: dict[str, Any] = {
-            "message_id": message_id,
-            "date": int(time.time()),
-            "chat": chat,
-            "text": text,
-            "from": {"id": sender, "is_bot": False, "first_name": first_name},
-        }
-        if text.startswith("/"):
-            length = utf16_len(text.split()[0])
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
-        if thread_id is not None:
-            message.update(message_thread_id=thread_id, is_topic_message=True)
-        return self.updates.push({"message": message})
+            message: dict[str, Any] = {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": chat,
+                "text": text,
+            }
+            sender = user_id if user_id is not None else (chat_id if chat_id > 0 else 4242)
+            if chat["type"] == "channel":
+                message["sender_chat"] = chat
+            elif anonymous:
+                message["from"] = {
+                    "id": ANONYMOUS_ADMIN, "is_bot": True, "first_name": "Group",
+                    "username": "GroupAnonymousBot",
+                }  # fmt: skip
+                message["sender_chat"] = chat
+            else:
+                message["from"] = user_json(sender, first_name, language_code)
+            if text.startswith("/"):
+                length = utf16_len(text.split()[0])
+                message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+            if thread_id is not None:
+                message.update(message_thread_id=thread_id, is_topic_message=True)
+            if reply_to is not None:
+                message["reply_to_message"] = public(self._messages[(chat_id, reply_to)])
+            self._record_message_locked(message, from_bot=False)
+        kind = "channel_post" if chat["type"] == "channel" else "message"
+        return self.updates.push({kind: message})
 
     def inject_update(self, update: dict[str, Any]) -> int:
         """Any update payload (without update_id); returns its update_id."""
@@ -262,8 +312,19 @@ class BotApiServer:
 
     @property
     def commands(self) -> list[dict[str, str]]:
-        with self._cond:
-            return list(self._commands)
+        """The commands of the default scope and no language."""
+        return self.command_lists.get()
+
+    def commands_for(
+        self, scope: dict[str, Any] | None = None, language_code: str = ""
+    ) -> list[dict[str, str]]:
+        """The commands set for this scope and language (exactly; no fallback)."""
+        return self.command_lists.get(scope, language_code)
+
+    @property
+    def command_sets(self) -> dict[tuple[str, str], list[dict[str, str]]]:
+        """Every command list set: (scope as canonical JSON, language_code) -> commands."""
+        return self.command_lists.all()
 
     def wait_sent(
         self, chat_id: int | None = None, count: int = 1, timeout: float = 10.0
@@ -335,13 +396,18 @@ class BotApiServer:
         return status, body
 
     def _method(self, method: str, params: dict[str, Any]) -> Answer:
-        simple = {"close", "logout", "sendchataction", "answercallbackquery"}
+        simple = {"close", "logout", "sendchataction"}
         handlers = {
             "getme": self._get_me,
             "sendmessage": self._send_message,
-            "setmycommands": self._set_commands,
-            "getmycommands": lambda _: ok(self.commands),
-            "deletemycommands": self._delete_commands,
+            "editmessagetext": self._edit_text,
+            "editmessagereplymarkup": self._edit_markup,
+            "answercallbackquery": self._answer_callback_query,
+            "getchatmember": self._get_chat_member,
+            "getchatadministrators": self._get_chat_administrators,
+            "setmycommands": self.command_lists.set_commands,
+            "getmycommands": self.command_lists.get_commands,
+            "deletemycommands": self.command_lists.delete_commands,
             "getupdates": self.updates.get_updates,
             "setwebhook": self.updates.set_webhook,
             "deletewebhook": self.updates.delete_webhook,
@@ -375,24 +441,44 @@ class BotApiServer:
             }
         )
 
-    def _send_message(self, params: dict[str, Any]) -> Answer:
-        chat_id = int_param(params, "chat_id")
-        if chat_id is None:
-            return error(400, "Bad Request: chat_id is empty")
+    def _checked_text(self, params: dict[str, Any]) -> tuple[str, str, list[Link]]:
+        """(text, plain, links) of a send or an edit; ValueError as Telegram words it."""
         text = str(params.get("text") or "")
         parse_mode = params.get("parse_mode") or None
-        thread_id = int_param(params, "message_thread_id")
         plain, links = text, list[Link]()
         if parse_mode is not None and str(parse_mode).lower() == "html":
             try:
                 plain, links = parse(text)
             except HTMLParseError as exc:
-                return error(400, str(exc))
+                raise ValueError(str(exc)) from None
         if not plain.strip():
-            return error(400, "Bad Request: message text is empty")
+            raise ValueError("Bad Request: message text is empty")
         if utf16_len(plain) > MAX_TEXT:
-            return error(400, "Bad Request: message is too long")
+            raise ValueError("Bad Request: message is too long")
+        return text, plain, links
+
+    def _send_message(self, params: dict[str, Any]) -> Answer:
+        chat_id = int_param(params, "chat_id")
+        if chat_id is None:
+            return error(400, "Bad Request: chat_id is empty")
+        parse_mode = params.get("parse_mode") or None
+        thread_id = int_param(params, "message_thread_id")
+        try:
+            text, plain, links = self._checked_text(params)
+            markup = keyboard_param(params)
+        except ValueError as exc:
+            return error(400, str(exc))
+        preview = json_param(params, "link_preview_options")
+        if bool_param(params, "disable_web_page_preview"):
+            preview = {"is_disabled": True}
         with self._cond:
+            refusal = self._send_refusal_locked(chat_id)
+            if refusal is not None:
+                return error(*refusal)
+            try:
+                replied = self._reply_target_locked(chat_id, params)
+            except ValueError as exc:
+                return error(400, str(exc))
             if chat_id in self._blocked:
                 return error(403, self._blocked[chat_id])
             if chat_id in self._migrated:
@@ -414,36 +500,40 @@ class BotApiServer:
             found = tuple((link.text, link.href) for link in links)
             self._sent.append(
                 SentMessage(
-                    message_id, chat_id, thread_id, text, plain, parse_mode, found, now, params
+                    message_id, chat_id, thread_id, text, plain, parse_mode, found, now, params,
+                    reply_to=None if replied is None else int(replied["message_id"]),
+                    silent=bool_param(params, "disable_notification"),
+                    link_preview=preview if isinstance(preview, dict) else None,
+                    reply_markup=markup,
                 )
-            )
+            )  # fmt: skip
+            result: dict[str, Any] = {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": dict(chat),
+                "text": plain,
+                "from": self._me(),
+            }
+            if chat["type"] == "channel":
+                result["sender_chat"] = dict(chat)
+            if thread_id:
+                result.update(message_thread_id=thread_id, is_topic_message=True)
+            if markup is not None:
+                result["reply_markup"] = markup
+            if replied is not None:
+                result["reply_to_message"] = public(replied)
+            self._record_message_locked({**result, "_sent_text": text}, from_bot=True)
             self._cond.notify_all()
-        result: dict[str, Any] = {
-            "message_id": message_id,
-            "date": int(time.time()),
-            "chat": dict(chat),
-            "text": plain,
-            "from": self._me(),
-        }
-        if thread_id:
-            result.update(message_thread_id=thread_id, is_topic_message=True)
         return ok(result)
 
-    def _set_commands(self, params: dict[str, Any]) -> Answer:
-        commands = json_param(params, "commands")
-        if not isinstance(commands, list) or len(commands) > 100:
-            return error(400, "Bad Request: commands must be a list of at most 100 commands")
-        for command in commands:
-            name, about = command.get("command", ""), command.get("description", "")
-            if not _COMMAND_NAME.fullmatch(name) or not 1 <= len(about) <= 256:
-                return error(400, "Bad Request: BOT_COMMAND_INVALID")
+    def _edit_text(self, params: dict[str, Any]) -> Answer:
+        try:
+            text, plain, _ = self._checked_text(params)
+        except ValueError as exc:
+            return error(400, str(exc))
         with self._cond:
-            self._commands = [
-                {"command": c["command"], "description": c["description"]} for c in commands
-            ]
-        return ok(True)
+            return self._edit_locked("editmessagetext", params, text, plain)
 
-    def _delete_commands(self, params: dict[str, Any]) -> Answer:
+    def _edit_markup(self, params: dict[str, Any]) -> Answer:
         with self._cond:
-            self._commands = []
-        return ok(True)
+            return self._edit_locked("editmessagereplymarkup", params, None, None)

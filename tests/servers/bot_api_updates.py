@@ -1,5 +1,11 @@
 """What users send to the bot, for the Bot API test server: the update queue, served by
-getUpdates (long poll, offset confirms) or pushed to a webhook (with the secret header)."""
+getUpdates (long poll, offset confirms) or pushed to a webhook (with the secret header).
+
+Like Telegram, `allowed_updates` (of getUpdates or setWebhook) is remembered until changed,
+and an update of a kind not allowed is dropped, never delivered: a bot that forgets to ask
+for callback_query never sees a button pressed. An empty list means Telegram's default,
+every kind but chat_member, message_reaction and message_reaction_count.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,13 @@ from typing import Any
 
 import httpx
 
-from tests.servers.bot_api_http import Answer, error, int_param, ok
+from tests.servers.bot_api_http import Answer, error, int_param, json_param, ok
 
 _CONFLICT = (
     "Conflict: can't use getUpdates method while webhook is active; "
     "use deleteWebhook to delete the webhook first"
 )
+_NOT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 
 
 class UpdateQueue:
@@ -25,6 +32,8 @@ class UpdateQueue:
         self._webhook: tuple[str, str | None] | None = None
         self._pusher: threading.Thread | None = None
         self._closed = False
+        self._allowed: frozenset[str] | None = None  # None: Telegram's default
+        self.dropped: list[dict[str, Any]] = []  # updates of a kind the bot did not allow
 
     def push(self, update: dict[str, Any]) -> int:
         """Queue an update (without update_id); returns the id it got."""
@@ -56,6 +65,21 @@ class UpdateQueue:
             self._closed = True
             self._cond.notify_all()
 
+    def _allow(self, params: dict[str, Any]) -> None:  # with the lock held
+        if "allowed_updates" in params:
+            allowed = json_param(params, "allowed_updates") or []
+            self._allowed = frozenset(str(kind) for kind in allowed) or None
+
+    def _drop_unwanted(self) -> None:  # with the lock held
+        kept: list[dict[str, Any]] = []
+        for update in self._updates:
+            kinds = set(update) - {"update_id"}
+            wanted = kinds - _NOT_BY_DEFAULT if self._allowed is None else kinds & self._allowed
+            (kept if wanted else self.dropped).append(update)
+        if len(kept) != len(self._updates):
+            self._updates = kept
+            self._cond.notify_all()
+
     def get_updates(self, params: dict[str, Any]) -> Answer:
         offset = int_param(params, "offset", 0) or 0
         limit = max(1, min(100, int_param(params, "limit", 100) or 100))
@@ -63,10 +87,12 @@ class UpdateQueue:
         with self._cond:
             if self._webhook is not None:
                 return error(409, _CONFLICT)
+            self._allow(params)
             while True:
                 if offset:  # confirms every update before it
                     self._updates = [u for u in self._updates if u["update_id"] >= offset]
                     self._cond.notify_all()
+                self._drop_unwanted()
                 left = deadline - time.monotonic()
                 if self._updates or left <= 0 or self._closed:
                     return ok(self._updates[:limit])
@@ -79,6 +105,7 @@ class UpdateQueue:
                 self._webhook = None
                 return ok(True, description="Webhook was deleted")
             self._webhook = (url, params.get("secret_token") or None)
+            self._allow(params)
             if self._updates:
                 self._start_pusher()
         return ok(True, description="Webhook was set")
@@ -111,6 +138,7 @@ class UpdateQueue:
         with httpx.Client(timeout=5) as client:
             while True:
                 with self._cond:
+                    self._drop_unwanted()
                     if self._closed or self._webhook is None or not self._updates:
                         return
                     update, (url, secret) = self._updates[0], self._webhook
