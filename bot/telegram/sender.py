@@ -92,6 +92,9 @@ class Transient:
 
 Outcome = Sent | RetryLater | Moved | Gone | Rejected | Unconfirmed | Transient
 
+SMALL_PREVIEW = LinkPreviewOptions(prefer_small_media=True)
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
 # BadRequest descriptions meaning the chat (or topic) cannot receive anything from us.
 _GONE_HINTS = (
     "chat not found",
@@ -113,6 +116,8 @@ class Sender(Protocol):
         *,
         reply_to: int | None = None,
         buttons: InlineKeyboardMarkup | None = None,
+        silent: bool = False,
+        previews: bool = True,
     ) -> Outcome: ...
 
     async def edit(
@@ -235,10 +240,17 @@ class TelegramSender:
         *,
         reply_to: int | None = None,
         buttons: InlineKeyboardMarkup | None = None,
+        silent: bool = False,
+        previews: bool = True,
     ) -> Outcome:
         """Send `text`; `reply_to` threads it under an earlier message of the chat (sent
-        alone if that message is gone), `buttons` go under it."""
+        alone if that message is gone), `buttons` go under it; `silent` without a
+        notification sound, `previews` False without a link preview (the chat's choices)."""
         extra: dict[str, Any] = {"reply_markup": buttons}
+        if silent:
+            extra["disable_notification"] = True
+        if not previews:
+            extra["link_preview_options"] = NO_PREVIEW
         if reply_to is not None:
             extra["reply_parameters"] = ReplyParameters(reply_to, allow_sending_without_reply=True)
         async with self._pacer.turn(chat_id):
@@ -278,8 +290,7 @@ class TelegramSender:
             text=text,
             parse_mode=mode,
             message_thread_id=thread_id or None,
-            link_preview_options=LinkPreviewOptions(prefer_small_media=True),
-            **extra,
+            **{"link_preview_options": SMALL_PREVIEW, **extra},
         )
         return message.message_id
 
@@ -350,6 +361,8 @@ class ConsoleSender:
         *,
         reply_to: int | None = None,
         buttons: InlineKeyboardMarkup | None = None,
+        silent: bool = False,
+        previews: bool = True,
     ) -> Outcome:
         self._count += 1
         rule = "─" * 60
