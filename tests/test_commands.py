@@ -55,7 +55,17 @@ def subscribers(engine: Engine) -> list[tuple[int, int, str, bool]]:
 
 async def test_commands_are_registered(running_bot: App, bot_api: BotApiServer) -> None:
     names = [c["command"] for c in bot_api.commands]
-    assert names == ["start", "latest", "status", "sources", "subscribe", "unsubscribe", "help"]
+    assert names == [
+        "start", "latest", "status", "sources", "subscribe", "unsubscribe", "language", "id",
+        "help",
+    ]  # fmt: skip
+    french = bot_api.commands_for(language_code="fr")
+    assert [c["command"] for c in french] == [
+        "start", "dernieres", "statut", "sources", "abonner", "desabonner", "langue", "id",
+        "aide",
+    ]  # fmt: skip
+    assert french[-1]["description"] == "Comment utiliser le bot"
+    assert sorted(language for _scope, language in bot_api.command_sets) == ["", "fr"]
 
 
 async def test_start_welcomes_and_subscribes_once(
@@ -106,7 +116,6 @@ async def test_latest_default_count_and_bad_arguments(
     assert two.plain.startswith("Latest 2 developments") and "Development 4" not in two.plain
     for wrong in (
         "/latest abc",
-        "/latest 500",
         "/latest 0",
         "/latest 1 2",
         "/latest -3",
@@ -120,8 +129,6 @@ async def test_oversized_and_odd_arguments_get_the_usage_answer(
     running_bot: App, bot_api: BotApiServer
 ) -> None:
     for wrong, shown in (
-        ("/latest " + "9" * 5000, "9" * 39 + "…"),  # int() refuses more than 4,300 digits
-        ("/latest " + "1" * 4000, "1" * 39 + "…"),
         ("/latest 0005", "0005"),
         ("/latest 021", "021"),
         ("/latest " + "x" * 3000, "x" * 39 + "…"),
@@ -191,7 +198,7 @@ async def test_status_reports_subscription_poll_feeds_and_day(
     before = await ask(bot_api, 504, "/status")
     assert "This chat: 🔕 not subscribed" in before.plain
     assert "Feeds: 0 healthy, 1 failing" in before.plain
-    assert "(5 min ago)" in before.plain
+    assert "(5 min. ago)" in before.plain
     await ask(bot_api, 504, "/subscribe")
     add_story(title="Today's news")
     after = await ask(bot_api, 504, "/status")

@@ -26,6 +26,7 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     ChatMemberHandler,
     CommandHandler,
     MessageHandler,
@@ -33,6 +34,7 @@ from telegram.ext import (
 )
 
 from bot.errors import ConfigError
+from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from bot.settings import Settings
 from bot.telegram import commands, replies
 from bot.telegram.ratelimit import SharedRate
@@ -48,7 +50,12 @@ GROUP_BURST = 5
 CONNECTIONS = 256  # PTB's default pool for API calls
 GATE = "flood_gate"
 WATCH = "updates_watch"
-ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.MY_CHAT_MEMBER]
+ALLOWED_UPDATES = [
+    Update.MESSAGE,
+    Update.EDITED_MESSAGE,
+    Update.MY_CHAT_MEMBER,
+    Update.CALLBACK_QUERY,
+]
 
 App = Application[Any, Any, Any, Any, Any, Any]
 
@@ -100,17 +107,25 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
     application.bot_data[commands.DEPS] = commands.BotDeps(settings, engine, seeds)
     application.bot_data[GATE] = gate
     application.bot_data[WATCH] = watch
-    for names, handler in (
-        (["start"], commands.start),
-        (["subscribe"], commands.subscribe),
-        (["unsubscribe", "stop"], commands.unsubscribe),
-        (["latest"], commands.latest),
-        (["status"], commands.status),
-        (["help"], commands.help_command),
-        (["sources"], commands.sources),
-        (["stats"], commands.stats),
+    # each command answers to its English name, its French alias and its other names
+    for name, handler in (
+        ("start", commands.start),
+        ("subscribe", commands.subscribe),
+        ("unsubscribe", commands.unsubscribe),
+        ("latest", commands.latest),
+        ("status", commands.status),
+        ("help", commands.help_command),
+        ("sources", commands.sources),
+        ("language", commands.language),
+        ("id", commands.chat_id),
     ):
-        application.add_handler(CommandHandler(names, handler))
+        application.add_handler(CommandHandler(list(replies.command(name).names), handler))
+    application.add_handler(CommandHandler("stats", commands.stats))
+    application.add_handler(
+        CallbackQueryHandler(
+            commands.language_button, pattern=f"^{commands.LANGUAGE_CALLBACK}[a-z]+$"
+        )
+    )
     # these fetch a feed (up to limits.total_timeout): other updates need not wait for them
     for name, handler in (
         ("addfeed", commands.addfeed),
@@ -119,6 +134,13 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
     ):
         application.add_handler(CommandHandler(name, handler, block=False))
     application.add_handler(MessageHandler(filters.COMMAND, commands.unknown))
+    # last: text that nothing above took, in a private chat, gets "what this bot is"
+    application.add_handler(
+        MessageHandler(
+            filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND & ~filters.UpdateType.EDITED,
+            commands.plain_text,
+        )
+    )
     application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, commands.migrated))
     application.add_handler(
         ChatMemberHandler(commands.membership, ChatMemberHandler.MY_CHAT_MEMBER)
@@ -165,10 +187,19 @@ async def start_application(application: App, settings: Settings, *, updates: bo
         raise ConfigError(
             f"TELEGRAM_BOT_TOKEN was rejected by the Bot API at {settings.telegram_api_url}"
         ) from None
-    await application.bot.set_my_commands([BotCommand(n, d) for n, d in replies.COMMANDS])
+    await register_menus(application)
     await application.start()
     if updates:
         await start_updates(application, settings)
+
+
+async def register_menus(application: App) -> None:
+    """The command menu in each language: French clients show the French names and
+    descriptions (`language_code="fr"`), every other client the English ones (no code)."""
+    for language in LANGUAGES:
+        menu = [BotCommand(name, about) for name, about in replies.menu(language)]
+        code = None if language == DEFAULT_LANGUAGE else language
+        await application.bot.set_my_commands(menu, language_code=code)
 
 
 async def start_updates(application: App, settings: Settings) -> None:

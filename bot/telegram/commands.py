@@ -1,8 +1,9 @@
 """Chat commands: one plain `async def verb(update, context)` each, wired in `bot.telegram.app`.
 
-Database work runs in a thread (`asyncio.to_thread`); answers come from `replies` (pure).
-A command in a forum topic acts on that topic: its subscription delivers there. Anything
-unknown, or a wrong argument, gets a short helpful answer, never silence or a trace.
+Database work runs in a thread (`asyncio.to_thread`); answers come from `replies` (pure),
+in the chat's language and time zone (`voice`: bot/storage/languages.py). A command in a
+forum topic acts on that topic: its subscription delivers there. Anything unknown, or a
+wrong argument, gets a short helpful answer, never silence or a trace.
 """
 
 from __future__ import annotations
@@ -14,17 +15,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from telegram import ChatMember, LinkPreviewOptions, Update
+from telegram import (
+    ChatMember,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Update,
+)
 from telegram.constants import ParseMode
 from telegram.ext import CallbackContext, ExtBot
 
 from bot.feeds import catalog
 from bot.feeds.fetch import Fetcher, make_client
 from bot.feeds.guard import AddressPolicy, is_public_address
+from bot.i18n import LANGUAGES, Voice
 from bot.records import FeedSpec
 from bot.settings import Settings
+from bot.storage import languages, stories, subscribers
 from bot.storage import stats as stored  # `stats` is the /stats handler here
-from bot.storage import stories, subscribers
 from bot.storage.models import utcnow
 from bot.storage.subscribers import Chat
 from bot.telegram import replies
@@ -77,8 +85,32 @@ def where(update: Update) -> Chat | None:
     return Chat(chat.id, thread, chat.type)
 
 
-async def answer(update: Update, context: Context, texts: str | Sequence[str]) -> None:
-    """Reply in the same chat and topic, in HTML, one message per text.
+def language_code(update: Update) -> str | None:
+    """What the writer's Telegram app says about their language ("fr", "en-GB", None)."""
+    user = update.effective_user
+    return user.language_code if user is not None else None
+
+
+async def voice(update: Update, context: Context, *, adopt: bool = False) -> Voice:
+    """How to speak to the chat this update came from: its language and time zone."""
+    chat = where(update)
+    if chat is None:
+        return Voice(language_code(update) or "en")
+    said = await asyncio.to_thread(
+        languages.speech, deps(context).engine, chat, language_code(update), adopt=adopt
+    )
+    return Voice(said.language, said.timezone)
+
+
+async def answer(
+    update: Update,
+    context: Context,
+    texts: str | Sequence[str],
+    *,
+    keyboard: InlineKeyboardMarkup | None = None,
+) -> None:
+    """Reply in the same chat and topic, in HTML, one message per text (`keyboard` under
+    the last).
 
     A 429 on a reply is waited out and retried by the rate limiter (`rate_limit_args`):
     a person who types commands quickly still gets every answer.
@@ -86,13 +118,15 @@ async def answer(update: Update, context: Context, texts: str | Sequence[str]) -
     message, chat = update.effective_message, where(update)
     if message is None or chat is None:
         return
-    for text in [texts] if isinstance(texts, str) else texts:
+    listed = [texts] if isinstance(texts, str) else list(texts)
+    for number, text in enumerate(listed, start=1):
         await context.bot.send_message(
             chat.chat_id,
             text,
             parse_mode=ParseMode.HTML,
             message_thread_id=chat.thread_id or None,
             link_preview_options=NO_PREVIEW,
+            reply_markup=keyboard if number == len(listed) else None,
             rate_limit_args=REPLY_RETRIES,
         )
 
@@ -109,8 +143,9 @@ async def start(update: Update, context: Context) -> None:
     if chat is None:
         return
     newly = await asyncio.to_thread(subscribers.subscribe, d.engine, chat)
+    v = await voice(update, context, adopt=newly)
     await answer(
-        update, context, replies.welcome(d.seeds, newly=newly, feeds=len(d.settings.feeds))
+        update, context, replies.welcome(d.seeds, newly=newly, feeds=len(d.settings.feeds), v=v)
     )
 
 
@@ -120,7 +155,8 @@ async def subscribe(update: Update, context: Context) -> None:
     if chat is None:
         return
     newly = await asyncio.to_thread(subscribers.subscribe, d.engine, chat)
-    await answer(update, context, replies.subscribed(newly=newly))
+    v = await voice(update, context, adopt=newly)
+    await answer(update, context, replies.subscribed(newly=newly, v=v))
 
 
 async def unsubscribe(update: Update, context: Context) -> None:
@@ -129,36 +165,41 @@ async def unsubscribe(update: Update, context: Context) -> None:
     if chat is None:
         return
     was = await asyncio.to_thread(subscribers.unsubscribe, d.engine, chat.chat_id, chat.thread_id)
-    await answer(update, context, replies.unsubscribed(was=was))
+    await answer(update, context, replies.unsubscribed(was=was, v=await voice(update, context)))
 
 
 def parse_count(args: Sequence[str]) -> int | None:
-    """/latest's argument: nothing → the default, else a whole number in range, else None.
+    """/latest's argument: nothing → the default, else a whole number from 1 up (more than
+    `LATEST_MAX` counts as the maximum: `capped`), else None. No leading zeros.
 
     The length is checked before `int()`, which refuses more than 4,300 digits (and
-    would spend time on fewer): "/latest 999…" is a wrong argument like any other.
+    would spend time on fewer): "/latest 999…" is simply more than the maximum.
     """
     if not args:
         return replies.LATEST_DEFAULT
     word = args[0]
-    if len(args) > 1 or len(word) > len(str(replies.LATEST_MAX)):
+    if len(args) > 1 or not word.isascii() or not word.isdecimal() or word.startswith("0"):
         return None
-    if not word.isascii() or not word.isdecimal():
-        return None
-    count = int(word)
-    return count if 1 <= count <= replies.LATEST_MAX else None
+    if len(word) > len(str(replies.LATEST_MAX)):
+        return replies.LATEST_MAX + 1
+    return int(word)
 
 
 async def latest(update: Update, context: Context) -> None:
-    """The most recent developments, newest first."""
-    d = deps(context)
+    """The most recent developments, newest first (at most LATEST_MAX, and says so)."""
+    d, v = deps(context), await voice(update, context)
     args = list(context.args or [])
     count = parse_count(args)
     if count is None:
-        await answer(update, context, replies.latest_usage(" ".join(args)))
+        await answer(update, context, replies.latest_usage(" ".join(args), v=v))
         return
+    note = replies.latest_capped(args[0], v=v) if count > replies.LATEST_MAX else ""
+    count = min(count, replies.LATEST_MAX)
     found = await asyncio.to_thread(stories.latest, d.engine, count)
-    await answer(update, context, render_latest(found) if found else replies.no_stories())
+    if not found:
+        await answer(update, context, replies.no_stories(v=v))
+        return
+    await answer(update, context, render_latest(found, v=v, now=utcnow(), note=note))
 
 
 async def status(update: Update, context: Context) -> None:
@@ -173,29 +214,35 @@ async def status(update: Update, context: Context) -> None:
         chat_id=chat.chat_id,
         thread_id=chat.thread_id,
     )
-    await answer(update, context, replies.status(view, now=utcnow()))
+    await answer(
+        update, context, replies.status(view, now=utcnow(), v=await voice(update, context))
+    )
 
 
 async def help_command(update: Update, context: Context) -> None:
     """Every command, in one message."""
-    await answer(update, context, replies.help_text(admin=is_admin(update, deps(context).settings)))
+    admin = is_admin(update, deps(context).settings)
+    await answer(update, context, replies.help_text(admin=admin, v=await voice(update, context)))
 
 
 async def sources(update: Update, context: Context) -> None:
     """The feeds watched, with their health: outlets' hosts, full addresses for admins."""
     d = deps(context)
     feeds = await asyncio.to_thread(stored.feed_health, d.engine, await d.feed_specs())
-    await answer(update, context, replies.sources(feeds, admin=is_admin(update, d.settings)))
+    admin = is_admin(update, d.settings)
+    await answer(
+        update, context, replies.sources(feeds, admin=admin, v=await voice(update, context))
+    )
 
 
 async def stats(update: Update, context: Context) -> None:
     """Subscribers, stories, deliveries by state and feed health: admins only."""
-    d = deps(context)
+    d, v = deps(context), await voice(update, context)
     if not is_admin(update, d.settings):
-        await answer(update, context, replies.not_admin("/stats"))
+        await answer(update, context, replies.not_admin("/stats", v=v))
         return
     view = await asyncio.to_thread(stored.stats_view, d.engine, await d.feed_specs())
-    await answer(update, context, replies.stats(view, now=utcnow()))
+    await answer(update, context, replies.stats(view, now=utcnow(), v=v))
 
 
 def feed_request(args: Sequence[str]) -> tuple[str, str, str]:
@@ -213,19 +260,19 @@ def added_by(update: Update) -> str:
 
 async def addfeed(update: Update, context: Context) -> None:
     """Admins: fetch a feed once and, if it reads as a feed, poll it from now on."""
-    d = deps(context)
+    d, v = deps(context), await voice(update, context)
     if not is_admin(update, d.settings):
-        await answer(update, context, replies.not_admin("/addfeed"))
+        await answer(update, context, replies.not_admin("/addfeed", v=v))
         return
     url, name, language = feed_request(list(context.args or []))
     if not url:
-        await answer(update, context, replies.addfeed_usage())
+        await answer(update, context, replies.addfeed_usage(v=v))
         return
     problem = catalog.check_request(url, name, language)
     if problem is None and url in {s.url for s in d.config()}:
-        problem = "it is already in the config file"
+        problem = v.gettext("it is already in the config file")
     if problem is not None:
-        await answer(update, context, replies.feed_refused(url, problem))
+        await answer(update, context, replies.feed_refused(url, problem, v=v))
         return
     limits = d.settings.limits
     async with make_client(limits) as client:
@@ -234,7 +281,7 @@ async def addfeed(update: Update, context: Context) -> None:
             fetcher, limits, url, source="chat", name=name, language=language
         )
     if probe.error is not None:
-        await answer(update, context, replies.feed_refused(url, probe.error))
+        await answer(update, context, replies.feed_refused(url, probe.error, v=v))
         return
     spec = FeedSpec(url, catalog.clean_name(name) or probe.title or url, probe.language)
     done = await asyncio.to_thread(
@@ -245,33 +292,106 @@ async def addfeed(update: Update, context: Context) -> None:
         added_by=added_by(update),
         config_urls={s.url for s in d.config()},
     )
-    await answer(update, context, replies.feed_added(spec, probe, already=done != "added"))
+    await answer(update, context, replies.feed_added(spec, probe, already=done != "added", v=v))
 
 
 async def removefeed(update: Update, context: Context) -> None:
     """Admins: stop polling a feed added from a chat or the command line."""
-    d = deps(context)
+    d, v = deps(context), await voice(update, context)
     if not is_admin(update, d.settings):
-        await answer(update, context, replies.not_admin("/removefeed"))
+        await answer(update, context, replies.not_admin("/removefeed", v=v))
         return
     key = " ".join(context.args or [])
     if not key:
-        await answer(update, context, replies.removefeed_usage())
+        await answer(update, context, replies.removefeed_usage(v=v))
         return
     done, names = await asyncio.to_thread(catalog.drop_feed, d.engine, key, config=d.config())
-    await answer(update, context, replies.feed_removed(done, key, names))
+    await answer(update, context, replies.feed_removed(done, key, names, v=v))
 
 
 async def feeds(update: Update, context: Context) -> None:
     """Admins: every feed polled, where it comes from, and its health."""
-    d = deps(context)
+    d, v = deps(context), await voice(update, context)
     if not is_admin(update, d.settings):
-        await answer(update, context, replies.not_admin("/feeds"))
+        await answer(update, context, replies.not_admin("/feeds", v=v))
         return
     listed = await asyncio.to_thread(catalog.list_feeds, d.engine, d.config())
     health = await asyncio.to_thread(stored.feed_health, d.engine, [f.spec for f in listed])
     rows = [(h, f.source) for h, f in zip(health, listed, strict=True)]
-    await answer(update, context, replies.feeds(rows, now=utcnow()))
+    await answer(update, context, replies.feeds(rows, now=utcnow(), v=v))
+
+
+LANGUAGE_CALLBACK = "lang:"  # callback data of the /language keyboard: "lang:fr"
+LANGUAGE_NAMES = {"en": "English", "fr": "Français"}
+
+
+def language_keyboard() -> InlineKeyboardMarkup:
+    """One button per language, each named in its own language."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(LANGUAGE_NAMES[code], callback_data=LANGUAGE_CALLBACK + code)
+                for code in LANGUAGES
+            ]
+        ]
+    )
+
+
+def parse_language(word: str) -> str | None:
+    """'en', 'fr', 'English', 'français', 'francais' → the code; else None."""
+    folded = word.strip().casefold().replace("ç", "c")
+    for code, name in LANGUAGE_NAMES.items():
+        if folded in (code, name.casefold().replace("ç", "c")):
+            return code
+    return {"anglais": "en", "french": "fr"}.get(folded)
+
+
+async def language(update: Update, context: Context) -> None:
+    """Choose the chat's language: /language fr, or a keyboard with the languages."""
+    d, chat, v = deps(context), where(update), await voice(update, context)
+    if chat is None:
+        return
+    args = list(context.args or [])
+    if not args:
+        await answer(update, context, replies.language_menu(v=v), keyboard=language_keyboard())
+        return
+    code = parse_language(" ".join(args)) if len(args) == 1 else None
+    if code is None:
+        await answer(update, context, replies.language_usage(" ".join(args), v=v))
+        return
+    await asyncio.to_thread(languages.choose, d.engine, chat, code)
+    await answer(update, context, replies.language_set(Voice(code, v.timezone)))
+
+
+async def language_button(update: Update, context: Context) -> None:
+    """A button of the /language keyboard: choose, and say so in the message itself."""
+    query, chat = update.callback_query, where(update)
+    if query is None or chat is None or not query.data:
+        return
+    code = query.data.removeprefix(LANGUAGE_CALLBACK)
+    if code not in LANGUAGES:
+        await query.answer()
+        return
+    d = deps(context)
+    now = await voice(update, context)
+    await asyncio.to_thread(languages.choose, d.engine, chat, code)
+    chosen = Voice(code, now.timezone)
+    await query.answer(LANGUAGE_NAMES[code])
+    await query.edit_message_text(replies.language_set(chosen), parse_mode=ParseMode.HTML)
+
+
+async def chat_id(update: Update, context: Context) -> None:
+    """This chat's id (and forum topic), for the operator's `admin_chat_ids`."""
+    chat = where(update)
+    if chat is None:
+        return
+    v = await voice(update, context)
+    await answer(update, context, replies.chat_id(chat.chat_id, chat.thread_id, v=v))
+
+
+async def plain_text(update: Update, context: Context) -> None:
+    """Text that is not a command, in a private chat: say what the bot is and where to start."""
+    await answer(update, context, replies.about_bot(v=await voice(update, context)))
 
 
 async def unknown(update: Update, context: Context) -> None:
@@ -286,7 +406,7 @@ async def unknown(update: Update, context: Context) -> None:
     chat = update.effective_chat
     if not target and chat is not None and chat.type != "private":
         return  # a bare unknown command in a group is probably for another bot
-    await answer(update, context, replies.unknown_command(command))
+    await answer(update, context, replies.unknown_command(command, v=await voice(update, context)))
 
 
 async def migrated(update: Update, context: Context) -> None:
@@ -305,10 +425,26 @@ async def migrated(update: Update, context: Context) -> None:
     )
 
 
+JOINED = (ChatMember.MEMBER, ChatMember.ADMINISTRATOR)
+GONE = (ChatMember.BANNED, ChatMember.LEFT)
+
+
 async def membership(update: Update, context: Context) -> None:
-    """The bot was blocked, kicked or left a chat: stop sending there."""
+    """The bot was added to a group (introduce itself), or blocked, kicked or removed from a
+    chat (stop sending there)."""
     change = update.my_chat_member
     if change is None:
+        return
+    joined = change.new_chat_member.status in JOINED and change.old_chat_member.status in GONE
+    if joined and change.chat.type in ("group", "supergroup"):
+        code = change.from_user.language_code if change.from_user else None
+        await context.bot.send_message(
+            change.chat.id,
+            replies.group_intro(v=Voice(code or "en")),
+            parse_mode=ParseMode.HTML,
+            link_preview_options=NO_PREVIEW,
+            rate_limit_args=REPLY_RETRIES,
+        )
         return
     if change.new_chat_member.status in (ChatMember.BANNED, ChatMember.LEFT):
         reason = (
@@ -327,6 +463,7 @@ async def on_error(update: object, context: Context) -> None:
     log.error("error while handling an update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_message is not None:
         try:
-            await answer(update, context, replies.failure())
+            v = Voice(language_code(update) or "en")
+            await answer(update, context, replies.failure(v=v))
         except Exception:  # the chat may be the problem (blocked, gone): nothing more to do
             log.debug("could not send the apology", exc_info=True)

@@ -10,6 +10,7 @@ the "also reported by" list, then the title; the article link is never cut.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import unicodedata
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from telegram.constants import MessageLimit
 
 from bot.decide.textcut import shorten
+from bot.i18n import ENGLISH, Voice
 from bot.telegram.views import Source, StoryView
 
 MAX_LENGTH: int = MessageLimit.MAX_TEXT_LENGTH
@@ -90,27 +92,52 @@ def _largest(build: Callable[[int], str], upper: int, limit: int) -> str | None:
     return build(low)
 
 
-def _also_line(also: Sequence[Source], count: int) -> str:
+def _also_line(also: Sequence[Source], count: int, v: Voice = ENGLISH) -> str:
     if count <= 0 or not also:
         return ""
+    link = v.gettext("link")
     shown = ", ".join(
-        anchor(shorten(clean(s.name), MAX_OUTLET) or "link", s.link) for s in also[:count]
+        anchor(shorten(clean(s.name), MAX_OUTLET) or link, s.link) for s in also[:count]
     )
     more = len(also) - count
-    tail = f" and {more} more" if more > 0 else ""
-    return f"Also reported by: {shown}{tail}"
+    if more > 0:
+        shown = v.ngettext(
+            "%(outlets)s and %(count)d more", "%(outlets)s and %(count)d more", more
+        ) % {"outlets": shown, "count": more}
+    return v.ngettext(
+        "Also reported by %(count)d outlet: %(outlets)s",
+        "Also reported by %(count)d outlets: %(outlets)s",
+        len(also),
+    ) % {"outlets": shown, "count": len(also)}
 
 
-def _compose(story: StoryView, title: str, summary: str, also_count: int) -> str:
-    outlet = shorten(clean(story.outlet), MAX_OUTLET) or "unknown outlet"
-    stamp = when(story.published) if story.published else f"seen {when(story.seen)}"
+def stamp(story: StoryView, v: Voice = ENGLISH, now: datetime | None = None) -> str:
+    """When the story was published (else first seen), in the chat's language and time zone,
+    with the time since beside it when `now` is given."""
+    moment = story.published or story.seen
+    shown = v.when(moment) if now is None else v.when_ago(moment, now)
+    return shown if story.published else v.gettext("seen %(when)s") % {"when": shown}
+
+
+def _compose(
+    story: StoryView,
+    title: str,
+    summary: str,
+    also_count: int,
+    v: Voice = ENGLISH,
+    now: datetime | None = None,
+    explain: str = "",
+) -> str:
+    outlet = shorten(clean(story.outlet), MAX_OUTLET) or v.gettext("unknown outlet")
     lines = [
-        f"<b>{anchor(title or 'Untitled', story.link)}</b>",
-        f"<i>{html.escape(outlet, quote=False)}</i> · {stamp}",
+        f"<b>{anchor(title or v.gettext('Untitled'), story.link)}</b>",
+        f"<i>{html.escape(outlet, quote=False)}</i> · {stamp(story, v, now)}",
     ]
+    if explain:
+        lines.append(explain)
     if summary:
         lines += ["", html.escape(summary, quote=False)]
-    also = _also_line(story.also, also_count)
+    also = _also_line(story.also, also_count, v)
     if also:
         lines += ["", also]
     return "\n".join(lines)
@@ -130,22 +157,22 @@ def distinct_sources(story: StoryView) -> tuple[Source, ...]:
 
 
 def render_story(
-    story: StoryView, *, summary_chars: int | None = None, limit: int = MAX_LENGTH
+    story: StoryView,
+    *,
+    summary_chars: int | None = None,
+    limit: int = MAX_LENGTH,
+    v: Voice = ENGLISH,
+    now: datetime | None = None,
+    explain: str = "",
 ) -> str:
-    """The alert for `story`, within `limit` UTF-16 units; summary_chars caps the summary."""
+    """The alert for `story`, within `limit` UTF-16 units; summary_chars caps the summary.
+    Labels and dates in the chat's language and time zone (`v`); `now`: with "2 hr. ago".
+    `explain`: one line of our own HTML under the outlet (bounded: the topic tag and why the
+    alert is new, bot/telegram/explain.py)."""
     if limit < MIN_LIMIT:
         raise ValueError(f"limit must be at least {MIN_LIMIT}")
     story_also = distinct_sources(story)
-    story = StoryView(
-        story.story_id,
-        story.title,
-        story.link,
-        story.outlet,
-        story.published,
-        story.seen,
-        story.summary,
-        story_also,
-    )
+    story = dataclasses.replace(story, also=story_also)
     title = clean(story.title)
     summary = clean(story.summary)
     if summary_chars is not None:
@@ -153,18 +180,18 @@ def render_story(
     also_max = min(len(story_also), MAX_ALSO)
 
     def with_summary(k: int) -> str:
-        return _compose(story, title, shorten(summary, k), also_max)
+        return _compose(story, title, shorten(summary, k), also_max, v, now, explain)
 
     def with_also(k: int) -> str:
-        return _compose(story, title, "", k)
+        return _compose(story, title, "", k, v, now, explain)
 
     def with_title(k: int) -> str:
-        return _compose(story, shorten(title, k), "", 0)
+        return _compose(story, shorten(title, k), "", 0, v, now, explain)
 
-    unlinked = StoryView(story.story_id, title, "", story.outlet, story.published, story.seen, "")
+    unlinked = dataclasses.replace(story, title=title, link="", summary="", also=())
 
     def without_link(k: int) -> str:
-        return _compose(unlinked, shorten(title, k), "", 0)
+        return _compose(unlinked, shorten(title, k), "", 0, v, now, explain)
 
     steps: list[tuple[Callable[[int], str], int]] = [
         (with_summary, len(summary)),
@@ -179,9 +206,24 @@ def render_story(
     raise AssertionError("unreachable: the outlet line always fits within MIN_LIMIT")
 
 
-def render_alert(story: StoryView, *, limit: int = MAX_LENGTH) -> str:
-    """The alert message for a new development."""
-    return render_story(story, limit=limit)
+def render_alert(
+    story: StoryView,
+    *,
+    limit: int = MAX_LENGTH,
+    v: Voice = ENGLISH,
+    now: datetime | None = None,
+    explain: str = "",
+) -> str:
+    """The alert message for a new development, in the chat's language and time zone;
+    `explain`: its topic tag and why it is new (bot/telegram/explain.py)."""
+    return render_story(story, limit=limit, v=v, now=now, explain=explain)
+
+
+def outlets_of(story: StoryView, also_count: int | None = None) -> int:
+    """How many other outlets an alert rendered from the first `also_count` of the story's
+    duplicates (all of them when None) names: whether a coverage edit would change it."""
+    also = story.also if also_count is None else story.also[:also_count]
+    return len(distinct_sources(dataclasses.replace(story, also=also)))
 
 
 def pack(
@@ -203,11 +245,27 @@ def pack(
     return messages
 
 
-def render_latest(stories: Sequence[StoryView], *, limit: int = MAX_LENGTH) -> list[str]:
-    """/latest: newest first, each with its summary and link, packed into messages."""
+def render_latest(
+    stories: Sequence[StoryView],
+    *,
+    limit: int = MAX_LENGTH,
+    v: Voice = ENGLISH,
+    now: datetime | None = None,
+    note: str = "",
+) -> list[str]:
+    """/latest: newest first, each with its summary and link, packed into messages; `note`
+    (our own HTML) under the heading."""
     per_story = max(160, 2400 // max(1, len(stories)))
-    blocks = [render_story(s, summary_chars=per_story, limit=limit) for s in stories]
-    header = f"<b>Latest {len(stories)} development{'s' if len(stories) != 1 else ''}</b>"
+    blocks = [render_story(s, summary_chars=per_story, limit=limit, v=v, now=now) for s in stories]
+    count = len(stories)
+    header = (
+        "<b>"
+        + v.ngettext("Latest %(count)d development", "Latest %(count)d developments", count)
+        % {"count": count}
+        + "</b>"
+    )
+    if note:
+        header += "\n" + note
     return pack(blocks, header=header, limit=limit)
 
 

@@ -1,135 +1,297 @@
-"""The bot's answers to commands, in Telegram HTML: pure functions over plain views.
+"""The bot's answers to commands, in Telegram HTML: pure functions over plain views, each
+spoken in the chat's language and time zone (`Voice`, bot/i18n).
 
-Feed and seed strings are escaped here; everything else is our own text.
+Feed and seed strings are escaped here; everything else is our own text (the catalogs'
+translations included).
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from bot.decide.textcut import shorten
 from bot.feeds.catalog import Probe
+from bot.i18n import ENGLISH, N_, Voice
 from bot.records import FeedSpec
-from bot.telegram.render import clean, pack, when
+from bot.telegram.render import clean, pack
 from bot.telegram.views import FeedHealth, StatsView, StatusView
 
 LATEST_DEFAULT = 5
 LATEST_MAX = 20
 
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("start", "Subscribe this chat and see what the bot watches"),
-    ("latest", "The most recent developments: /latest [1-20]"),
-    ("status", "This chat's subscription and the bot's health"),
-    ("sources", "The news feeds watched"),
-    ("subscribe", "Receive alerts in this chat (or forum topic)"),
-    ("unsubscribe", "Stop alerts in this chat (also /stop)"),
-    ("help", "How to use the bot"),
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command of the menu: its English name, its French alias ("" none), what it does."""
+
+    name: str
+    french: str
+    about: str  # marked with N_, translated where shown
+    aliases: tuple[str, ...] = ()  # more names that do the same (not in the menu)
+
+    def shown(self, language: str) -> str:
+        """The name a chat in `language` sees in the menu and in /help."""
+        return self.french if language == "fr" and self.french else self.name
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name the bot answers to."""
+        return tuple(dict.fromkeys(n for n in (self.name, self.french, *self.aliases) if n))
+
+
+# the menu (`set_my_commands`, per language) and /help, in this order
+COMMANDS: tuple[Command, ...] = (
+    Command("start", "", N_("Subscribe this chat and see what the bot watches")),
+    Command("latest", "dernieres", N_("The most recent developments: /latest [1-20]")),
+    Command("status", "statut", N_("This chat's subscription and the bot's health")),
+    Command("sources", "", N_("The news feeds watched")),
+    Command("subscribe", "abonner", N_("Receive alerts in this chat (or forum topic)")),
+    Command(
+        "unsubscribe",
+        "desabonner",
+        N_("Stop alerts in this chat (also /stop)"),
+        aliases=("stop", "arreter"),
+    ),
+    Command("language", "langue", N_("Choose the bot's language: English or French")),
+    Command("id", "", N_("This chat's id (for the bot's operator)")),
+    Command("help", "aide", N_("How to use the bot")),
 )
+ADMIN_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("/stats", N_("subscribers, stories, deliveries and feed health (admins)")),
+    ("/feeds", N_("every feed polled, where it comes from, and its health (admins)")),
+    ("/addfeed URL [name] [en|fr]", N_("fetch a feed once and poll it from now on (admins)")),
+    ("/removefeed URL-or-name", N_("stop polling a feed added here (admins)")),
+)
+
+
+def command(name: str) -> Command:
+    """The menu entry answering to `name` (any of its names)."""
+    for entry in COMMANDS:
+        if name in entry.names:
+            return entry
+    raise KeyError(name)
+
+
+def slash(name: str, v: Voice) -> str:
+    """'/latest' for an English chat, '/dernieres' for a French one."""
+    try:
+        return "/" + command(name).shown(v.language)
+    except KeyError:
+        return "/" + name
+
+
+def menu(language: str) -> list[tuple[str, str]]:
+    """(command, description) pairs for `set_my_commands` in `language`."""
+    v = Voice(language)
+    return [(c.shown(v.language), v.gettext(c.about)) for c in COMMANDS]
 
 
 def _e(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _ago(moment: datetime | None, now: datetime) -> str:
+def _ago(moment: datetime | None, now: datetime, v: Voice) -> str:
     if moment is None:
-        return "never"
-    seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 90:
-        span = f"{seconds} s"
-    elif seconds < 90 * 60:
-        span = f"{seconds // 60} min"
-    elif seconds < 48 * 3600:
-        span = f"{seconds // 3600} h"
-    else:
-        span = f"{seconds // 86400} days"
-    return f"{when(moment)} ({span} ago)"
+        return v.gettext("never")
+    return v.when_ago(moment, now)
 
 
-def welcome(seeds: Sequence[str], *, newly: bool, feeds: int) -> str:
+def welcome(seeds: Sequence[str], *, newly: bool, feeds: int, v: Voice = ENGLISH) -> str:
     """/start: what the bot watches, how to use it, and the subscription it just made."""
-    watched = (
-        "\n".join(f"• <i>{_e(shorten(clean(s), 300))}</i>" for s in seeds)
-        or "• (no seed story loaded)"
+    watched = "\n".join(f"• <i>{_e(shorten(clean(s), 300))}</i>" for s in seeds) or (
+        "• " + v.gettext("(no seed story loaded)")
     )
-    state = "✅ This chat is now subscribed." if newly else "✅ This chat was already subscribed."
-    return (
-        "<b>Sahel Watch</b> sends a short alert when the news moves on from the story you already "
-        f"know:\n{watched}\n\n"
-        f"It reads {feeds} news feed{'s' if feeds != 1 else ''} in English and French and stays "
-        "quiet about reprints of that story and about unrelated news.\n\n"
-        f"{state}\n/latest shows recent developments, /unsubscribe stops the alerts, "
-        "/help lists every command."
+    state = (
+        v.gettext("✅ This chat is now subscribed.")
+        if newly
+        else v.gettext("✅ This chat was already subscribed.")
     )
+    reads = v.ngettext(
+        "It reads %(count)d news feed in English and French and stays quiet about reprints "
+        "of that story and about unrelated news.",
+        "It reads %(count)d news feeds in English and French and stays quiet about reprints "
+        "of that story and about unrelated news.",
+        feeds,
+    ) % {"count": feeds}
+    use = v.gettext(
+        "%(latest)s shows recent developments, %(unsubscribe)s stops the alerts, "
+        "%(language)s changes the language, %(help)s lists every command."
+    ) % {
+        "latest": slash("latest", v),
+        "unsubscribe": slash("unsubscribe", v),
+        "language": slash("language", v),
+        "help": slash("help", v),
+    }
+    intro = v.gettext(
+        "<b>Sahel Watch</b> sends a short alert when the news moves on from the story you "
+        "already know:"
+    )
+    return f"{intro}\n{watched}\n\n{reads}\n\n{state}\n{use}"
 
 
-def help_text(*, admin: bool) -> str:
-    lines = ["<b>Sahel Watch commands</b>"]
-    lines += [f"/{name} — {_e(about)}" for name, about in COMMANDS]
+def help_text(*, admin: bool, v: Voice = ENGLISH) -> str:
+    lines = ["<b>" + v.gettext("Sahel Watch commands") + "</b>"]
+    lines += [f"/{c.shown(v.language)} — {_e(v.gettext(c.about))}" for c in COMMANDS]
     if admin:
-        lines += [
-            "/stats — subscribers, stories, deliveries and feed health (admins)",
-            "/feeds — every feed polled, where it comes from, and its health (admins)",
-            "/addfeed URL [name] [en|fr] — fetch a feed once and poll it from now on (admins)",
-            "/removefeed URL-or-name — stop polling a feed added here (admins)",
-        ]
+        lines += [f"{_e(usage)} — {_e(v.gettext(about))}" for usage, about in ADMIN_COMMANDS]
+    lines.append("")
     lines.append(
-        "\nIn a group, commands also work as /command@botname; a subscription made in a "
-        "forum topic delivers to that topic."
+        v.gettext(
+            "In a group, commands also work as /command@botname; a subscription made in a "
+            "forum topic delivers to that topic."
+        )
     )
+    if v.language == "fr":
+        lines.append(v.gettext("The English command names work too (/help, /latest, …)."))
+    else:
+        lines.append(
+            v.gettext("French names work too: %(names)s.")
+            % {"names": ", ".join("/" + c.french for c in COMMANDS if c.french)}
+        )
     return "\n".join(lines)
 
 
-def subscribed(*, newly: bool) -> str:
-    if newly:
-        return "✅ Subscribed: new developments will be sent here. /unsubscribe to stop."
-    return "✅ Already subscribed here; nothing changed. /unsubscribe to stop."
+def about_bot(v: Voice = ENGLISH) -> str:
+    """Plain text in a private chat: what the bot is, and where to start."""
+    return v.gettext(
+        "I am <b>Sahel Watch</b>, a news alert bot: I watch news feeds in English and French "
+        "about the Alliance of Sahel States (Mali, Burkina Faso, Niger) and Algeria, and "
+        "send a short alert when there is a new development. I do not read messages: "
+        "%(help)s lists what I can do, %(start)s subscribes this chat."
+    ) % {"help": slash("help", v), "start": "/start"}
 
 
-def unsubscribed(*, was: bool) -> str:
-    if was:
-        return "🔕 Unsubscribed: no more alerts here. /subscribe to start again."
-    return "🔕 This chat was not subscribed; nothing changed. /subscribe to start."
+def group_intro(v: Voice = ENGLISH) -> str:
+    """The bot was added to a group or a channel: say hello and how to start."""
+    return v.gettext(
+        "Hello! I am <b>Sahel Watch</b>: I send a short alert when there is news about the "
+        "Alliance of Sahel States (Mali, Burkina Faso, Niger) and Algeria. An administrator "
+        "sends %(subscribe)s to receive the alerts here; %(help)s lists every command, "
+        "%(language)s switches between English and French."
+    ) % {
+        "subscribe": slash("subscribe", v),
+        "help": slash("help", v),
+        "language": slash("language", v),
+    }
 
 
-def latest_usage(arg: str) -> str:
+def chat_id(chat: int, thread: int, v: Voice = ENGLISH) -> str:
+    """/id: the chat's id, to put in `admin_chat_ids`."""
+    text = v.gettext("This chat's id: <code>%(id)d</code>") % {"id": chat}
+    if thread:
+        text += "\n" + v.gettext("Forum topic: <code>%(id)d</code>") % {"id": thread}
+    return text
+
+
+def language_menu(v: Voice = ENGLISH) -> str:
+    return v.gettext("Choose the language of this chat (now: English).")
+
+
+def language_set(v: Voice) -> str:
+    """The language was changed: said in the new language."""
+    return v.gettext("✅ From now on this chat is in English.")
+
+
+def language_usage(arg: str, v: Voice = ENGLISH) -> str:
     shown = _e(shorten(clean(arg), 40))
-    return (
-        f"“{shown}” is not a number from 1 to {LATEST_MAX}. Try /latest for the "
-        f"{LATEST_DEFAULT} newest developments, or /latest 10."
+    return v.gettext(
+        "“%(arg)s” is not a language I speak. Try %(language)s en or %(language)s fr."
+    ) % {
+        "arg": shown,
+        "language": slash("language", v),
+    }
+
+
+def subscribed(*, newly: bool, v: Voice = ENGLISH) -> str:
+    stop = slash("unsubscribe", v)
+    if newly:
+        return v.gettext(
+            "✅ Subscribed: new developments will be sent here. %(unsubscribe)s to stop."
+        ) % {"unsubscribe": stop}
+    return v.gettext("✅ Already subscribed here; nothing changed. %(unsubscribe)s to stop.") % {
+        "unsubscribe": stop
+    }
+
+
+def unsubscribed(*, was: bool, v: Voice = ENGLISH) -> str:
+    start = slash("subscribe", v)
+    if was:
+        return v.gettext("🔕 Unsubscribed: no more alerts here. %(subscribe)s to start again.") % {
+            "subscribe": start
+        }
+    return v.gettext(
+        "🔕 This chat was not subscribed; nothing changed. %(subscribe)s to start."
+    ) % {"subscribe": start}
+
+
+def latest_usage(arg: str, v: Voice = ENGLISH) -> str:
+    shown = _e(shorten(clean(arg), 40))
+    latest = slash("latest", v)
+    return v.gettext(
+        "“%(arg)s” is not a number from 1 to %(max)d. Try %(latest)s for the %(default)d "
+        "newest developments, or %(latest)s 10."
+    ) % {"arg": shown, "max": LATEST_MAX, "latest": latest, "default": LATEST_DEFAULT}
+
+
+def latest_capped(asked: str, v: Voice = ENGLISH) -> str:
+    """/latest 50: the 20 newest are shown, and this says why not 50."""
+    return v.gettext("You asked for %(asked)s; %(max)d is the most I show at once.") % {
+        "asked": _e(shorten(clean(asked), 12)),
+        "max": LATEST_MAX,
+    }
+
+
+def no_stories(v: Voice = ENGLISH) -> str:
+    return v.gettext("No new developments yet. You will get an alert here as soon as there is one.")
+
+
+def unknown_command(command_name: str, v: Voice = ENGLISH) -> str:
+    return v.gettext("I don't know %(command)s. %(help)s lists what I can do.") % {
+        "command": _e(shorten(clean(command_name), 40)),
+        "help": slash("help", v),
+    }
+
+
+def not_admin(command_name: str, v: Voice = ENGLISH) -> str:
+    return v.gettext("Sorry, %(command)s is for the bot's administrators.") % {
+        "command": command_name
+    }
+
+
+def failure(v: Voice = ENGLISH) -> str:
+    return v.gettext("Sorry, something went wrong on my side. Please try again in a minute.")
+
+
+def status(view: StatusView, *, now: datetime, v: Voice = ENGLISH) -> str:
+    sub = (
+        v.gettext("✅ subscribed")
+        if view.subscribed
+        else v.gettext("🔕 not subscribed (%(subscribe)s)") % {"subscribe": slash("subscribe", v)}
     )
-
-
-def no_stories() -> str:
-    return "No new developments yet. You will get an alert here as soon as there is one."
-
-
-def unknown_command(command: str) -> str:
-    return f"I don't know {_e(shorten(clean(command), 40))}. /help lists what I can do."
-
-
-def not_admin(command: str) -> str:
-    return f"Sorry, {command} is for the bot's administrators."
-
-
-def failure() -> str:
-    return "Sorry, something went wrong on my side. Please try again in a minute."
-
-
-def status(view: StatusView, *, now: datetime) -> str:
-    sub = "✅ subscribed" if view.subscribed else "🔕 not subscribed (/subscribe)"
+    feeds = v.gettext("Feeds: %(ok)d healthy, %(failing)d failing") % {
+        "ok": view.feeds_ok,
+        "failing": view.feeds_failing,
+    }
+    if view.feeds_waiting:
+        feeds += v.gettext(", %(waiting)d not polled yet") % {"waiting": view.feeds_waiting}
+    stories = v.ngettext(
+        "%(count)d new development", "%(count)d new developments", view.stories_24h
+    ) % {"count": view.stories_24h}
+    alerts = v.ngettext(
+        "%(count)d alert delivered here", "%(count)d alerts delivered here", view.alerts_24h
+    ) % {"count": view.alerts_24h}
     return "\n".join(
         [
-            "<b>Status</b>",
-            f"This chat: {sub}",
-            f"Last poll: {_ago(view.last_poll, now)}",
-            f"Feeds: {view.feeds_ok} healthy, {view.feeds_failing} failing"
-            + (f", {view.feeds_waiting} not polled yet" if view.feeds_waiting else ""),
-            f"Last 24 h: {view.stories_24h} new development{'s' if view.stories_24h != 1 else ''}, "
-            f"{view.alerts_24h} alert{'s' if view.alerts_24h != 1 else ''} delivered here",
+            "<b>" + v.gettext("Status") + "</b>",
+            v.gettext("This chat: %(state)s") % {"state": sub},
+            v.gettext("Last poll: %(when)s") % {"when": _ago(view.last_poll, now, v)},
+            feeds,
+            v.gettext("Last 24 h: %(stories)s, %(alerts)s")
+            % {"stories": stories, "alerts": alerts},
         ]
     )
 
@@ -138,6 +300,19 @@ def _health(feed: FeedHealth) -> str:
     if feed.status == "never":
         return "⏳"
     return "⚠️" if feed.failing else "✅"
+
+
+FEED_STATES = {  # a feed's last status, as /stats and /feeds show it
+    "never": N_("never"),
+    "ok": N_("ok"),
+    "not_modified": N_("not_modified"),
+    "error": N_("error"),
+}
+
+
+def _state(status_name: str, v: Voice) -> str:
+    label = FEED_STATES.get(status_name)
+    return v.gettext(label) if label else status_name
 
 
 def feed_address(url: str, *, full: bool) -> str:
@@ -162,27 +337,31 @@ def feed_address(url: str, *, full: bool) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-def sources(feeds: Sequence[FeedHealth], *, admin: bool = False) -> list[str]:
+def sources(feeds: Sequence[FeedHealth], *, admin: bool = False, v: Voice = ENGLISH) -> list[str]:
     """/sources: each feed's health, name, language and address (see `feed_address`)."""
     lines = [
         f"{_health(f)} {_e(shorten(clean(f.name), 80))} ({_e(clean(f.language))}) — "
         f"{_e(shorten(clean(feed_address(f.url, full=admin)), 200))}"
         for f in feeds
     ]
-    header = f"<b>Feeds watched ({len(feeds)})</b>"
-    return pack(lines, header=header, sep="\n") if lines else [header + "\nnone configured"]
+    header = "<b>" + v.gettext("Feeds watched (%(count)d)") % {"count": len(feeds)} + "</b>"
+    if not lines:
+        return [header + "\n" + v.gettext("none configured")]
+    return pack(lines, header=header, sep="\n")
 
 
-def stats(view: StatsView, *, now: datetime) -> list[str]:
-    states = ", ".join(f"{state} {count}" for state, count in view.deliveries) or "none"
+def stats(view: StatsView, *, now: datetime, v: Voice = ENGLISH) -> list[str]:
+    states = ", ".join(f"{state} {count}" for state, count in view.deliveries) or v.gettext("none")
     head = "\n".join(
         [
-            "<b>Stats</b>",
-            f"Subscribers: {view.subscribers_active} active, {view.subscribers_inactive} inactive",
-            f"Stories: {view.stories_total} ({view.stories_24h} in the last 24 h)",
-            f"Deliveries: {states}",
-            f"Last poll: {_ago(view.last_poll, now)}",
-            "<b>Feeds</b>",
+            "<b>" + v.gettext("Stats") + "</b>",
+            v.gettext("Subscribers: %(active)d active, %(inactive)d inactive")
+            % {"active": view.subscribers_active, "inactive": view.subscribers_inactive},
+            v.gettext("Stories: %(total)d (%(day)d in the last 24 h)")
+            % {"total": view.stories_total, "day": view.stories_24h},
+            v.gettext("Deliveries: %(states)s") % {"states": states},
+            v.gettext("Last poll: %(when)s") % {"when": _ago(view.last_poll, now, v)},
+            "<b>" + v.gettext("Feeds") + "</b>",
         ]
     )
     lines = []
@@ -192,68 +371,100 @@ def stats(view: StatsView, *, now: datetime) -> list[str]:
             if feed.failing and feed.last_error
             else ""
         )
-        lines.append(
-            f"{_health(feed)} {_e(shorten(clean(feed.name), 80))}: {feed.status}, "
-            f"{feed.consecutive_failures} failures, last ok {_ago(feed.last_success, now)}{error}"
-        )
+        health = v.ngettext(
+            "%(state)s, %(count)d failure, last ok %(when)s",
+            "%(state)s, %(count)d failures, last ok %(when)s",
+            feed.consecutive_failures,
+        ) % {
+            "state": _state(feed.status, v),
+            "count": feed.consecutive_failures,
+            "when": _ago(feed.last_success, now, v),
+        }
+        lines.append(f"{_health(feed)} {_e(shorten(clean(feed.name), 80))}: {health}{error}")
     return pack(lines, header=head, sep="\n")
 
 
-def addfeed_usage() -> str:
-    return (
+def addfeed_usage(v: Voice = ENGLISH) -> str:
+    return v.gettext(
         "Usage: /addfeed URL [name] [en|fr] — for example "
         "/addfeed https://example.org/rss.xml Example News fr"
     )
 
 
-def removefeed_usage() -> str:
-    return "Usage: /removefeed URL-or-name (/feeds lists them)"
+def removefeed_usage(v: Voice = ENGLISH) -> str:
+    return v.gettext("Usage: /removefeed URL-or-name (/feeds lists them)")
 
 
 def _address(url: str) -> str:
     return _e(shorten(clean(feed_address(url, full=True)), 200))
 
 
-def feed_refused(url: str, why: str) -> str:
+def feed_refused(url: str, why: str, v: Voice = ENGLISH) -> str:
     """/addfeed could not accept the feed: why, in the fetcher's or the parser's words."""
-    return f"❌ Not added: {_address(url)}\n{_e(shorten(clean(why), 300))}"
-
-
-def feed_added(spec: FeedSpec, probe: Probe, *, already: bool) -> str:
-    """/addfeed read the feed: what it found, and whether it is polled from now on."""
-    found = (
-        f"“{_e(shorten(clean(probe.title), 120) or '(no title)')}”: {probe.entries} "
-        f"entr{'y' if probe.entries == 1 else 'ies'}, language {_e(probe.language)}"
+    return (
+        v.gettext("❌ Not added: %(address)s") % {"address": _address(url)}
+        + "\n"
+        + _e(shorten(clean(why), 300))
     )
-    name = _e(shorten(clean(spec.name), 120))
+
+
+def feed_added(spec: FeedSpec, probe: Probe, *, already: bool, v: Voice = ENGLISH) -> str:
+    """/addfeed read the feed: what it found, and whether it is polled from now on."""
+    found = v.ngettext(
+        "“%(title)s”: %(count)d entry, language %(language)s",
+        "“%(title)s”: %(count)d entries, language %(language)s",
+        probe.entries,
+    ) % {
+        "title": _e(shorten(clean(probe.title), 120)) or v.gettext("(no title)"),
+        "count": probe.entries,
+        "language": _e(probe.language),
+    }
     if already:
-        return f"ℹ️ Already polled: {_address(spec.url)}\nFound {found}."
-    return f"✅ Added {name} — {_address(spec.url)}\nFound {found}. Polled from the next cycle."
+        return v.gettext("ℹ️ Already polled: %(address)s\nFound %(found)s.") % {
+            "address": _address(spec.url),
+            "found": found,
+        }
+    return v.gettext(
+        "✅ Added %(name)s — %(address)s\nFound %(found)s. Polled from the next cycle."
+    ) % {"name": _e(shorten(clean(spec.name), 120)), "address": _address(spec.url), "found": found}
 
 
-def feed_removed(done: str, key: str, names: Sequence[str]) -> str:
+def feed_removed(done: str, key: str, names: Sequence[str], v: Voice = ENGLISH) -> str:
     shown = _e(shorten(clean(key), 120))
     if done == "removed":
-        return f"🗑 Removed {_e(shorten(clean(names[0]), 120))}: it is no longer polled."
+        return v.gettext("🗑 Removed %(name)s: it is no longer polled.") % {
+            "name": _e(shorten(clean(names[0]), 120))
+        }
     if done == "config":
-        return (
-            f"{_e(shorten(clean(names[0]), 120))} comes from the config file: "
-            "the operator removes it there."
-        )
+        return v.gettext("%(name)s comes from the config file: the operator removes it there.") % {
+            "name": _e(shorten(clean(names[0]), 120))
+        }
     if done == "ambiguous":
-        return f"Several added feeds are called “{shown}”: give the URL. /feeds lists them."
-    return f"No added feed is called “{shown}”. /feeds lists them."
+        return v.gettext(
+            "Several added feeds are called “%(key)s”: give the URL. /feeds lists them."
+        ) % {"key": shown}
+    return v.gettext("No added feed is called “%(key)s”. /feeds lists them.") % {"key": shown}
 
 
-def feeds(rows: Sequence[tuple[FeedHealth, str]], *, now: datetime) -> list[str]:
+def feeds(
+    rows: Sequence[tuple[FeedHealth, str]], *, now: datetime, v: Voice = ENGLISH
+) -> list[str]:
     """/feeds: each feed's source, status, last poll, failures and last error."""
     lines = []
     for feed, source in rows:
         error = f" — {_e(shorten(clean(feed.last_error), 120))}" if feed.last_error else ""
+        health = v.ngettext(
+            "%(state)s, last poll %(when)s, %(count)d failure",
+            "%(state)s, last poll %(when)s, %(count)d failures",
+            feed.consecutive_failures,
+        ) % {
+            "state": _state(feed.status, v),
+            "when": _ago(feed.last_polled, now, v),
+            "count": feed.consecutive_failures,
+        }
         lines.append(
             f"{_health(feed)} {_e(shorten(clean(feed.name), 80))} [{source}] "
-            f"{_address(feed.url)}\n    {feed.status}, last poll {_ago(feed.last_polled, now)}, "
-            f"{feed.consecutive_failures} failures{error}"
+            f"{_address(feed.url)}\n    {health}{error}"
         )
-    header = f"<b>Feeds polled ({len(rows)})</b>"
-    return pack(lines, header=header, sep="\n") if lines else [header + "\nnone"]
+    header = "<b>" + v.gettext("Feeds polled (%(count)d)") % {"count": len(rows)} + "</b>"
+    return pack(lines, header=header, sep="\n") if lines else [header + "\n" + v.gettext("none")]
