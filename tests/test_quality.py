@@ -47,10 +47,9 @@ class Bar:
 
 
 ISSUE_BAR = Bar()
-# Measured with relevance reading the examples by a fitted direction (session 3): the real
-# headlines 27 of 28 alerts right and no off-topic alert; the wrong one is a report of a
-# development already stored that alerted again. The synthetic files meet the issue's bar.
-REAL_FLOOR = Bar(alert_precision=0.96, off_topic_alerted=0, new=0.95, seed=0.95, duplicate=0.90)
+# Every labelled file is held to the issue's bar (session 3: relevance reads the examples by
+# a fitted direction; dissolving a body is in the "restrict" family of acts with banning it).
+REAL_FLOOR = ISSUE_BAR
 MORE_FLOOR = ISSUE_BAR
 EXTRA_FLOOR = ISSUE_BAR
 FILES = {

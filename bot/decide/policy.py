@@ -123,5 +123,5 @@ STORY_FEATURES: Final = ("meaning", "shared features", "title novelty", "role co
 DEFAULT = Policy(
     relevance=Logistic(RELEVANCE_FEATURES, (2.711, 2.379, 4.178, -2.86, 3.488, -1.191), -1.46),
     seed=Logistic(SEED_FEATURES, (0.552, 0.38, 1.423, 2.09, -2.276), -2.913),
-    same_story=Logistic(STORY_FEATURES, (1.733, 2.717, -1.573, -0.695, -2.034), -1.77),
+    same_story=Logistic(STORY_FEATURES, (1.729, 2.714, -1.605, -0.691, -2.027), -1.767),
 )
