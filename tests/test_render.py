@@ -128,7 +128,7 @@ def test_also_reported_by_lists_other_outlets_once() -> None:
         *(Source(f"Paper {i}", f"https://p{i}.test/x") for i in range(12)),
     )
     plain, links = check(render_alert(story(also=sources)))
-    assert "Also reported by: Afrique FR, Paper 0" in plain
+    assert "Also reported by 13 outlets: Afrique FR, Paper 0" in plain
     assert plain.count("Afrique") == 1
     assert "and 3 more" in plain  # 13 distinct, 10 shown
     assert ("Afrique FR", "https://afrique.test/cij") in links
@@ -192,7 +192,7 @@ def test_console_text_spells_out_links() -> None:
     assert text.splitlines()[0] == (
         "Mali takes Algeria to the ICJ over the drone <https://wire.test/icj?id=1&lang=en>"
     )
-    assert "Also reported by: Afrique FR <https://afrique.test/c>" in text
+    assert "Also reported by 1 outlet: Afrique FR <https://afrique.test/c>" in text
 
 
 # -- properties (Hypothesis): any story renders to valid Telegram HTML within 4096 ------

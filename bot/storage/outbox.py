@@ -119,9 +119,16 @@ def _mine(delivery_id: int, owner: str) -> ColumnElement[bool]:
 
 
 def mark_sent(
-    engine: Engine, delivery_id: int, *, message_id: int, now: datetime | None = None
+    engine: Engine,
+    delivery_id: int,
+    *,
+    message_id: int,
+    now: datetime | None = None,
+    outlets_shown: int = 0,
 ) -> None:
-    """Sent, with Telegram's message id. Recorded even if the lease was lost meanwhile."""
+    """Sent, with Telegram's message id. Recorded even if the lease was lost meanwhile.
+    `outlets_shown`: the story's duplicate items the message was rendered with (coverage
+    edits, bot/storage/alerts.py, start from there)."""
     with Session(engine) as session:
         session.execute(
             update(Delivery)
@@ -131,6 +138,7 @@ def mark_sent(
                 message_id=message_id,
                 sent_at=now or utcnow(),
                 last_error=None,
+                outlets_shown=outlets_shown,
                 attempts=Delivery.attempts + 1,
                 lease_owner=None,
                 lease_until=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -31,26 +32,29 @@ def story_views(engine: Engine, story_ids: Sequence[int]) -> dict[int, StoryView
         return {}
     with Session(engine) as session:
         stories = session.exec(select(Story).where(col(Story.id).in_(story_ids))).all()
-        rows = session.exec(
-            select(Item.story_id, Feed.name, Feed.url, Item.link)
+        rows = session.execute(
+            sql_select(
+                col(Item.story_id), col(Feed.name), col(Feed.url), col(Item.link), col(Item.outlet)
+            )
             .join(Feed, col(Feed.id) == col(Item.feed_id))
             .where(col(Item.story_id).in_(story_ids), col(Item.decision) == "duplicate")
             .order_by(col(Item.first_seen), col(Item.id))
         ).all()
     also: dict[int, list[Source]] = {}
-    for story_id, name, url, link in rows:
-        if story_id is not None:
-            also.setdefault(story_id, []).append(Source(outlet(name, url), link))
+    for story_id, name, url, link, item_outlet in rows:
+        if story_id is not None:  # the outlet's own name (Google News <source>), else the feed's
+            also.setdefault(story_id, []).append(Source(item_outlet or outlet(name, url), link))
     return {
         s.id: StoryView(
             story_id=s.id,
             title=s.title,
             link=s.link,
-            outlet=s.feed_name,
+            outlet=s.outlet or s.feed_name,
             published=s.published,
             seen=s.created_at,
             summary=s.summary,
             also=tuple(also.get(s.id, ())),
+            topics=tuple(t for t in s.topics.split(",") if t),
         )
         for s in stories
         if s.id is not None

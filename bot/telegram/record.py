@@ -31,6 +31,7 @@ class Held:
     job: Claimed
     outcome: Outcome
     at: datetime
+    outlets: int = 0  # the story's duplicate items the message was rendered with
 
 
 class Recorder:
@@ -48,7 +49,13 @@ class Recorder:
     def write(self, result: Held) -> None:
         job, outcome, now = result.job, result.outcome, result.at
         if isinstance(outcome, Sent):
-            outbox.mark_sent(self._engine, job.delivery_id, message_id=outcome.message_id, now=now)
+            outbox.mark_sent(
+                self._engine,
+                job.delivery_id,
+                message_id=outcome.message_id,
+                now=now,
+                outlets_shown=result.outlets,
+            )
         elif isinstance(outcome, RetryLater):
             outbox.retry_later(
                 self._engine,

@@ -27,6 +27,7 @@ class StoryView:
     seen: datetime
     summary: str
     also: tuple[Source, ...] = ()
+    topics: tuple[str, ...] = ()  # the decision's categories (Story.topics)
 
 
 @dataclass(frozen=True, slots=True)
