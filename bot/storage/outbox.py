@@ -15,16 +15,18 @@ requests that were on the wire when the process died (see bot/telegram/deliver.p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy import ColumnElement, and_, func, or_, update
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bot.delivery import choices
 from bot.owners import owner_is_dead
-from bot.storage.models import Delivery, Subscriber, utcnow
+from bot.storage.models import Delivery, Story, StoryMute, Subscriber, utcnow
 from bot.storage.subscribers import CONSOLE, deactivate
 
 _ERROR_CHARS = 500
@@ -42,6 +44,10 @@ class Claimed:
     chat_type: str
     attempts: int  # completed attempts before this one
     timeouts: int = 0  # earlier sends Telegram did not answer (they may have been delivered)
+    # the chat's choices for this send (bot/delivery/choices.py)
+    silent: bool = False  # no notification sound
+    previews: bool = True  # link preview under the alert
+    language: str = "en"
 
 
 def _due(now: datetime, console: bool) -> ColumnElement[bool]:
@@ -54,6 +60,10 @@ def _due(now: datetime, console: bool) -> ColumnElement[bool]:
     )
 
 
+MAX_ROUNDS = 8  # claims in one transaction while the chats' choices set rows aside
+_Row = tuple[int, int, int, int, int]  # delivery, story, subscriber, attempts, timeouts
+
+
 def claim(
     engine: Engine,
     *,
@@ -63,51 +73,175 @@ def claim(
     console: bool = False,
     now: datetime | None = None,
 ) -> list[Claimed]:
-    """Lease up to `limit` due deliveries (oldest first) for Telegram, or for the console."""
+    """Lease up to `limit` due deliveries for Telegram, or for the console, oldest due first
+    and, among those, in the stories' publication order (the order they are returned in).
+
+    Each chat's choices are applied in the same transaction (bot/delivery/choices.py): a row
+    whose story the chat does not want is skipped, a digest chat's row is held for its next
+    digest, a row in the chat's quiet hours waits until they end; only rows to send now are
+    returned, with the chat's silent and preview choices.
+    """
     if limit <= 0:
         return []
     now = now or utcnow()
+    claimed: list[tuple[datetime, Claimed]] = []
+    with Session(engine) as session:
+        for _ in range(MAX_ROUNDS):
+            want = limit - len(claimed)
+            rows = _lease(session, owner, want, lease_seconds, console, now)
+            claimed += _apply_choices(session, owner, rows, now, console)
+            if len(rows) < want or len(claimed) >= limit:
+                break
+        session.commit()
+    claimed.sort(key=lambda pair: (pair[0], pair[1].story_id, pair[1].delivery_id))
+    return [job for _, job in claimed]
+
+
+def _lease(
+    session: Session, owner: str, limit: int, lease_seconds: float, console: bool, now: datetime
+) -> list[_Row]:
+    published = func.coalesce(col(Story.published), col(Story.created_at))
     pick = (
         select(Delivery.id)
         .join(Subscriber, col(Subscriber.id) == col(Delivery.subscriber_id))
+        .join(Story, col(Story.id) == col(Delivery.story_id))
         .where(_due(now, console))
-        .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
+        .order_by(col(Delivery.next_attempt_at), published, col(Delivery.id))
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)
     )
-    with Session(engine) as session:
-        rows = session.execute(
-            update(Delivery)
-            .where(col(Delivery.id).in_(pick.scalar_subquery()), col(Delivery.state) == "pending")
-            .values(
-                state="sending",
-                lease_owner=owner,
-                lease_until=now + timedelta(seconds=lease_seconds),
-            )
-            .returning(
-                col(Delivery.id),
-                col(Delivery.story_id),
-                col(Delivery.subscriber_id),
-                col(Delivery.attempts),
-                col(Delivery.timeouts),
-            )
-        ).all()
-        where = (
-            session.execute(
-                select(
-                    Subscriber.id, Subscriber.chat_id, Subscriber.thread_id, Subscriber.chat_type
-                ).where(col(Subscriber.id).in_([r[2] for r in rows]))
-            ).all()
-            if rows
-            else []
+    rows = session.execute(
+        update(Delivery)
+        .where(col(Delivery.id).in_(pick.scalar_subquery()), col(Delivery.state) == "pending")
+        .values(
+            state="sending",
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease_seconds),
         )
-        session.commit()
-    chats = {sid: (chat_id, thread_id, chat_type) for sid, chat_id, thread_id, chat_type in where}
-    claimed = [
-        Claimed(delivery_id, story_id, subscriber_id, *chats[subscriber_id], attempts, timeouts)
-        for delivery_id, story_id, subscriber_id, attempts, timeouts in rows
-    ]
-    return sorted(claimed, key=lambda c: c.delivery_id)
+        .returning(
+            col(Delivery.id),
+            col(Delivery.story_id),
+            col(Delivery.subscriber_id),
+            col(Delivery.attempts),
+            col(Delivery.timeouts),
+        )
+    ).all()
+    return [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+
+def _apply_choices(
+    session: Session, owner: str, rows: Sequence[_Row], now: datetime, console: bool
+) -> list[tuple[datetime, Claimed]]:
+    """Settle the rows the chats' choices set aside; the rest, to send now."""
+    if not rows:
+        return []
+    chats = {
+        r.id: r
+        for r in session.exec(
+            select(Subscriber).where(col(Subscriber.id).in_({row[2] for row in rows}))
+        ).all()
+    }
+    stories = {
+        int(r[0]): (r[1] or "", r[2], r[3] or r[4])
+        for r in session.execute(
+            sql_select(
+                col(Story.id),
+                col(Story.topics),
+                col(Story.follows_id),
+                col(Story.published),
+                col(Story.created_at),
+            ).where(col(Story.id).in_({row[1] for row in rows}))
+        ).all()
+    }
+    muted: dict[int, set[int]] = {}
+    if not console:
+        for subscriber_id, story_id in session.execute(
+            select(StoryMute.subscriber_id, StoryMute.story_id).where(
+                col(StoryMute.subscriber_id).in_(list(chats))
+            )
+        ).all():
+            muted.setdefault(int(subscriber_id), set()).add(int(story_id))
+    follows = _follows(session, stories) if muted else {}
+    out: list[tuple[datetime, Claimed]] = []
+    held: list[int] = []
+    skipped: dict[str, list[int]] = {}
+    deferred: dict[datetime, list[int]] = {}
+    for delivery_id, story_id, subscriber_id, attempts, timeouts in rows:
+        chat = chats[subscriber_id]
+        topics, follows_id, published = stories.get(story_id, ("", None, now))
+        choice = choices_of(chat)
+        decision: choices.Triage = (
+            choices.Send(silent=False, previews=True)
+            if console
+            else choices.triage(
+                choice,
+                choices.StoryFacts(story_id, topics, follows_id),
+                now,
+                muted=muted.get(subscriber_id, ()),
+                follows=follows,
+            )
+        )
+        if isinstance(decision, choices.Skip):
+            skipped.setdefault(decision.reason, []).append(delivery_id)
+        elif isinstance(decision, choices.Hold):
+            held.append(delivery_id)
+        elif isinstance(decision, choices.Defer):
+            deferred.setdefault(decision.until, []).append(delivery_id)
+        else:
+            job = Claimed(
+                delivery_id, story_id, subscriber_id, chat.chat_id, chat.thread_id,
+                chat.chat_type, attempts, timeouts, silent=decision.silent,
+                previews=decision.previews, language=chat.language,
+            )  # fmt: skip
+            out.append((published, job))
+    for reason, ids in skipped.items():
+        _set_aside(session, owner, ids, state="skipped", last_error=reason)
+    _set_aside(session, owner, held, state="held")
+    for until, ids in deferred.items():
+        _set_aside(session, owner, ids, state="pending", next_attempt_at=until)
+    return out
+
+
+def _set_aside(session: Session, owner: str, ids: list[int], **values: object) -> None:
+    """Claimed rows not sent now: their new state, the lease released, no attempt counted."""
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(ids), col(Delivery.lease_owner) == owner)
+            .values(**values, lease_owner=None, lease_until=None)
+        )
+
+
+def _follows(
+    session: Session, stories: dict[int, tuple[str, int | None, datetime]]
+) -> dict[int, int | None]:
+    """story → the story it follows up, for the stories given and their sagas' elders."""
+    follows: dict[int, int | None] = {sid: facts[1] for sid, facts in stories.items()}
+    for _ in range(choices.MAX_FOLLOWS):
+        missing = {f for f in follows.values() if f is not None and f not in follows}
+        if not missing:
+            break
+        for story_id, follows_id in session.execute(
+            select(Story.id, Story.follows_id).where(col(Story.id).in_(missing))
+        ).all():
+            follows[int(story_id)] = follows_id
+        follows.update({m: follows.get(m) for m in missing})
+    return follows
+
+
+def choices_of(chat: Subscriber) -> choices.Choices:
+    """The delivery choices stored on a subscriber row."""
+    return choices.Choices(
+        timezone=chat.timezone,
+        topics=chat.topics,
+        delivery_mode=chat.delivery_mode,
+        digest_hours=chat.digest_hours,
+        digest_at=chat.digest_at,
+        quiet_from=chat.quiet_from,
+        quiet_to=chat.quiet_to,
+        silent=chat.silent,
+        link_previews=chat.link_previews,
+    )
 
 
 def _mine(delivery_id: int, owner: str) -> ColumnElement[bool]:

@@ -46,21 +46,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from telegram import InlineKeyboardMarkup
 
 from bot import metrics
-from bot.feeds.fetch import backoff_delay
-from bot.storage import outbox, subscribers
+from bot.i18n import Voice
+from bot.pacing import backoff
+from bot.storage import alerts, outbox, subscribers
 from bot.storage.errors import StorageError
 from bot.storage.models import utcnow
 from bot.storage.outbox import Claimed
 from bot.storage.stories import story_views
+from bot.telegram.coverage import CoverageEditor
+from bot.telegram.explain import keyboard, why_line
 from bot.telegram.record import Held, Recorder
 from bot.telegram.render import render_alert
 from bot.telegram.sender import (
@@ -77,6 +80,8 @@ from bot.telegram.views import StoryView
 
 log = logging.getLogger(__name__)
 
+FOLLOW_UP_WAIT = 2.0  # seconds: a follow-up whose story's alert is on its way tries again
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -90,13 +95,6 @@ class Policy:
     grace: float = 5.0  # seconds for in-flight sends at shutdown
     story_cache_seconds: float = 30.0
     record_retry_max: float = 10.0  # longest wait between tries to record held outcomes
-
-
-def backoff(
-    attempts: int, *, base: float, cap: float, rand: Callable[[], float] = random.random
-) -> float:
-    """Delay before retry number `attempts` (1-based): the project's backoff, full jitter ±50 %."""
-    return backoff_delay(attempts, base=base, maximum=cap, retry_after=None) * (0.5 + rand())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -135,6 +133,9 @@ class Deliverer:
         self._clock = clock
         self._wake = asyncio.Event()
         self._tasks: dict[asyncio.Task[None], Claimed] = {}
+        # per chat, the send claimed last: a chat's alerts go out in the order claimed
+        self._last_turn: dict[int, asyncio.Future[None]] = {}
+        self._turns: dict[int, tuple[asyncio.Future[None] | None, asyncio.Future[None]]] = {}
         self._stories: dict[int, tuple[float, StoryView]] = {}
         self._held: dict[int, Held] = {}  # outcomes not yet recorded, by delivery id
         self._recording = asyncio.Event()  # set while the database records outcomes
@@ -142,6 +143,12 @@ class Deliverer:
         self._flusher: asyncio.Task[None] | None = None
         self._writing: set[asyncio.Future[None]] = set()
         self._recorder = Recorder(engine, owner, self.policy, self.tally, self._retry_delay)
+        # alerts sent by this process, (story, subscriber) -> message id: a follow-up claimed
+        # with its story replies to it before the database has recorded it
+        self._sent_here: dict[tuple[int, int], int] = {}
+        self.editor = (  # coverage edits of the alerts sent (bot/telegram/coverage.py)
+            None if console else CoverageEditor(engine, sender, owner=owner, clock=clock)
+        )
 
     def _retry_delay(self, attempts: int) -> float:
         return backoff(attempts, base=self.policy.backoff_base, cap=self.policy.backoff_max)
@@ -158,10 +165,17 @@ class Deliverer:
     def wake(self) -> None:
         """New deliveries were written: look now rather than at the next idle poll."""
         self._wake.set()
+        if self.editor is not None:
+            self.editor.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then finish or release what is claimed."""
         failures = 0
+        editing = (
+            asyncio.create_task(self.editor.run(stop), name="coverage-edits")
+            if self.editor is not None
+            else None
+        )
         try:
             while not stop.is_set():
                 try:
@@ -177,6 +191,9 @@ class Deliverer:
                     continue
                 await self._idle(stop)
         finally:
+            if editing is not None:
+                await asyncio.wait({editing}, timeout=self.policy.grace)
+                editing.cancel()
             await self.shutdown()
 
     async def fill(self) -> int:
@@ -193,7 +210,11 @@ class Deliverer:
             console=self.console,
             now=self._clock(),
         )
-        for job in claimed:
+        loop = asyncio.get_running_loop()
+        for job in claimed:  # in publication order (outbox.claim): each chat's turns in line
+            mine: asyncio.Future[None] = loop.create_future()
+            self._turns[job.delivery_id] = (self._last_turn.get(job.chat_id), mine)
+            self._last_turn[job.chat_id] = mine
             task = asyncio.create_task(self._deliver(job), name=f"delivery-{job.delivery_id}")
             self._tasks[task] = job
             task.add_done_callback(self._done)
@@ -318,6 +339,21 @@ class Deliverer:
             self._stories[story_id] = (now + self.policy.story_cache_seconds, view)
         return view
 
+    async def _my_turn(self, job: Claimed) -> None:
+        """Wait until the chat's send claimed before this one has been answered."""
+        before = self._turns.get(job.delivery_id, (None, None))[0]
+        if before is not None and not before.done():
+            await asyncio.shield(before)
+
+    def _turn_done(self, job: Claimed) -> None:
+        _, mine = self._turns.pop(job.delivery_id, (None, None))
+        if mine is None:
+            return
+        if not mine.done():
+            mine.set_result(None)
+        if self._last_turn.get(job.chat_id) is mine:
+            del self._last_turn[job.chat_id]
+
     async def _deliver(self, job: Claimed) -> None:
         try:
             await self._deliver_one(job)
@@ -340,10 +376,42 @@ class Deliverer:
                 )
             except Exception:  # the database is gone: the lease expires, the row comes back
                 log.warning("delivery %s left to its lease", job.delivery_id)
+        finally:
+            self._turn_done(job)
 
-    async def _send(self, chat_id: int, thread_id: int, text: str) -> Outcome:
+    async def _send(
+        self,
+        job: Claimed,
+        chat_id: int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        buttons: InlineKeyboardMarkup | None = None,
+    ) -> Outcome:
         await self._recording.wait()  # no send starts while outcomes wait for the database
-        return await self.sender.send(chat_id, thread_id, text)
+        return await self.sender.send(
+            chat_id,
+            job.thread_id,
+            text,
+            silent=job.silent,
+            previews=job.previews,
+            reply_to=reply_to,
+            buttons=buttons,
+        )
+
+    def _reply_to(self, job: Claimed, thread: alerts.Thread) -> tuple[int | None, bool]:
+        """The alert a follow-up replies to, and whether it must wait for that alert to be
+        recorded (sent by another process, or not yet sent)."""
+        if thread.wait_for is None:
+            return thread.reply_to, False
+        here = self._sent_here.get((thread.wait_for, job.subscriber_id))
+        return here, here is None
+
+    def _remember(self, job: Claimed, outcome: Outcome) -> None:
+        if isinstance(outcome, Sent):
+            if len(self._sent_here) > 10_000:
+                self._sent_here.clear()
+            self._sent_here[(job.story_id, job.subscriber_id)] = outcome.message_id
 
     async def _deliver_one(self, job: Claimed) -> None:
         view = await self._story(job.story_id)
@@ -356,8 +424,26 @@ class Deliverer:
                 error="story not found",
             )
             return
-        text = render_alert(view)
-        outcome = await self._send(job.chat_id, job.thread_id, text)
+        thread = await asyncio.to_thread(
+            alerts.thread_of, self.engine, job.delivery_id, now=self._clock()
+        )
+        v = Voice(thread.language, thread.timezone)
+        text = render_alert(view, v=v, explain=why_line(view.topics, thread.follows_title, v))
+        buttons = None if self.console else keyboard(view.story_id, v)
+        await self._my_turn(job)
+        reply_to, wait = self._reply_to(job, thread)
+        if wait:  # the alert it follows up is on its way: send this one after it, as a reply
+            await asyncio.to_thread(
+                outbox.retry_later,
+                self.engine,
+                job.delivery_id,
+                owner=self.owner,
+                at=self._clock() + timedelta(seconds=FOLLOW_UP_WAIT),
+                error=f"waits for the alert of story {thread.wait_for}",
+                count_attempt=False,
+            )
+            return
+        outcome = await self._send(job, job.chat_id, text, reply_to=reply_to, buttons=buttons)
         if isinstance(outcome, Moved):
             self.tally.migrated += 1
             await asyncio.to_thread(
@@ -368,12 +454,15 @@ class Deliverer:
                 self.tally.merged += 1
                 log.info("delivery %s merged into chat %s", job.delivery_id, outcome.new_chat_id)
                 return
-            outcome = await self._send(outcome.new_chat_id, job.thread_id, text)
+            outcome = await self._send(job, outcome.new_chat_id, text, buttons=buttons)
             if isinstance(outcome, Moved):
                 outcome = Transient(f"chat migrated twice (to {outcome.new_chat_id})")
+        self._remember(job, outcome)  # before the chat's next alert takes its turn
+        self._turn_done(job)
         self._count(job, outcome, view.seen)
         # Telegram has answered: the outcome is written even if shutdown cancels this task
-        writing = asyncio.ensure_future(self._record(Held(job, outcome, self._clock())))
+        held = Held(job, outcome, self._clock(), outlets=len(view.also))
+        writing = asyncio.ensure_future(self._record(held))
         self._writing.add(writing)
         writing.add_done_callback(self._writing.discard)
         await asyncio.shield(writing)
