@@ -36,7 +36,7 @@ from telegram.ext import (
 from bot.errors import ConfigError
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from bot.settings import Settings
-from bot.telegram import commands, replies
+from bot.telegram import alert_buttons, commands, replies
 from bot.telegram.ratelimit import SharedRate
 from bot.telegram.sender import FloodGate, GatedRequest, TelegramSender
 from bot.telegram.updates import UpdatesWatch, WatchedRequest, poll_timeout
@@ -125,6 +125,10 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
         CallbackQueryHandler(
             commands.language_button, pattern=f"^{commands.LANGUAGE_CALLBACK}[a-z]+$"
         )
+    )
+    # the buttons under an alert: all coverage, mute, "Not news?" (bot/telegram/alert_buttons.py)
+    application.add_handler(
+        CallbackQueryHandler(alert_buttons.alert_button, pattern=alert_buttons.PATTERN)
     )
     # these fetch a feed (up to limits.total_timeout): other updates need not wait for them
     for name, handler in (
