@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from bot.feeds.guard import IPAddress, is_public_address
 from bot.settings import Settings
 from bot.storage.models import Feed, PollRun, Subscriber
-from bot.telegram import commands
+from bot.telegram import commands, replies
 from bot.telegram.app import App, build_application, start_application, stop_application
 from tests.servers import feedgen
 from tests.servers.bot_api import BotApiServer, Limits, SentMessage
@@ -55,15 +55,13 @@ def subscribers(engine: Engine) -> list[tuple[int, int, str, bool]]:
 
 async def test_commands_are_registered(running_bot: App, bot_api: BotApiServer) -> None:
     names = [c["command"] for c in bot_api.commands]
-    assert names == [
-        "start", "latest", "status", "sources", "subscribe", "unsubscribe", "language", "id",
-        "help",
-    ]  # fmt: skip
+    assert names[:6] == ["start", "latest", "status", "sources", "subscribe", "unsubscribe"]
+    assert {"language", "id"} <= set(names) and names[-1] == "help"
     french = bot_api.commands_for(language_code="fr")
-    assert [c["command"] for c in french] == [
-        "start", "dernieres", "statut", "sources", "abonner", "desabonner", "langue", "id",
-        "aide",
-    ]  # fmt: skip
+    assert [c["command"] for c in french] == [replies.command(n).shown("fr") for n in names]
+    assert {"dernieres", "statut", "abonner", "desabonner", "langue", "aide"} <= {
+        c["command"] for c in french
+    }
     assert french[-1]["description"] == "Comment utiliser le bot"
     assert sorted(language for _scope, language in bot_api.command_sets) == ["", "fr"]
 
@@ -465,3 +463,62 @@ async def test_dns_that_changes_between_check_and_connect_is_refused(
     assert any(asked.count(a) == 2 for a in asked)  # checked again at connect time
     assert feed_server.requests() == []
     assert chat_feeds(engine) == []
+
+
+async def test_latest_beyond_the_maximum_shows_twenty_and_says_so(
+    running_bot: App, bot_api: BotApiServer, add_story: Callable[..., int]
+) -> None:
+    start = datetime.now(UTC) - timedelta(hours=30)
+    for n in range(25):
+        add_story(title=f"Development {n}", link=f"https://wire.test/{n}",
+                  created_at=start + timedelta(hours=n), deliver=False)  # fmt: skip
+    for asked in ("50", "9" * 5000):
+        before = len(bot_api.sent(512))
+        bot_api.send_text(512, f"/latest {asked}")
+        await asyncio.to_thread(bot_api.wait_sent, 512, before + 1, 10.0)
+        await asyncio.to_thread(bot_api.wait_updates_consumed)
+        shown = "\n".join(m.plain for m in bot_api.sent(512)[before:])
+        shown_asked = asked if len(asked) <= 12 else asked[:11] + "…"
+        assert shown.startswith(
+            f"Latest 20 developments\nYou asked for {shown_asked}; 20 is the most I show at once."
+        )
+        assert "Development 24" in shown and "Development 5" in shown
+        assert "Development 4\n" not in shown
+
+
+async def test_id_shows_the_chats_id_and_topic(running_bot: App, bot_api: BotApiServer) -> None:
+    assert (await ask(bot_api, 513, "/id")).plain == "This chat's id: 513"
+    group = -1001234
+    reply = await ask(bot_api, group, "/id@" + (running_bot.bot.username or ""), user_id=9)
+    assert reply.plain == f"This chat's id: {group}"
+    bot_api.add_chat(group, chat_type="supergroup", is_forum=True)
+    topic = await ask(bot_api, group, "/id", user_id=9, thread_id=77)
+    assert topic.plain == f"This chat's id: {group}\nForum topic: 77"
+
+
+async def test_plain_text_in_a_private_chat_gets_what_the_bot_is(
+    running_bot: App, bot_api: BotApiServer
+) -> None:
+    reply = await ask(bot_api, 514, "hello, what are you?")
+    assert reply.plain.startswith("I am Sahel Watch, a news alert bot")
+    assert "/help lists what I can do, /start subscribes this chat." in reply.plain
+    french = await ask(bot_api, 515, "bonjour", language_code="fr")
+    assert french.plain.startswith("Je suis Sahel Watch, un bot d’alertes d’actualité")
+    await silent(bot_api, -5140, "hello everyone", user_id=42)  # a group's talk is not for us
+
+
+async def test_added_to_a_group_the_bot_introduces_itself(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    bot_api.add_bot(-5150, by=42, chat_type="group", title="Sahel desk", language_code="fr")
+    intro = (await asyncio.to_thread(bot_api.wait_sent, -5150, 1, 10.0))[0]
+    assert intro.plain.startswith("Bonjour\u00a0! Je suis Sahel Watch\u00a0: j’envoie")
+    assert "Un administrateur envoie /abonner pour recevoir les alertes ici" in intro.plain
+    bot_api.add_bot(-1005160, by=43, chat_type="supergroup", title="Desk")
+    intro = (await asyncio.to_thread(bot_api.wait_sent, -1005160, 1, 10.0))[0]
+    assert intro.plain.startswith("Hello! I am Sahel Watch: I send a short alert")
+    assert subscribers(engine) == []  # introduced, not subscribed: an admin decides
+    # promoted to administrator where it already was: no second introduction
+    bot_api.add_bot(-5150, by=42, status="administrator", language_code="fr")
+    await silent(bot_api, -5150, "/nothing@another_bot", user_id=42)
+    assert len(bot_api.sent(-5150)) == 2  # the introduction and /help's answer

@@ -155,7 +155,9 @@ def check() -> list[str]:
         catalog = updated(language, template)
         wanted = {m.id for m in catalog if m.id}
         have = {m.id for m in stored if m.id}
-        left += [f"{language}: not in the .po: {_name(m)}" for m in catalog if m.id not in have]
+        left += [
+            f"{language}: not in the .po: {_name(m)}" for m in catalog if m.id and m.id not in have
+        ]
         left += [
             f"{language}: no longer used: {_name(m)}" for m in stored if m.id and m.id not in wanted
         ]
