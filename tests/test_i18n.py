@@ -21,6 +21,7 @@ from bot.storage.models import Subscriber
 from bot.telegram import commands, replies
 from bot.telegram.app import App
 from tests.servers.bot_api import BotApiServer, Limits, SentMessage
+from tests.servers.bot_fixtures import wait_until
 
 NBSP = "\u00a0"
 
@@ -215,6 +216,13 @@ async def test_a_french_readers_journey_is_in_french(
     edited = bot_api.message(reader, menu.message_id)["text"].replace(NBSP, " ")
     assert edited == "✅ Désormais, cette discussion est en français."
     assert language_of(engine, reader) == ("fr", True)
+
+    def own_menu() -> list[str]:
+        return [
+            c["command"] for c in bot_api.commands_for(scope={"type": "chat", "chat_id": reader})
+        ]
+
+    await wait_until(lambda: own_menu()[:2] == ["start", "dernieres"])  # follows the choice
     bye = await ask(bot_api, reader, "/desabonner", language_code="en")  # chosen: still French
     assert text(bye) == "🔕 Désabonné : plus d’alertes ici. /abonner pour reprendre."
 

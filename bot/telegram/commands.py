@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from telegram import (
+    BotCommand,
+    BotCommandScopeChat,
     ChatMember,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -23,6 +25,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import CallbackContext, ExtBot
 
 from bot.feeds import catalog
@@ -361,6 +364,7 @@ async def language(update: Update, context: Context) -> None:
         return
     await asyncio.to_thread(languages.choose, d.engine, chat, code)
     await answer(update, context, replies.language_set(Voice(code, v.timezone)))
+    await chat_menu(context, chat.chat_id, code)
 
 
 async def language_button(update: Update, context: Context) -> None:
@@ -378,6 +382,17 @@ async def language_button(update: Update, context: Context) -> None:
     chosen = Voice(code, now.timezone)
     await query.answer(LANGUAGE_NAMES[code])
     await query.edit_message_text(replies.language_set(chosen), parse_mode=ParseMode.HTML)
+    await chat_menu(context, chat.chat_id, code)
+
+
+async def chat_menu(context: Context, chat_id: int, language: str) -> None:
+    """The command menu of this chat in its chosen language, whatever its members' apps
+    say (`setMyCommands` for the chat's scope). A failure leaves the language menus."""
+    menu = [BotCommand(name, about) for name, about in replies.menu(language)]
+    try:
+        await context.bot.set_my_commands(menu, scope=BotCommandScopeChat(chat_id))
+    except TelegramError:
+        log.warning("could not set the command menu of chat %s", chat_id, exc_info=True)
 
 
 async def chat_id(update: Update, context: Context) -> None:
