@@ -3,8 +3,8 @@ due: pure functions over the chat's settings (`Choices`, read from its Subscribe
 
     triage(choices, story, now, muted) → Send | Hold | Defer(until) | Skip(reason)
 
-    Skip   the story's reader topics do not meet the chat's topics, or the chat muted the
-           story (or the story it follows up)
+    Skip   the story's reader topics do not meet the chat's topics (bot/topics.py), or the
+           chat muted the story (or one it follows up)
     Hold   the chat reads digests: the alert waits for the next one (state "held")
     Defer  quiet hours: the alert waits until they end, then goes out
     Send   now, silently or not, with or without a link preview
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot import topics
 
 INSTANT = "instant"
 DIGEST = "digest"  # every `digest_hours`, at local midnight and each multiple after it
@@ -47,10 +49,6 @@ class Choices:
     @property
     def digests(self) -> bool:
         return self.delivery_mode in (DIGEST, DAILY)
-
-    @property
-    def topic_set(self) -> frozenset[str]:
-        return frozenset(t for t in (p.strip() for p in self.topics.split(",")) if t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +93,10 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def reader_topics(categories: str) -> frozenset[str]:
-    """The reader topics of a story from its decision categories ("sec,pol")."""
-    return frozenset(c for c in (p.strip() for p in categories.split(",")) if c)
-
-
 def wanted(choices: Choices, categories: str) -> bool:
-    """Does a story of these decision categories meet the chat's topics? ("" = all)"""
-    chosen = choices.topic_set
-    return not chosen or bool(chosen & reader_topics(categories))
+    """Does a story of these decision categories meet the chat's topics? ("" = all; a story
+    of no known topic reaches every chat)"""
+    return topics.wanted(choices.topics, categories)
 
 
 def is_muted(story: StoryFacts, muted: Collection[int], follows: Mapping[int, int | None]) -> bool:
