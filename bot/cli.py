@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from bot import backup, feedlist
+from bot import backup, feedback, feedlist
 from bot.decide.embed import ModelUnavailable
 from bot.errors import ConfigError
 from bot.feeds.schedule import duration
@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("file", help="labelled items, in the schema of labelled_items.json")
     evaluate.add_argument("--json", action="store_true", help="the scores as one JSON object")
     evaluate.set_defaults(func=cmd_evaluate)
+    feedback.register(sub)  # feedback export FILE
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
     upgrade = db_sub.add_parser("upgrade", help="bring the schema to the current version")
