@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gettext
+import zoneinfo
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
@@ -15,7 +16,7 @@ from babel.messages.pofile import read_po
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.i18n import Voice, catalog, chat_language, translator
+from bot.i18n import Voice, catalog, chat_language, dates, translator
 from bot.i18n.dates import ago, when, when_ago
 from bot.storage.models import Subscriber
 from bot.telegram import commands, replies
@@ -110,6 +111,19 @@ def test_dates_in_the_chats_language_and_time_zone() -> None:
     assert Voice("fr-FR", "Africa/Bamako").when_ago(MOMENT, later) == (
         f"7 avr. 2025, 14:30 UTC (il y a 2{NBSP}h)"
     )
+
+
+def test_zones_are_known_where_the_system_has_no_zone_files() -> None:
+    """A minimal base image may lack /usr/share/zoneinfo: the tzdata package stands in."""
+    zoneinfo.reset_tzpath(to=[])
+    zoneinfo.ZoneInfo.clear_cache()
+    dates.zone.cache_clear()
+    try:
+        assert when(MOMENT, timezone="Africa/Algiers") == "7 Apr 2025, 15:30 UTC+1"
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+        dates.zone.cache_clear()
 
 
 def test_language_words() -> None:
