@@ -81,13 +81,13 @@ def stored(keys: Iterable[str]) -> str:
     return "" if len(ordered) in (0, len(KEYS)) else ",".join(ordered)
 
 
-def toggle(current: str, key: str) -> str | None:
-    """The stored choice after pressing `key` (with every topic chosen, all are ticked, so a
-    press takes that one away); None when it would leave no topic at all."""
+def choose(current: str, key: str, on: bool) -> str | None:
+    """The stored choice with topic `key` ticked (`on`) or not; with every topic chosen,
+    all are ticked, so unticking one keeps the other four. None when it would leave no
+    topic at all; an unknown key changes nothing."""
     chosen = set(parse(current)) or set(KEYS)
-    if key not in BY_KEY:
-        return stored(chosen)
-    chosen ^= {key}
+    if key in BY_KEY:
+        chosen = chosen | {key} if on else chosen - {key}
     return stored(chosen) if chosen else None
 
 

@@ -244,6 +244,7 @@ async def test_group_commands_with_and_without_the_bot_name(
 ) -> None:
     group = -600
     bot_api.add_chat(group, "group", title="Sahel desk")
+    bot_api.set_admins(group, [42])  # only administrators (un)subscribe a group
     reply = await ask(bot_api, group, "/start@sahel_test_bot", user_id=42)
     assert "now subscribed" in reply.plain
     assert subscribers(engine) == [(group, 0, "group", True)]
@@ -260,6 +261,7 @@ async def test_forum_topic_subscription_is_per_topic(
 ) -> None:
     forum = -1006000
     bot_api.add_chat(forum, "supergroup", title="Newsroom", is_forum=True)
+    bot_api.set_admins(forum, [42])
     reply = await ask(bot_api, forum, "/subscribe", user_id=42, thread_id=77)
     assert reply.thread_id == 77 and "Subscribed" in reply.plain
     status = await ask(bot_api, forum, "/status", user_id=42)  # General topic: not subscribed
@@ -289,6 +291,7 @@ async def test_blocked_or_removed_bot_turns_the_chat_off(
 async def test_group_upgrade_moves_the_subscription(
     running_bot: App, bot_api: BotApiServer, engine: Engine
 ) -> None:
+    bot_api.set_admins(-700, [42])
     await ask(bot_api, -700, "/subscribe", user_id=42)
     bot_api.inject_update({"message": {
         "message_id": 9, "date": int(datetime.now(UTC).timestamp()),

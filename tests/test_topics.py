@@ -21,13 +21,15 @@ def test_stored_choices_are_canonical() -> None:
     assert topics.parse("") == frozenset()
 
 
-def test_toggle_from_all_and_never_to_none() -> None:
-    assert topics.toggle("", "security") == "relations,politics,economy,humanitarian"
-    assert topics.toggle("security", "economy") == "security,economy"
-    assert topics.toggle("security,economy", "economy") == "security"
-    assert topics.toggle("security", "security") is None
-    assert topics.toggle("relations,politics,economy,humanitarian", "security") == ""
-    assert topics.toggle("security", "bogus") == "security"
+def test_choose_from_all_and_never_to_none() -> None:
+    assert topics.choose("", "security", False) == "relations,politics,economy,humanitarian"
+    assert topics.choose("", "security", True) == ""
+    assert topics.choose("security", "economy", True) == "security,economy"
+    assert topics.choose("security,economy", "economy", False) == "security"
+    assert topics.choose("security,economy", "economy", True) == "security,economy"
+    assert topics.choose("security", "security", False) is None
+    assert topics.choose("relations,politics,economy,humanitarian", "security", True) == ""
+    assert topics.choose("security", "bogus", True) == "security"
 
 
 def test_wanted() -> None:

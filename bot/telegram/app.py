@@ -39,6 +39,7 @@ from bot.settings import Settings
 from bot.telegram import alert_buttons, commands, replies
 from bot.telegram.ratelimit import SharedRate
 from bot.telegram.sender import FloodGate, GatedRequest, TelegramSender
+from bot.telegram.settings import register as register_settings
 from bot.telegram.updates import UpdatesWatch, WatchedRequest, poll_timeout
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ ALLOWED_UPDATES = [
     Update.EDITED_MESSAGE,
     Update.MY_CHAT_MEMBER,
     Update.CALLBACK_QUERY,
+    Update.CHANNEL_POST,
 ]
 
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -137,6 +139,8 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
         ("feeds", commands.feeds),
     ):
         application.add_handler(CommandHandler(name, handler, block=False))
+    # /settings, /timezone, channels' commands, and the gate: admins only change groups
+    register_settings(application)
     application.add_handler(MessageHandler(filters.COMMAND, commands.unknown))
     # last: text that nothing above took, in a private chat, gets "what this bot is"
     application.add_handler(

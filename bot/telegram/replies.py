@@ -56,6 +56,8 @@ COMMANDS: tuple[Command, ...] = (
         N_("Stop alerts in this chat (also /stop)"),
         aliases=("stop", "arreter"),
     ),
+    Command("settings", "parametres", N_("Topics, delivery, quiet hours, sound, previews")),
+    Command("timezone", "fuseau", N_("This chat's time zone: /timezone Africa/Bamako")),
     Command("language", "langue", N_("Choose the bot's language: English or French")),
     Command("id", "", N_("This chat's id (for the bot's operator)")),
     Command("help", "aide", N_("How to use the bot")),
