@@ -207,7 +207,7 @@ async def test_a_non_admin_is_refused_in_a_group(
     bot_api.set_admins(group, [admin], creator=70)
     subscribed = await ask(bot_api, group, "/subscribe", user_id=admin)
     assert "Subscribed" in subscribed.plain
-    for command in ("/unsubscribe", "/settings", "/timezone UTC", "/langue fr"):
+    for command in ("/unsubscribe@sahel_test_bot", "/settings", "/timezone UTC", "/langue fr"):
         refusal = await ask(bot_api, group, command, user_id=member)
         assert refusal.plain.startswith("Only this chat's administrators can change"), command
         assert refusal.reply_markup is None
@@ -270,3 +270,22 @@ async def test_a_channel_is_subscribed_and_set_by_its_admins(
     assert refused.show_alert and stored(engine, channel).link_previews
     await press(bot_api, channel, menu.message_id, "set:p:0", user_id=admin)
     assert not stored(engine, channel).link_previews
+
+
+async def test_whoever_adds_the_bot_to_a_channel_learns_how_to_subscribe_it(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    admin, other = 9401, 9402
+    await ask(bot_api, admin, "/help")  # has started the bot: it may write to them
+    before = len(bot_api.sent(admin))
+    bot_api.add_bot(-1009400, by=admin, status="member", chat_type="channel", title="<Wire>")
+    (cannot,) = (await asyncio.to_thread(bot_api.wait_sent, admin, before + 1))[before:]
+    assert "“<Wire>” but cannot post there" in cannot.plain
+    bot_api.add_bot(-1009400, by=admin, status="administrator", language_code="fr")
+    told = (await asyncio.to_thread(bot_api.wait_sent, admin, before + 2))[-1]
+    assert "/subscribe" in told.plain and "cannot" not in told.plain
+    bot_api.block(other)  # never started the bot: Telegram refuses, nothing else happens
+    bot_api.add_bot(-1009401, by=other, status="administrator", chat_type="channel")
+    await asyncio.to_thread(bot_api.wait_updates_consumed)
+    assert await ask(bot_api, admin, "/help")  # the bot is still answering
+    assert bot_api.sent(-1009401) == [] and not stored(engine, -1009401).subscribed

@@ -12,23 +12,27 @@ commands that change a chat (/start, /subscribe, /unsubscribe, /settings, /timez
 /language, with their French names) get a short explanation instead, a settings or
 language button an alert; nothing else runs for that update. Channels send commands as
 channel posts (only administrators can post): /start, /subscribe, /unsubscribe, /settings
-and /timezone answer those too, so a channel is subscribed by its administrators.
+and /timezone answer those too, so a channel is subscribed by its administrators. Whoever
+adds the bot to a channel is told, in a private message if they have started the bot, how
+to subscribe the channel (or that the bot needs the right to post first).
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import logging
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Message, Update
+from telegram import ChatMember, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, Forbidden
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
     BaseHandler,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     filters,
 )
@@ -41,7 +45,10 @@ from bot.storage.subscribers import Chat
 from bot.telegram import admins, commands, replies, settings_menu
 from bot.telegram.commands import NO_PREVIEW, REPLY_RETRIES, Context
 
+log = logging.getLogger(__name__)
+
 GATE_GROUP = -1
+AFTER_GROUP = 1  # after bot/telegram/commands.py's own my_chat_member handler
 CHANGING = ("start", "subscribe", "unsubscribe", "settings", "timezone", "language")
 BUTTONS = r"^(set|lang):"  # the settings keyboard's and /language's callback data
 
@@ -175,6 +182,40 @@ async def settings_button(update: Update, context: Context) -> None:
     await query.answer(v.gettext(step.note) if step.note else None)
 
 
+async def added_to_channel(update: Update, context: Context) -> None:
+    """The bot was added to a channel (or its rights there changed): tell whoever did it how
+    to subscribe the channel, privately; a user who never started the bot cannot be told."""
+    change = update.my_chat_member
+    if change is None or change.chat.type != "channel" or change.from_user is None:
+        return
+    new = change.new_chat_member
+    if new.status not in (ChatMember.ADMINISTRATOR, ChatMember.MEMBER):
+        return
+    v = Voice(change.from_user.language_code or "en")
+    title = html.escape(shorten(change.chat.title or str(change.chat.id), 80))
+    if new.status == ChatMember.ADMINISTRATOR and getattr(new, "can_post_messages", False):
+        text = v.gettext(
+            "I was added to the channel “%(title)s”. To receive alerts there, post /subscribe "
+            "in the channel; /settings posted there shows its settings."
+        )
+    else:
+        text = v.gettext(
+            "I was added to the channel “%(title)s” but cannot post there: make me an "
+            "administrator allowed to post messages, then post /subscribe in the channel."
+        )
+    try:
+        await context.bot.send_message(
+            change.from_user.id,
+            text % {"title": title},
+            parse_mode=ParseMode.HTML,
+            link_preview_options=NO_PREVIEW,
+            rate_limit_args=REPLY_RETRIES,
+        )
+    except (Forbidden, BadRequest) as exc:
+        log.info("could not tell user %s about channel %s: %s", change.from_user.id,
+                 change.chat.id, exc.message)  # fmt: skip
+
+
 def handlers() -> list[tuple[BaseHandler[Update, Any, Any], int]]:
     """(handler, group) pairs, in the order they are added."""
     shared = filters.ChatType.GROUPS | filters.ChatType.CHANNEL
@@ -195,6 +236,9 @@ def handlers() -> list[tuple[BaseHandler[Update, Any, Any], int]]:
         found.append(
             (CommandHandler(names(name), handler, filters=filters.UpdateType.CHANNEL_POST), 0)
         )
+    found.append(
+        (ChatMemberHandler(added_to_channel, ChatMemberHandler.MY_CHAT_MEMBER), AFTER_GROUP)
+    )
     return found
 
 
