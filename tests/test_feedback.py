@@ -47,10 +47,15 @@ def entry(feed: FeedSpec, guid: str, title: str, text: str, hours: float, **kw: 
 
 
 def store(
-    engine: Engine, item: Entry, *, story: int | None = None, follows: int | None = None
+    engine: Engine,
+    item: Entry,
+    *,
+    story: int | None = None,
+    follows: int | None = None,
+    topics: tuple[str, ...] = (),
 ) -> Stored:
-    """An item as the pipeline stores it: a new story (with `follows`), or a duplicate
-    joining `story`."""
+    """An item as the pipeline stores it: a new story (with `follows` and `topics`, and its
+    deliveries to the active subscribers), or a duplicate joining `story`."""
     with Session(engine) as session:
         feed_store.sync_feeds(session, [WIRE, AFRIQUE])
         feed_id = feed_store.feed_ids(session, [item.feed_url])[item.feed_url]
@@ -58,8 +63,9 @@ def store(
         decision = "duplicate" if story is not None else "new"
         if story is None:
             story, _ = item_store.add_story(
-                session, item, summary=item.text, alerted=True, now=now, follows=follows
-            )
+                session, item, summary=item.text, alerted=True, now=now, follows=follows,
+                topics=topics,
+            )  # fmt: skip
         values = item_store.item_values(
             feed_id=feed_id, entry=item, title_key=item.title.lower(), decision=decision,
             reasons=(), story_id=story, fingerprint="", now=now,

@@ -37,6 +37,7 @@ class Thread:
     muted: bool  # the chat muted this story or one it follows up
     reply_to: int | None  # the chat's alert of the nearest earlier story of the saga
     wait_for: int | None  # that alert's story, when the alert is still on its way
+    young: bool  # the delivery is recent enough to wait for it (`FOLLOW_WAIT`)
     language: str  # the chat's
     timezone: str  # the chat's (IANA)
     follows_title: str | None  # the title of the story it follows up, None when none
@@ -63,7 +64,7 @@ def thread_of(engine: Engine, delivery_id: int, *, now: datetime) -> Thread:
     with Session(engine) as session:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None:
-            return Thread(False, None, None, "en", "UTC", None)
+            return Thread(False, None, None, False, "en", "UTC", None)
         subscriber = session.get(Subscriber, delivery.subscriber_id)
         language = subscriber.language if subscriber is not None else "en"
         timezone = subscriber.timezone if subscriber is not None else "UTC"
@@ -96,10 +97,11 @@ def thread_of(engine: Engine, delivery_id: int, *, now: datetime) -> Thread:
         if row.state == "sent" and row.message_id is not None:
             reply_to = row.message_id
             break
-        if row.state in ("pending", "sending") and now - delivery.created_at < FOLLOW_WAIT:
+        if row.state in ("pending", "sending"):
             wait_for = story.id
             break
-    return Thread(bool(muted), reply_to, wait_for, language, timezone, follows_title)
+    young = now - delivery.created_at < FOLLOW_WAIT
+    return Thread(bool(muted), reply_to, wait_for, young, language, timezone, follows_title)
 
 
 def _subscriber(session: Session, chat_id: int, thread_id: int) -> Subscriber | None:

@@ -112,9 +112,9 @@ class CoverageEditor:
         outcome = await self.sender.edit(
             job.chat_id, job.message_id, text, buttons=keyboard(job.story_id, v)
         )
-        if isinstance(outcome, Sent):
-            self.edited += 1
-            await self._finish(job, shown, edited=True)
+        if isinstance(outcome, Sent):  # unchanged: an edit made before a crash, not counted
+            self.edited += 0 if outcome.unchanged else 1
+            await self._finish(job, shown, edited=not outcome.unchanged)
         elif isinstance(outcome, Rejected | Gone):
             log.info("alert %s can no longer be edited (%s)", job.delivery_id, outcome.reason)
             await self._finish(job, shown, edited=False, give_up=True)

@@ -400,12 +400,13 @@ class Deliverer:
         )
 
     def _reply_to(self, job: Claimed, thread: alerts.Thread) -> tuple[int | None, bool]:
-        """The alert a follow-up replies to, and whether it must wait for that alert to be
-        recorded (sent by another process, or not yet sent)."""
+        """The alert a follow-up replies to, and whether to wait for that alert: one still on
+        its way is replied to once this process has sent it; one another process is sending
+        is waited for while the follow-up is young (`alerts.FOLLOW_WAIT`), then let go."""
         if thread.wait_for is None:
             return thread.reply_to, False
         here = self._sent_here.get((thread.wait_for, job.subscriber_id))
-        return here, here is None
+        return here, here is None and thread.young
 
     def _remember(self, job: Claimed, outcome: Outcome) -> None:
         if isinstance(outcome, Sent):
