@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gettext
+import tomllib
 import zoneinfo
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,15 @@ def test_the_shipped_mo_is_the_po_compiled() -> None:
     shipped = gettext.GNUTranslations(BytesIO(catalog.mo_path("fr").read_bytes()))
     assert shipped._catalog == compiled._catalog  # type: ignore[attr-defined]
     assert len(shipped._catalog) > 100  # type: ignore[attr-defined]
+
+
+def test_the_compiled_catalogs_are_package_data() -> None:
+    """pyproject.toml ships every .mo (a wheel without them would speak only English)."""
+    project = tomllib.loads((catalog.ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = project["tool"]["setuptools"]["package-data"]["bot"]
+    package = catalog.ROOT / "bot"
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    assert catalog.mo_path("fr") in shipped
 
 
 def test_extraction_finds_gettext_calls_and_marked_strings() -> None:
@@ -262,6 +272,7 @@ async def test_an_unchosen_private_chat_follows_its_users_app_and_a_group_keeps_
     )
     assert language_of(engine, reader) == ("fr", False)
 
+    bot_api.set_admins(group, [31])
     subscribed = await ask(bot_api, group, "/subscribe", user_id=31, language_code="fr")
     assert text(subscribed).startswith("✅ Abonné : les faits nouveaux seront envoyés ici.")
     assert language_of(engine, group) == ("fr", False)
