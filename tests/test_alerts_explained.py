@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bot.i18n import translator
 from bot.owners import make_owner
-from bot.storage import alerts
+from bot.pipeline import decide_offline
+from bot.settings import Settings
+from bot.storage import alerts, languages
 from bot.storage.alerts import EditPolicy
+from bot.storage.db import make_engine
 from bot.storage.models import Delivery, Feedback, Item, Story, StoryMute, Subscriber
+from bot.storage.subscribers import Chat
 from bot.telegram.app import App, sender_for
 from bot.telegram.coverage import CoverageEditor
 from bot.telegram.deliver import Deliverer, Policy
@@ -127,6 +133,49 @@ async def test_an_alert_shows_its_topic_why_it_is_new_its_outlet_and_buttons(
     with Session(engine) as session:
         assert session.get(Story, first.story_id).outlet == "Pan-Africa Wire"  # type: ignore[union-attr]
         assert session.get(Story, follow.story_id).follows_id == first.story_id  # type: ignore[union-attr]
+
+
+async def test_a_french_chat_reads_its_alert_explained_in_french(
+    engine: Engine, ptb_app: App, bot_api: BotApiServer
+) -> None:
+    subscribe_chats(engine, [402])
+    languages.choose(engine, Chat(402), "fr")
+    first = icj(engine)
+    await deliverer(engine, ptb_app, Clock(T0 + timedelta(minutes=5))).drain()
+    alert = alert_of(bot_api, engine, first.story_id, 402)
+    assert alert.plain.splitlines()[2] == (
+        "🏷 " + translator("fr").gettext("Algeria–AES relations") + " · "
+        "premier article sur ce fait nouveau"
+    )
+    labels = [b["text"] for row in (alert.reply_markup or {})["inline_keyboard"] for b in row]
+    assert "Ne plus suivre cette affaire" in labels and "All coverage" not in labels
+
+
+def test_the_pipeline_stores_the_outlet_and_the_story_a_new_one_follows(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    """Through the cycle's own decide-and-store step: Google News names the outlet in
+    `<source>` (Entry.outlet), and the decision core links a follow-up to its story."""
+    filing = entry(WIRE, "filing", "Mali files ICJ case against Algeria over drone",
+                   "Mali asked the International Court of Justice to rule that Algeria "
+                   "violated its sovereignty.", 0, outlet="Pan-Africa Wire")  # fmt: skip
+    refused = entry(WIRE, "refused", "Algeria refuses ICJ jurisdiction in Mali drone case",
+                    "Algeria will not consent to the International Court of Justice hearing "
+                    "Mali's case.", 30)  # fmt: skip
+    first, then = decide_offline(make_settings(), database_url, [filing, refused])
+    assert (first.decision, then.decision) == ("new", "new"), (first.reasons, then.reasons)
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            earlier = session.get(Story, first.story_id)
+            later = session.get(Story, then.story_id)
+            item = session.exec(select(Item).where(Item.guid == "filing")).one()
+    finally:
+        engine.dispose()
+    assert earlier is not None and later is not None
+    assert (earlier.outlet, earlier.follows_id) == ("Pan-Africa Wire", None)
+    assert (later.outlet, later.follows_id) == ("", first.story_id)
+    assert item.outlet == "Pan-Africa Wire"
 
 
 def test_buttons_callback_data_is_read_strictly() -> None:
