@@ -1,7 +1,8 @@
 """`python -m bot run`: the long-running process.
 
     scheduler ──► poll job (Pipeline.run_cycle: stories + outbox rows) ──► wakes the deliverer
-              └─► housekeeping job (renew delivery leases, recover interrupted deliveries)
+              ├─► housekeeping job (renew delivery leases, recover interrupted deliveries)
+              └─► digests job (fold due periods, send due digests: bot/delivery/digest.py)
     deliverer ──► drains the outbox to Telegram (or to stdout in console mode)
     Telegram  ──► long polling (or webhook) for the chat commands, while this replica holds
                   the "telegram-updates" lease (bot/role.py)
@@ -36,6 +37,7 @@ from sqlalchemy.engine import Engine
 from telegram.error import NetworkError
 
 from bot.decide.embed import ModelUnavailable, load_embedder
+from bot.delivery.digest import DIGEST_SECONDS, Digests
 from bot.errors import SahelWatchError
 from bot.feeds.fetch import backoff_delay
 from bot.metrics import OpsServer
@@ -174,6 +176,7 @@ async def _serve(
     policy = policy or Policy(max_attempts=settings.telegram.max_send_attempts)
     pipeline = _pipeline(settings, engine, owner)
     deliverers: list[Deliverer] = []  # one, once there is somewhere to send to
+    digest_senders: list[Digests] = []  # likewise
 
     async def poll() -> None:
         report = await pipeline.run_cycle(spacing=settings.poll_interval * POLL_SPACING)
@@ -185,11 +188,23 @@ async def _serve(
         for deliverer in deliverers:
             await deliverer.renew()
             await deliverer.recover()
+        for digester in digest_senders:
+            await digester.renew()
+            await digester.recover()
         await asyncio.to_thread(forget_idle_chats, engine)  # send_rate rows of quiet chats
+
+    async def digests() -> None:
+        for digester in digest_senders:
+            await digester.run_once()
 
     jobs = Jobs()
     scheduler = build_scheduler(
-        jobs, poll=poll, poll_interval=settings.poll_interval, housekeeping=housekeeping
+        jobs,
+        poll=poll,
+        poll_interval=settings.poll_interval,
+        housekeeping=housekeeping,
+        digests=digests,
+        digest_interval=DIGEST_SECONDS,
     )
     ops = _start_ops(settings, engine)
     # polling starts at once: alerts wait in the outbox while Telegram cannot be reached
@@ -217,6 +232,10 @@ async def _serve(
         )
         await deliverer.recover()  # rows a dead local process left mid-send: pending again
         deliverers.append(deliverer)
+        if application is not None:
+            digester = Digests(engine, sender, owner=owner)
+            await digester.recover()  # digests a dead local process left mid-send
+            digest_senders.append(digester)
         drain = asyncio.create_task(deliverer.run(stop_delivery), name="deliverer")
         reader = _updates_role(settings, engine, owner, application)
         reading = asyncio.create_task(reader.run(stop_roles), name="updates") if reader else None

@@ -1,4 +1,5 @@
-"""APScheduler wiring: the poll cycle and housekeeping as interval jobs in the running loop.
+"""APScheduler wiring: the poll cycle, housekeeping and digests as interval jobs in the
+running loop.
 
 Every job runs at most once at a time (`max_instances=1`), late runs are merged
 (`coalesce`), and the poll interval gets a little jitter so replicas and feeds do not beat
@@ -88,6 +89,8 @@ def build_scheduler(
     poll_interval: float,
     housekeeping: JobBody,
     housekeeping_interval: float = HOUSEKEEPING_SECONDS,
+    digests: JobBody | None = None,
+    digest_interval: float = 30.0,
 ) -> AsyncIOScheduler:
     """A scheduler (not started) whose first poll and housekeeping run at once."""
     aps_log = logging.getLogger("apscheduler.scheduler")
@@ -114,4 +117,14 @@ def build_scheduler(
         coalesce=True,
         next_run_time=now,
     )
+    if digests is not None:  # fold due periods, send due digests (bot/delivery/digest.py)
+        scheduler.add_job(
+            jobs.guard(digests, "digests"),
+            IntervalTrigger(seconds=digest_interval, timezone=UTC),
+            id="digests",
+            name="fold and send due digests",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=now,
+        )
     return scheduler
