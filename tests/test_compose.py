@@ -89,9 +89,18 @@ def _free_port() -> int:
         return port
 
 
-def _wait(what: str, ready: Callable[[], bool], timeout: float, log: Callable[[], str]) -> float:
+def _wait(
+    what: str,
+    ready: Callable[[], bool],
+    timeout: float,
+    log: Callable[[], str],
+    broken: Callable[[], str | None] = lambda: None,
+) -> float:
+    """Seconds until `ready()`; fails at the deadline, or as soon as `broken()` says why."""
     start = time.monotonic()
     while not ready():
+        if (reason := broken()) is not None:
+            pytest.fail(f"no {what}: {reason}:\n{log()}", pytrace=False)
         if time.monotonic() - start > timeout:
             pytest.fail(f"no {what} after {timeout:.0f} s:\n{log()}", pytrace=False)
         time.sleep(0.25)
@@ -132,6 +141,15 @@ class Project:
         ).stdout.split()  # fmt: skip
         assert len(out) == 1, f"containers of {service}: {out}"
         return out[0]
+
+    def restarts(self, service: str) -> int:
+        out = _podman("inspect", "--format", "{{.RestartCount}}", self.container(service))
+        return int(out.stdout.strip() or 0)
+
+    def crash_loop(self, service: str) -> str | None:
+        """Why `service` is past hope: started again and again by its restart policy."""
+        n = self.restarts(service)
+        return f"{service} restarted {n} times" if n > 2 else None
 
     def healthy(self, service: str) -> bool:
         return _podman("healthcheck", "run", self.container(service)).returncode == 0
@@ -228,7 +246,13 @@ def test_compose_up_healthy_and_an_alert_delivered(
         timings["up"] = time.monotonic() - started
 
         timings["db healthy"] = _wait("healthy db", lambda: p.healthy("db"), 60, logs)
-        _wait("polling to start", lambda: bool(api.calls("deleteWebhook")), 120, logs)
+        _wait(
+            "polling to start",
+            lambda: bool(api.calls("deleteWebhook")),
+            120,
+            logs,
+            lambda: p.crash_loop("bot"),
+        )
         api.send_text(CHAT, "/start")
         _wait("/start reply", lambda: bool(api.sent(CHAT)), 60, logs)
         timings["/start answered"] = time.monotonic() - started
@@ -266,13 +290,13 @@ def test_compose_up_healthy_and_an_alert_delivered(
         assert "Traceback" not in bot_log, bot_log[-5000:]
         assert TOKEN not in bot_log, "the bot token reached the container log"
         assert PASSWORD not in bot_log, "the database password reached the container log"
-        restarts = _podman("inspect", "--format", "{{.RestartCount}}", p.container("bot"))
+        restarts = p.restarts("bot")
     timings["total"] = time.monotonic() - started
     print("\ncompose run timings:")
     for what, seconds in timings.items():
         print(f"  {what:<18} {seconds:6.1f} s")
     # started before the database answered (podman 4.3 cannot wait for its health)
-    print(f"  bot restarts       {restarts.stdout.strip()}")
+    print(f"  bot restarts       {restarts}")
 
 
 def test_compose_publishes_ops_and_webhook_ports(images: None) -> None:
