@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.i18n import translator
+from bot.i18n import Voice, translator
 from bot.owners import make_owner
 from bot.pipeline import decide_offline
 from bot.settings import Settings
@@ -23,6 +23,7 @@ from bot.storage.alerts import EditPolicy
 from bot.storage.db import make_engine
 from bot.storage.models import Delivery, Feedback, Item, Story, StoryMute, Subscriber
 from bot.storage.subscribers import Chat
+from bot.telegram import admins
 from bot.telegram.app import App, sender_for
 from bot.telegram.coverage import CoverageEditor
 from bot.telegram.deliver import Deliverer, Policy
@@ -388,6 +389,33 @@ async def test_buttons_mute_show_coverage_and_take_feedback(
         first.story_id, 452, "known",
     )  # fmt: skip
     assert feedback.item_id == item_id
+
+
+async def test_only_a_groups_administrators_mute_a_story_for_it(
+    engine: Engine, running_bot: App, bot_api: BotApiServer
+) -> None:
+    group = -1004711
+    subscribe_chats(engine, [group], chat_type="supergroup")
+    bot_api.set_admins(group, [900])
+    first = icj(engine)
+    await deliverer(engine, running_bot, Clock(T0 + timedelta(hours=1))).drain()
+    alert = alert_of(bot_api, engine, first.story_id, group)
+    refused = await answered(
+        bot_api, bot_api.press(group, alert.message_id, text="Mute this story", user_id=901)
+    )
+    assert refused.text == admins.refusal(Voice("en")) and refused.show_alert
+    with Session(engine) as session:
+        assert session.exec(select(StoryMute)).all() == []
+    done = await answered(
+        bot_api, bot_api.press(group, alert.message_id, text="Mute this story", user_id=900)
+    )
+    assert done.text == "Muted: no follow-ups or updates of this story will reach this chat."
+    coverage = await answered(
+        bot_api, bot_api.press(group, alert.message_id, text="All coverage", user_id=901)
+    )
+    assert coverage.text is None  # anyone may read the coverage
+    with Session(engine) as session:
+        assert len(session.exec(select(StoryMute)).all()) == 1
 
 
 async def test_a_forged_or_stale_button_changes_nothing(

@@ -3,6 +3,7 @@
     All coverage   the story's reports, both languages, with outlets and times, as a reply
                    to the alert
     Mute this story  no follow-up of it, and no coverage edit of its alert, reaches the chat
+                   (in a group or channel, only its administrators may: bot/telegram/admins.py)
     Not news?      asks why (not relevant / already known), as a reply to the alert; the
                    answer is stored as feedback with the story's first item and the chat
                    (`python -m bot feedback export` makes evaluation data of it)
@@ -20,7 +21,7 @@ from telegram import InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ParseMode
 
 from bot.storage import alerts
-from bot.telegram import explain
+from bot.telegram import admins, explain
 from bot.telegram.commands import NO_PREVIEW, REPLY_RETRIES, Context, deps, voice, where
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ async def alert_button(update: Update, context: Context) -> None:
     v = await voice(update, context)
     alert = query.message.message_id if query.message is not None else None
     if press.action == "mute":
+        if not await admins.can_manage(update, context):  # a group's alerts: its admins'
+            await query.answer(admins.refusal(v), show_alert=True)
+            return
         muted = await asyncio.to_thread(
             alerts.mute, engine, chat.chat_id, chat.thread_id, press.story_id
         )
