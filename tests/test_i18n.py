@@ -19,9 +19,11 @@ from sqlmodel import Session, select
 
 from bot.i18n import Voice, catalog, chat_language, dates, translator
 from bot.i18n.dates import ago, when, when_ago
+from bot.owners import make_owner
 from bot.storage.models import Subscriber
 from bot.telegram import commands, replies
-from bot.telegram.app import App
+from bot.telegram.app import App, sender_for
+from bot.telegram.deliver import Deliverer
 from tests.servers.bot_api import BotApiServer, Limits, SentMessage
 from tests.servers.bot_fixtures import wait_until
 
@@ -210,6 +212,19 @@ async def test_a_french_readers_journey_is_in_french(
     )
     assert "(il y a 2 h)" in text(latest) and "(il y a 3 h)" in text(latest)
     assert "UTC" in text(latest)
+
+    # an alert reaches the chat in French: labels, date, buttons
+    add_story(title="Le Mali saisit la CIJ", link="https://wire.test/fr/icj",
+              published=datetime(2025, 4, 7, 14, 30, tzinfo=UTC),
+              also=[("RFI", "https://rfi.test/icj")])  # fmt: skip
+    sender = sender_for(running_bot)
+    await Deliverer(engine, sender, owner=make_owner()).drain()
+    alert = bot_api.sent(reader)[-1]
+    assert "Le Mali saisit la CIJ" in text(alert)
+    assert "7 avr. 2025, 14:30 UTC" in text(alert)
+    assert "Également rapporté par" in text(alert)
+    buttons = [b["text"] for row in (alert.reply_markup or {})["inline_keyboard"] for b in row]
+    assert "Toute la couverture" in buttons and "All coverage" not in buttons
 
     wrong = await ask(bot_api, reader, "/dernieres abc", language_code="fr")
     assert text(wrong) == (
