@@ -20,7 +20,8 @@ from sqlmodel import Session, col, select
 from bot.delivery.digest import Digests, render_digest
 from bot.i18n import Voice
 from bot.owners import make_owner
-from bot.storage import outbox
+from bot.records import Entry
+from bot.storage import items, outbox
 from bot.storage.digests import DigestStory
 from bot.storage.models import Delivery, Digest, Story, Subscriber
 from bot.telegram.app import App, sender_for
@@ -201,6 +202,26 @@ async def test_quiet_hours_then_a_chat_leaving_digests_gets_its_held_alerts_at_o
     [message] = bot_api.sent(831)
     assert "Held alert" in message.plain
     assert delivery_states(engine) == ["digested"]
+
+
+def test_the_pipelines_outbox_holds_a_digest_chats_alert_from_the_start(engine: Engine) -> None:
+    digest_chat(engine, 851)
+    subscribe_chats(engine, [852])
+    entry = Entry("https://wire.test/feed", "Wire", "g1", "Border closed", "Text.",
+                  "https://wire.test/b", NOW, "en")  # fmt: skip
+    with Session(engine) as session:
+        items.add_story(session, entry, summary="", alerted=True, now=NOW)
+        session.commit()
+    with Session(engine) as session:
+        states = {
+            chat: state
+            for chat, state in session.exec(
+                select(Subscriber.chat_id, Delivery.state).join(
+                    Delivery, col(Delivery.subscriber_id) == col(Subscriber.id)
+                )
+            ).all()
+        }
+    assert states == {851: "held", 852: "pending"}  # never claimed, never in an alert's way
 
 
 def wait(check: Callable[[], bool], *, timeout: float, what: str) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     func,
     insert,
     literal,
@@ -76,7 +77,11 @@ _INSERT_DELIVERIES = insert(_DELIVERIES).from_select(
     select(
         bindparam("story_id", type_=Integer),
         _SUBSCRIBERS.c.id,
-        literal("pending"),
+        # a digest chat's alert waits for its digest (bot/storage/digests.py) from the start
+        case(
+            (_SUBSCRIBERS.c.delivery_mode.in_(["digest", "daily"]), literal("held")),
+            else_=literal("pending"),
+        ),
         literal(0),
         bindparam("now", type_=UTCDateTime()),
         bindparam("now", type_=UTCDateTime()),
@@ -357,7 +362,8 @@ def add_story(
     topics: Sequence[str] = (),
     follows: int | None = None,
 ) -> tuple[int, int]:
-    """A new story and, when it alerts, one pending delivery per active subscriber.
+    """A new story and, when it alerts, one delivery per active subscriber: pending, or held
+    for a digest chat's next digest.
 
     The story keeps the entry's outlet (Google News `<source>`) and the earlier story it
     follows up (`follows`, the verdict's): its alerts reply to that story's alerts.
