@@ -21,7 +21,7 @@ from bot.i18n import Voice, catalog, chat_language, dates, translator
 from bot.i18n.dates import ago, when, when_ago
 from bot.owners import make_owner
 from bot.storage.models import Subscriber
-from bot.telegram import commands, replies
+from bot.telegram import language, replies
 from bot.telegram.app import App, sender_for
 from bot.telegram.deliver import Deliverer
 from tests.servers.bot_api import BotApiServer, Limits, SentMessage
@@ -139,10 +139,10 @@ def test_zones_are_known_where_the_system_has_no_zone_files() -> None:
 
 
 def test_language_words() -> None:
-    assert [commands.parse_language(w) for w in ("fr", "FR", "français", "Francais", "en")] == [
+    assert [language.parse_language(w) for w in ("fr", "FR", "français", "Francais", "en")] == [
         "fr", "fr", "fr", "fr", "en",
     ]  # fmt: skip
-    assert commands.parse_language("klingon") is None
+    assert language.parse_language("klingon") is None
 
 
 def test_every_command_answers_to_its_french_alias() -> None:

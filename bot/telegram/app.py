@@ -36,7 +36,7 @@ from telegram.ext import (
 from bot.errors import ConfigError
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from bot.settings import Settings
-from bot.telegram import alert_buttons, commands, replies
+from bot.telegram import alert_buttons, commands, language, replies
 from bot.telegram.ratelimit import SharedRate
 from bot.telegram.sender import FloodGate, GatedRequest, TelegramSender
 from bot.telegram.settings import register as register_settings
@@ -118,14 +118,14 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
         ("status", commands.status),
         ("help", commands.help_command),
         ("sources", commands.sources),
-        ("language", commands.language),
+        ("language", language.language),
         ("id", commands.chat_id),
     ):
         application.add_handler(CommandHandler(list(replies.command(name).names), handler))
     application.add_handler(CommandHandler("stats", commands.stats))
     application.add_handler(
         CallbackQueryHandler(
-            commands.language_button, pattern=f"^{commands.LANGUAGE_CALLBACK}[a-z]+$"
+            language.language_button, pattern=f"^{language.LANGUAGE_CALLBACK}[a-z]+$"
         )
     )
     # the buttons under an alert: all coverage, mute, "Not news?" (bot/telegram/alert_buttons.py)
@@ -204,9 +204,9 @@ async def start_application(application: App, settings: Settings, *, updates: bo
 async def register_menus(application: App) -> None:
     """The command menu in each language: French clients show the French names and
     descriptions (`language_code="fr"`), every other client the English ones (no code)."""
-    for language in LANGUAGES:
-        menu = [BotCommand(name, about) for name, about in replies.menu(language)]
-        code = None if language == DEFAULT_LANGUAGE else language
+    for spoken in LANGUAGES:
+        menu = [BotCommand(name, about) for name, about in replies.menu(spoken)]
+        code = None if spoken == DEFAULT_LANGUAGE else spoken
         await application.bot.set_my_commands(menu, language_code=code)
 
 
