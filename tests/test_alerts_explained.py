@@ -317,6 +317,25 @@ async def test_an_alert_is_edited_when_other_outlets_join_within_bounds(
     assert editor.edited == 3
 
 
+async def test_alerts_older_than_the_horizon_are_not_edited(
+    engine: Engine, ptb_app: App, bot_api: BotApiServer
+) -> None:
+    subscribe_chats(engine, [443])
+    first = icj(engine)
+    clock = Clock(T0 + timedelta(minutes=1))
+    sender = sender_for(ptb_app)
+    await Deliverer(engine, sender, owner=make_owner(), policy=QUICK, clock=clock).drain()
+    joins(engine, first, "late", "Le Monde Afrique", 50)  # two days and more later
+    clock.advance(hours=50)
+    editor = CoverageEditor(engine, sender, owner=make_owner(), clock=clock)
+    assert await editor.run_once() == 0
+    assert bot_api.edits(443) == []
+    nearer = CoverageEditor(
+        engine, sender, owner=make_owner(), clock=clock, policy=EditPolicy(horizon=3 * 86_400)
+    )
+    assert await nearer.run_once() == 1  # within a longer horizon it would have been
+
+
 # -- buttons: mute, coverage, "Not news?" ---------------------------------------------------
 
 

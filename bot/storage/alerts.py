@@ -209,6 +209,7 @@ class EditPolicy:
     settle: float = 60.0  # seconds after a send or an edit before the next edit
     lease_seconds: float = 30.0
     batch: int = 20  # rows claimed at once
+    horizon: float = 2 * 86_400.0  # seconds: older alerts, and older coverage, are left be
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +233,19 @@ def _duplicates(story_id: object) -> object:
 def claim_edits(
     engine: Engine, *, owner: str, now: datetime, policy: EditPolicy | None = None
 ) -> list[EditJob]:
-    """Lease sent alerts whose story gained coverage since they were rendered."""
+    """Lease sent alerts whose story gained coverage since they were rendered.
+
+    Only stories that gained an item within `policy.horizon` are looked at (through the
+    index on an item's first sighting), so a round costs what recent coverage costs, not
+    what the whole history of sent alerts does."""
     policy = policy or EditPolicy()
     settled = now - timedelta(seconds=policy.settle)
+    since = now - timedelta(seconds=policy.horizon)
+    recent = (
+        select(Item.story_id)
+        .where(col(Item.decision) == "duplicate", col(Item.first_seen) >= since)
+        .distinct()
+    )
     muted = select(StoryMute.story_id).where(
         col(StoryMute.subscriber_id) == col(Delivery.subscriber_id)
     )
@@ -242,8 +253,10 @@ def claim_edits(
         select(Delivery.id)
         .join(Subscriber, col(Subscriber.id) == col(Delivery.subscriber_id))
         .where(
+            col(Delivery.story_id).in_(recent),
             col(Delivery.state) == "sent",
             col(Delivery.message_id).is_not(None),
+            col(Delivery.sent_at) >= since,
             col(Delivery.edits) < policy.max_edits,
             col(Delivery.sent_at) <= settled,
             col(Delivery.next_attempt_at) <= now,
