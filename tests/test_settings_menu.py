@@ -5,18 +5,22 @@ PostgreSQL); in groups and channels only administrators change anything."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from bot.i18n import Voice
+from bot.owners import make_owner
 from bot.storage import chat_settings
 from bot.storage.chat_settings import ChatSettings
-from bot.storage.models import Subscriber
+from bot.storage.models import Delivery, Story, Subscriber
 from bot.storage.subscribers import Chat
 from bot.telegram import settings_menu
 from bot.telegram.admins import AdminCache
-from bot.telegram.app import App
+from bot.telegram.app import App, sender_for
+from bot.telegram.deliver import Deliverer, Policy
 from bot.telegram.settings_menu import Step, canonical_zone, step_for
 from tests.servers.bot_api import BotApiServer, CallbackAnswer, Limits, SentMessage
 
@@ -79,7 +83,7 @@ def test_each_button_sets_what_it_says() -> None:
     # every button of every page is understood, and fits Telegram's 64 bytes
     view = ChatSettings()
     for page in ("m", "t", "d", "a", "q", "z"):
-        for row in settings_menu.keyboard(view, page, settings_menu.Voice()).inline_keyboard:
+        for row in settings_menu.keyboard(view, page, Voice()).inline_keyboard:
             for button in row:
                 data = str(button.callback_data)
                 assert len(data.encode()) <= 64 and step_for(data, view) is not None, data
@@ -283,9 +287,59 @@ async def test_whoever_adds_the_bot_to_a_channel_learns_how_to_subscribe_it(
     assert "“<Wire>” but cannot post there" in cannot.plain
     bot_api.add_bot(-1009400, by=admin, status="administrator", language_code="fr")
     told = (await asyncio.to_thread(bot_api.wait_sent, admin, before + 2))[-1]
-    assert "/subscribe" in told.plain and "cannot" not in told.plain
+    assert "publiez /abonner dans le canal" in told.plain  # in the adder's language
     bot_api.block(other)  # never started the bot: Telegram refuses, nothing else happens
     bot_api.add_bot(-1009401, by=other, status="administrator", chat_type="channel")
     await asyncio.to_thread(bot_api.wait_updates_consumed)
     assert await ask(bot_api, admin, "/help")  # the bot is still answering
     assert bot_api.sent(-1009401) == [] and not stored(engine, -1009401).subscribed
+
+
+def add_story(engine: Engine, title: str, topics: str, created: datetime) -> None:
+    """A story with a pending delivery per active subscriber, as the pipeline writes it."""
+    with Session(engine) as session:
+        story = Story(
+            created_at=created, title=title, link=f"https://wire.test/{len(title)}",
+            feed_name="Wire", summary=f"{title}.", published=created, topics=topics,
+        )  # fmt: skip
+        session.add(story)
+        session.flush()
+        assert story.id is not None
+        for subscriber_id in session.exec(
+            select(Subscriber.id).where(col(Subscriber.active).is_(True))
+        ).all():
+            assert subscriber_id is not None
+            session.add(Delivery(story_id=story.id, subscriber_id=subscriber_id,
+                                 next_attempt_at=created, created_at=created))  # fmt: skip
+        session.commit()
+
+
+async def test_settings_chosen_by_keyboard_are_honoured_by_the_next_delivery(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    chat, other = 9501, 9502
+    await ask(bot_api, chat, "/start")
+    await ask(bot_api, other, "/start")
+    menu = await ask(bot_api, chat, "/settings")
+    for data in ("set:t", "set:t:-relations", "set:t:-politics", "set:t:-economy",
+                 "set:t:-humanitarian", "set:m", "set:s:1", "set:p:0", "set:q",
+                 "set:q:22-7", "set:m", "set:z", "set:z:Africa/Bamako"):  # fmt: skip
+        await press(bot_api, chat, menu.message_id, data)
+    night = datetime(2026, 3, 10, 23, 30, tzinfo=UTC)  # Bamako is UTC+0 all year
+    add_story(engine, "Army convoy ambushed near Menaka", "security", night)
+    add_story(engine, "Mali and Niger sign a gold refinery deal", "economy", night)
+    before = {c: len(bot_api.sent(c)) for c in (chat, other)}
+
+    def deliverer(now: datetime) -> Deliverer:
+        policy = Policy(backoff_base=0.05, backoff_max=0.2, idle_poll=0.05, grace=2.0)
+        return Deliverer(engine, sender_for(running_bot), owner=make_owner(), policy=policy,
+                         clock=lambda: now)  # fmt: skip
+
+    await deliverer(night + timedelta(seconds=5)).drain()
+    assert len(bot_api.sent(other)) == before[other] + 2  # the default: everything, at once
+    assert len(bot_api.sent(chat)) == before[chat]  # quiet hours: held until 07:00
+    await deliverer(datetime(2026, 3, 11, 7, 0, 5, tzinfo=UTC)).drain()
+    got = bot_api.sent(chat)[before[chat] :]
+    assert [m.plain.splitlines()[0] for m in got] == ["Army convoy ambushed near Menaka"]
+    assert got[0].silent and got[0].preview_disabled
+    assert not any(m.silent for m in bot_api.sent(other)[before[other] :])
