@@ -34,7 +34,7 @@ from bot.storage import languages, stories, subscribers
 from bot.storage import stats as stored  # `stats` is the /stats handler here
 from bot.storage.models import utcnow
 from bot.storage.subscribers import Chat
-from bot.telegram import replies
+from bot.telegram import admin_replies, replies
 from bot.telegram.render import render_latest
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ async def stats(update: Update, context: Context) -> None:
         await answer(update, context, replies.not_admin("/stats", v=v))
         return
     view = await asyncio.to_thread(stored.stats_view, d.engine, await d.feed_specs())
-    await answer(update, context, replies.stats(view, now=utcnow(), v=v))
+    await answer(update, context, admin_replies.stats(view, now=utcnow(), v=v))
 
 
 def feed_request(args: Sequence[str]) -> tuple[str, str, str]:
@@ -265,13 +265,13 @@ async def addfeed(update: Update, context: Context) -> None:
         return
     url, name, language = feed_request(list(context.args or []))
     if not url:
-        await answer(update, context, replies.addfeed_usage(v=v))
+        await answer(update, context, admin_replies.addfeed_usage(v=v))
         return
     problem = catalog.check_request(url, name, language)
     if problem is None and url in {s.url for s in d.config()}:
         problem = v.gettext("it is already in the config file")
     if problem is not None:
-        await answer(update, context, replies.feed_refused(url, problem, v=v))
+        await answer(update, context, admin_replies.feed_refused(url, problem, v=v))
         return
     limits = d.settings.limits
     async with make_client(limits) as client:
@@ -280,7 +280,7 @@ async def addfeed(update: Update, context: Context) -> None:
             fetcher, limits, url, source="chat", name=name, language=language
         )
     if probe.error is not None:
-        await answer(update, context, replies.feed_refused(url, probe.error, v=v))
+        await answer(update, context, admin_replies.feed_refused(url, probe.error, v=v))
         return
     spec = FeedSpec(url, catalog.clean_name(name) or probe.title or url, probe.language)
     done = await asyncio.to_thread(
@@ -291,7 +291,9 @@ async def addfeed(update: Update, context: Context) -> None:
         added_by=added_by(update),
         config_urls={s.url for s in d.config()},
     )
-    await answer(update, context, replies.feed_added(spec, probe, already=done != "added", v=v))
+    await answer(
+        update, context, admin_replies.feed_added(spec, probe, already=done != "added", v=v)
+    )
 
 
 async def removefeed(update: Update, context: Context) -> None:
@@ -302,10 +304,10 @@ async def removefeed(update: Update, context: Context) -> None:
         return
     key = " ".join(context.args or [])
     if not key:
-        await answer(update, context, replies.removefeed_usage(v=v))
+        await answer(update, context, admin_replies.removefeed_usage(v=v))
         return
     done, names = await asyncio.to_thread(catalog.drop_feed, d.engine, key, config=d.config())
-    await answer(update, context, replies.feed_removed(done, key, names, v=v))
+    await answer(update, context, admin_replies.feed_removed(done, key, names, v=v))
 
 
 async def feeds(update: Update, context: Context) -> None:
@@ -317,7 +319,7 @@ async def feeds(update: Update, context: Context) -> None:
     listed = await asyncio.to_thread(catalog.list_feeds, d.engine, d.config())
     health = await asyncio.to_thread(stored.feed_health, d.engine, [f.spec for f in listed])
     rows = [(h, f.source) for h, f in zip(health, listed, strict=True)]
-    await answer(update, context, replies.feeds(rows, now=utcnow(), v=v))
+    await answer(update, context, admin_replies.feeds(rows, now=utcnow(), v=v))
 
 
 async def chat_id(update: Update, context: Context) -> None:

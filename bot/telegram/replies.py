@@ -14,11 +14,9 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from bot.decide.textcut import shorten
-from bot.feeds.catalog import Probe
 from bot.i18n import ENGLISH, N_, Voice
-from bot.records import FeedSpec
 from bot.telegram.render import clean, pack
-from bot.telegram.views import FeedHealth, StatsView, StatusView
+from bot.telegram.views import FeedHealth, StatusView
 
 LATEST_DEFAULT = 5
 LATEST_MAX = 20
@@ -96,7 +94,7 @@ def _e(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _ago(moment: datetime | None, now: datetime, v: Voice) -> str:
+def ago_or_never(moment: datetime | None, now: datetime, v: Voice) -> str:
     if moment is None:
         return v.gettext("never")
     return v.when_ago(moment, now)
@@ -290,7 +288,7 @@ def status(view: StatusView, *, now: datetime, v: Voice = ENGLISH) -> str:
         [
             "<b>" + v.gettext("Status") + "</b>",
             v.gettext("This chat: %(state)s") % {"state": sub},
-            v.gettext("Last poll: %(when)s") % {"when": _ago(view.last_poll, now, v)},
+            v.gettext("Last poll: %(when)s") % {"when": ago_or_never(view.last_poll, now, v)},
             feeds,
             v.gettext("Last 24 h: %(stories)s, %(alerts)s")
             % {"stories": stories, "alerts": alerts},
@@ -298,23 +296,10 @@ def status(view: StatusView, *, now: datetime, v: Voice = ENGLISH) -> str:
     )
 
 
-def _health(feed: FeedHealth) -> str:
+def health_mark(feed: FeedHealth) -> str:
     if feed.status == "never":
         return "⏳"
     return "⚠️" if feed.failing else "✅"
-
-
-FEED_STATES = {  # a feed's last status, as /stats and /feeds show it
-    "never": N_("never"),
-    "ok": N_("ok"),
-    "not_modified": N_("not_modified"),
-    "error": N_("error"),
-}
-
-
-def _state(status_name: str, v: Voice) -> str:
-    label = FEED_STATES.get(status_name)
-    return v.gettext(label) if label else status_name
 
 
 def feed_address(url: str, *, full: bool) -> str:
@@ -342,7 +327,7 @@ def feed_address(url: str, *, full: bool) -> str:
 def sources(feeds: Sequence[FeedHealth], *, admin: bool = False, v: Voice = ENGLISH) -> list[str]:
     """/sources: each feed's health, name, language and address (see `feed_address`)."""
     lines = [
-        f"{_health(f)} {_e(shorten(clean(f.name), 80))} ({_e(clean(f.language))}) — "
+        f"{health_mark(f)} {_e(shorten(clean(f.name), 80))} ({_e(clean(f.language))}) — "
         f"{_e(shorten(clean(feed_address(f.url, full=admin)), 200))}"
         for f in feeds
     ]
@@ -350,123 +335,3 @@ def sources(feeds: Sequence[FeedHealth], *, admin: bool = False, v: Voice = ENGL
     if not lines:
         return [header + "\n" + v.gettext("none configured")]
     return pack(lines, header=header, sep="\n")
-
-
-def stats(view: StatsView, *, now: datetime, v: Voice = ENGLISH) -> list[str]:
-    states = ", ".join(f"{state} {count}" for state, count in view.deliveries) or v.gettext("none")
-    head = "\n".join(
-        [
-            "<b>" + v.gettext("Stats") + "</b>",
-            v.gettext("Subscribers: %(active)d active, %(inactive)d inactive")
-            % {"active": view.subscribers_active, "inactive": view.subscribers_inactive},
-            v.gettext("Stories: %(total)d (%(day)d in the last 24 h)")
-            % {"total": view.stories_total, "day": view.stories_24h},
-            v.gettext("Deliveries: %(states)s") % {"states": states},
-            v.gettext("Last poll: %(when)s") % {"when": _ago(view.last_poll, now, v)},
-            "<b>" + v.gettext("Feeds") + "</b>",
-        ]
-    )
-    lines = []
-    for feed in view.feeds:
-        error = (
-            f" — {_e(shorten(clean(feed.last_error), 120))}"
-            if feed.failing and feed.last_error
-            else ""
-        )
-        health = v.ngettext(
-            "%(state)s, %(count)d failure, last ok %(when)s",
-            "%(state)s, %(count)d failures, last ok %(when)s",
-            feed.consecutive_failures,
-        ) % {
-            "state": _state(feed.status, v),
-            "count": feed.consecutive_failures,
-            "when": _ago(feed.last_success, now, v),
-        }
-        lines.append(f"{_health(feed)} {_e(shorten(clean(feed.name), 80))}: {health}{error}")
-    return pack(lines, header=head, sep="\n")
-
-
-def addfeed_usage(v: Voice = ENGLISH) -> str:
-    return v.gettext(
-        "Usage: /addfeed URL [name] [en|fr] — for example "
-        "/addfeed https://example.org/rss.xml Example News fr"
-    )
-
-
-def removefeed_usage(v: Voice = ENGLISH) -> str:
-    return v.gettext("Usage: /removefeed URL-or-name (/feeds lists them)")
-
-
-def _address(url: str) -> str:
-    return _e(shorten(clean(feed_address(url, full=True)), 200))
-
-
-def feed_refused(url: str, why: str, v: Voice = ENGLISH) -> str:
-    """/addfeed could not accept the feed: why, in the fetcher's or the parser's words."""
-    return (
-        v.gettext("❌ Not added: %(address)s") % {"address": _address(url)}
-        + "\n"
-        + _e(shorten(clean(why), 300))
-    )
-
-
-def feed_added(spec: FeedSpec, probe: Probe, *, already: bool, v: Voice = ENGLISH) -> str:
-    """/addfeed read the feed: what it found, and whether it is polled from now on."""
-    found = v.ngettext(
-        "“%(title)s”: %(count)d entry, language %(language)s",
-        "“%(title)s”: %(count)d entries, language %(language)s",
-        probe.entries,
-    ) % {
-        "title": _e(shorten(clean(probe.title), 120)) or v.gettext("(no title)"),
-        "count": probe.entries,
-        "language": _e(probe.language),
-    }
-    if already:
-        return v.gettext("ℹ️ Already polled: %(address)s\nFound %(found)s.") % {
-            "address": _address(spec.url),
-            "found": found,
-        }
-    return v.gettext(
-        "✅ Added %(name)s — %(address)s\nFound %(found)s. Polled from the next cycle."
-    ) % {"name": _e(shorten(clean(spec.name), 120)), "address": _address(spec.url), "found": found}
-
-
-def feed_removed(done: str, key: str, names: Sequence[str], v: Voice = ENGLISH) -> str:
-    shown = _e(shorten(clean(key), 120))
-    if done == "removed":
-        return v.gettext("🗑 Removed %(name)s: it is no longer polled.") % {
-            "name": _e(shorten(clean(names[0]), 120))
-        }
-    if done == "config":
-        return v.gettext("%(name)s comes from the config file: the operator removes it there.") % {
-            "name": _e(shorten(clean(names[0]), 120))
-        }
-    if done == "ambiguous":
-        return v.gettext(
-            "Several added feeds are called “%(key)s”: give the URL. /feeds lists them."
-        ) % {"key": shown}
-    return v.gettext("No added feed is called “%(key)s”. /feeds lists them.") % {"key": shown}
-
-
-def feeds(
-    rows: Sequence[tuple[FeedHealth, str]], *, now: datetime, v: Voice = ENGLISH
-) -> list[str]:
-    """/feeds: each feed's source, status, last poll, failures and last error."""
-    lines = []
-    for feed, source in rows:
-        error = f" — {_e(shorten(clean(feed.last_error), 120))}" if feed.last_error else ""
-        health = v.ngettext(
-            "%(state)s, last poll %(when)s, %(count)d failure",
-            "%(state)s, last poll %(when)s, %(count)d failures",
-            feed.consecutive_failures,
-        ) % {
-            "state": _state(feed.status, v),
-            "when": _ago(feed.last_polled, now, v),
-            "count": feed.consecutive_failures,
-        }
-        lines.append(
-            f"{_health(feed)} {_e(shorten(clean(feed.name), 80))} [{source}] "
-            f"{_address(feed.url)}\n    {health}{error}"
-        )
-    header = "<b>" + v.gettext("Feeds polled (%(count)d)") % {"count": len(rows)} + "</b>"
-    return pack(lines, header=header, sep="\n") if lines else [header + "\n" + v.gettext("none")]
