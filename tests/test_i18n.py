@@ -11,6 +11,7 @@ import zoneinfo
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
@@ -78,6 +79,15 @@ def test_check_reports_a_string_the_catalog_lacks(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(catalog, "extract", more)
     assert "fr: not in the .po: 'A sentence nobody translated'" in catalog.check()
+
+
+def test_the_refresh_command_checks_and_says_where_it_must_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert catalog.main(["--check"]) == 0
+    monkeypatch.setattr(catalog, "CONFIG", tmp_path / "babel.cfg")
+    assert catalog.main([]) == 2
+    assert "run this in a checkout of the repository" in capsys.readouterr().err
 
 
 def test_translator_and_chat_language() -> None:

@@ -169,9 +169,16 @@ def check() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot.i18n.catalog", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.i18n.catalog",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if behind")
     args = parser.parse_args(argv)
+    if not CONFIG.exists():
+        print(f"{CONFIG} not found: run this in a checkout of the repository", file=sys.stderr)
+        return 2
     left = check() if args.check else refresh()
     for line in left:
         print(line)
