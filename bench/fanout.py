@@ -12,6 +12,14 @@ Messages/s sustained (first to last message at the server), 429s received, the s
 each replica, wall time from the alert to the last row recorded. Goal: two replicas ≥ 28
 messages/s together, no 429.
 
+`--mixed` prints table 3 instead (issue 9): one busy cycle of `--stories` (20) new stories
+to subscribers of mixed settings (half read a digest every 6 h, due just after the cycle; a
+third have quiet hours that cover the run, in four Sahel time zones; two languages), one
+replica in-process: messages sent per second, 429s, the time until every instant subscriber
+(awake) has every alert, digest messages, coverage edits (`--joins` stories gain a second
+outlet 20 s in: their alerts already sent are edited, after the editor's settling time), the
+alerts held for quiet hours, and the wall time until all of it is done.
+
 `--kill N` adds table 2, the crash window: N times, `python -m bot run` broadcasts to
 `--kill-subscribers` chats through a server whose sendMessage takes 50 ms, is killed with
 SIGKILL at a random point, and is restarted; it counts the sends Telegram had accepted but
@@ -19,6 +27,7 @@ the database had not recorded at the kill, and the duplicates after the restart 
 at-least-once window of bot/telegram/deliver.py).
 
     python bench/fanout.py [--subscribers 2000] [--modes before,lease,shared] [--kill 5]
+    python bench/fanout.py --mixed [--subscribers 2000] [--stories 20] [--joins 2]
 """
 
 from __future__ import annotations
@@ -34,21 +43,26 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
+from sqlalchemy import update  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
-from sqlmodel import Session, select  # noqa: E402
+from sqlmodel import Session, col, select  # noqa: E402
 
+from bot.delivery.digest import Digests  # noqa: E402
 from bot.owners import make_owner  # noqa: E402
+from bot.records import Entry  # noqa: E402
 from bot.role import LeasedRole  # noqa: E402
 from bot.run import quiet_libraries  # noqa: E402
-from bot.storage import stats  # noqa: E402
+from bot.storage import items, stats  # noqa: E402
 from bot.storage.db import create_schema, make_engine  # noqa: E402
-from bot.storage.models import Delivery  # noqa: E402
+from bot.storage.models import Delivery, Digest, Feed, Item, Subscriber  # noqa: E402
 from bot.telegram.app import GATE, build_application, sender_for  # noqa: E402
 from bot.telegram.deliver import Deliverer, Policy  # noqa: E402
 from bot.telegram.sender import FloodGate, Sender, TelegramSender  # noqa: E402
@@ -232,10 +246,163 @@ def crash_trial(folder: Path, subscribers: int, database_url: str, rng: random.R
     return [str(accepted), str(accepted - recorded), str(duplicates), str(counts.count(0))]
 
 
+# -- table 3: mixed settings, one busy cycle (issue 9) ------------------------------------
+
+ZONES = ("Africa/Bamako", "Africa/Niamey", "Africa/Algiers", "Africa/Ouagadougou")
+TOPICS = ("security", "politics", "diplomacy", "economy", "humanitarian")
+DIGEST_LEAD = 3.0  # seconds after the cycle: the digest chats' period ends
+
+
+def mixed_choices(engine: Engine, chats: list[int], now: datetime) -> dict[str, set[int]]:
+    """Half the chats read a digest every 6 h (due just after the cycle), a third have quiet
+    hours that cover `now` in their own zone, every other pair reads French."""
+    digest = set(chats[0::2])
+    quiet = set(chats[0::3])
+    french = {c for i, c in enumerate(chats) if (i // 2) % 2}
+    with Session(engine) as session:
+        chosen = col(Subscriber.chat_id)
+        session.execute(update(Subscriber).where(chosen.in_(digest)).values(
+            delivery_mode="digest", digest_hours=6,
+            next_digest_at=now + timedelta(seconds=DIGEST_LEAD)))  # fmt: skip
+        session.execute(update(Subscriber).where(chosen.in_(french)).values(language="fr"))
+        for n, zone in enumerate(ZONES):
+            local = now.astimezone(ZoneInfo(zone))
+            minute = local.hour * 60 + local.minute
+            members = [c for i, c in enumerate(sorted(quiet)) if i % len(ZONES) == n]
+            quiet_hours = {"quiet_from": (minute - 60) % 1440, "quiet_to": (minute + 480) % 1440}
+            session.execute(
+                update(Subscriber).where(chosen.in_(members)).values(timezone=zone, **quiet_hours)
+            )
+        session.commit()
+    return {
+        "instant": set(chats) - digest - quiet,  # awake: they get every alert at once
+        "digest": digest - quiet,  # their digest goes out in the run
+        "held": quiet,  # alerts (or digest) held until their quiet hours end
+    }
+
+
+def busy_cycle(engine: Engine, stories: int, now: datetime) -> list[int]:
+    """`stories` new stories stored in one transaction, as the pipeline's cycle does."""
+    ids = []
+    with Session(engine) as session:
+        for n in range(stories):
+            entry = Entry(
+                feed_url="https://wire.test/feed", feed_name="Wire", guid=f"g{n}",
+                title=f"Busy cycle story {n:02d}: the border, the court, the convoy",
+                text="", link=f"https://wire.test/busy/{n}",
+                published=now - timedelta(minutes=stories - n), language="en",
+            )  # fmt: skip
+            story_id, _ = items.add_story(
+                session, entry, summary="What happened, in two sentences. " * 3,
+                alerted=True, now=now, topics=[TOPICS[n % len(TOPICS)]],
+            )  # fmt: skip
+            ids.append(story_id)
+        session.commit()
+    return ids
+
+
+def join_outlets(engine: Engine, story_ids: list[int]) -> None:
+    """A second outlet reports each of these stories: their sent alerts are edited."""
+    with Session(engine) as session:
+        feed = Feed(url="https://other.test/feed", name="Other Wire")
+        session.add(feed)
+        session.flush()
+        assert feed.id is not None
+        for story_id in story_ids:
+            key = f"join-{story_id}"
+            session.add(Item(feed_id=feed.id, guid=key, link=f"https://other.test/{key}",
+                             title_key=key, title="Same story", text="", decision="duplicate",
+                             story_id=story_id, outlet="Other Wire"))  # fmt: skip
+        session.commit()
+
+
+def edits_due(engine: Engine, story_ids: list[int]) -> int:
+    """Sent alerts of these stories still showing fewer outlets than the story has."""
+    with Session(engine) as session:
+        return len(session.exec(select(Delivery.id).where(
+            col(Delivery.story_id).in_(story_ids), col(Delivery.state) == "sent",
+            col(Delivery.outlets_shown) < 1, col(Delivery.edits) < 3)).all())  # fmt: skip
+
+
+async def mixed(subscribers: int, stories: int, joins: int) -> list[str]:
+    """One busy cycle to chats of mixed settings, one replica; a table row."""
+    with pg_schema() as url, BotApiServer(limits=Limits()) as server:
+        engine = make_engine(url)
+        create_schema(engine)
+        chats = list(range(3_000_000, 3_000_000 + subscribers))
+        subscribe_chats(engine, chats)
+        groups = mixed_choices(engine, chats, datetime.now(UTC))
+        settings = settings_for(url, telegram_bot_token=server.token,
+                                telegram_api_url=server.base_url)  # fmt: skip
+        application = build_application(settings, engine, seeds=())
+        await application.initialize()
+        sender = sender_for(application)
+        deliverer = Deliverer(engine, sender, owner=make_owner(), policy=Policy(idle_poll=0.05))
+        digests = Digests(engine, sender, owner=make_owner())
+        stop = asyncio.Event()
+        ids = busy_cycle(engine, stories, datetime.now(UTC))
+        started = time.monotonic()
+        sending = asyncio.create_task(deliverer.run(stop))
+
+        async def digest_job() -> None:
+            while not stop.is_set():
+                await digests.run_once()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+        folding = asyncio.create_task(digest_job())
+        joined = ids[:joins]
+        await asyncio.sleep(20)  # the first alerts are out: two more outlets report
+        join_outlets(engine, joined)
+        instant = groups["instant"]
+        expected = len(instant) * stories
+
+        def alerts_in() -> int:
+            return sum(1 for m in server.sent() if m.chat_id in instant)
+
+        def done() -> bool:
+            with Session(engine) as session:
+                unsent = session.exec(select(Digest.id).where(
+                    col(Digest.state) != "sent", col(Digest.next_attempt_at) <= datetime.now(UTC)
+                )).all()  # fmt: skip
+            return alerts_in() >= expected and not unsent and edits_due(engine, joined) == 0
+
+        while not await asyncio.to_thread(done):
+            await asyncio.sleep(0.5)
+        wall = time.monotonic() - started
+        stop.set()
+        await asyncio.gather(sending, folding)
+        await application.shutdown()
+        sent = server.sent()
+        times = sorted(m.at for m in sent)
+        alert_times = [m.at for m in sent if m.chat_id in instant]
+        per_chat = {c: [m for m in sent if m.chat_id == c] for c in instant}
+        digest_msgs = sum(1 for m in sent if m.chat_id in groups["digest"])
+        calls = server.calls("sendMessage") + server.calls("editMessageText")
+        edits = sum(1 for c in server.calls("editMessageText") if c.status == 200)
+        refused = sum(1 for c in calls if c.status == 429)
+        with Session(engine) as session:
+            states = [d.state for d in session.exec(select(Delivery)).all()]
+        engine.dispose()
+    assert all(len(ms) == stories for ms in per_chat.values()), "an instant chat missed an alert"
+    assert not any(m.chat_id in groups["held"] for m in sent), "quiet hours not kept"
+    sustained = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    return [
+        f"{subscribers:,}", str(stories), f"{len(times):,}", f"{sustained:.1f}",
+        str(max_in_window(times)), str(refused),
+        f"{max(alert_times) - started:.0f} s" if alert_times else "-",
+        f"{digest_msgs:,} ({len(groups['digest'])} chats)", f"{edits:,}",
+        f"{states.count('held') + states.count('pending'):,}", f"{wall:.0f} s",
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=2000)
     parser.add_argument("--modes", default=",".join(MODES), help="before, lease, shared")
+    parser.add_argument("--mixed", action="store_true", help="table 3: mixed settings")
+    parser.add_argument("--stories", type=int, default=20, help="table 3: the cycle's stories")
+    parser.add_argument("--joins", type=int, default=2, help="table 3: stories gaining an outlet")
     parser.add_argument("--kill", type=int, default=0, help="crash trials to run (table 2)")
     parser.add_argument("--kill-subscribers", type=int, default=200)
     parser.add_argument("--database-url", default="", help="table 2: default a SQLite file")
@@ -245,6 +412,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         asyncio.run(replica(args.worker, args.database_url, args.api_url, args.token))
+        return
+    if args.mixed:
+        quiet_libraries()
+        row = asyncio.run(mixed(args.subscribers, args.stories, args.joins))
+        print(f"One busy cycle to {args.subscribers:,} subscribers of mixed settings, one "
+              "replica, Telegram limits enforced by the test server, PostgreSQL:\n")  # fmt: skip
+        print(table(["subscribers", "stories", "messages", "msg/s sustained", "max in any 1 s",
+                     "429s", "every instant chat has every alert", "digest messages",
+                     "edits", "held for quiet hours", "wall time"], [row]))  # fmt: skip
         return
     rows = []
     for mode in args.modes.split(","):
