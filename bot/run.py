@@ -39,9 +39,9 @@ from telegram.error import NetworkError
 from bot.decide.embed import ModelUnavailable, load_embedder
 from bot.delivery.digest import DIGEST_SECONDS, Digests
 from bot.errors import SahelWatchError
-from bot.feeds.fetch import backoff_delay
 from bot.metrics import OpsServer
 from bot.owners import make_owner
+from bot.pacing import backoff_delay
 from bot.role import LeasedRole
 from bot.scheduler import Jobs, build_scheduler
 from bot.seeds import load_seeds

@@ -28,7 +28,7 @@ from bot.storage.errors import StorageError
 from bot.storage.models import Delivery, SendRate, Subscriber
 from bot.storage.subscribers import Chat
 from bot.telegram.app import App, build_application, sender_for
-from bot.telegram.deliver import Deliverer, Policy, backoff
+from bot.telegram.deliver import Deliverer, Policy
 from bot.telegram.ratelimit import OVERALL, SharedRate, forget_idle_chats
 from bot.telegram.sender import ConsoleSender
 from tests.servers.bot_api import BotApiServer, Limits
@@ -356,12 +356,6 @@ def test_unsubscribe_skips_pending_rows(engine: Engine, add_story: Callable[...,
     assert subscribers.unsubscribe(engine, 9600) is True
     assert subscribers.unsubscribe(engine, 9600) is False
     assert rows(engine)[0].state == "skipped"
-
-
-def test_backoff_grows_and_is_capped() -> None:
-    delays = [backoff(n, base=2, cap=60, rand=lambda: 0.5) for n in range(1, 9)]
-    assert delays == [2, 4, 8, 16, 32, 60, 60, 60]
-    assert backoff(3, base=2, cap=60, rand=lambda: 0.0) == 4.0
 
 
 async def test_a_database_that_is_gone_is_logged_and_retried(

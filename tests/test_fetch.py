@@ -21,7 +21,6 @@ from bot.feeds.fetch import (
     Fetcher,
     FetchOutcome,
     Validators,
-    backoff_delay,
     expires_in,
     make_client,
     max_age,
@@ -514,19 +513,6 @@ async def test_one_host_is_limited_while_others_proceed(
 
 
 # -- pure helpers -----------------------------------------------------------------------
-
-
-def test_backoff_delay_doubles_and_is_capped() -> None:
-    delays = [backoff_delay(n, base=60, maximum=3600, retry_after=None) for n in range(9)]
-    assert delays == [0, 60, 120, 240, 480, 960, 1920, 3600, 3600]
-    assert backoff_delay(10_000, base=60, maximum=3600, retry_after=None) == 3600
-
-
-def test_backoff_delay_honours_retry_after_within_the_maximum() -> None:
-    assert backoff_delay(1, base=60, maximum=3600, retry_after=600) == 600
-    assert backoff_delay(5, base=60, maximum=3600, retry_after=10) == 960
-    assert backoff_delay(0, base=60, maximum=3600, retry_after=30) == 30
-    assert backoff_delay(1, base=60, maximum=3600, retry_after=86_400) == 3600
 
 
 def test_parse_retry_after() -> None:

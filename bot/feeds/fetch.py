@@ -34,8 +34,7 @@ import email.utils
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -45,6 +44,7 @@ import httpx
 from bot.errors import FetchError
 from bot.feeds import guard
 from bot.feeds.body import drain, read_body
+from bot.pacing import KeyedGate
 from bot.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -128,23 +128,6 @@ async def _normalise_location(response: httpx.Response) -> None:
         response.headers["location"] = guard.normalise_url(location.strip())
 
 
-def backoff_delay(
-    consecutive_failures: int, *, base: float, maximum: float, retry_after: float | None
-) -> float:
-    """Seconds to wait before the next try: base·2^(n-1), at least Retry-After, at most maximum.
-
-    Deterministic (the caller adds jitter if it wants some); 0 when nothing failed.
-    """
-    if consecutive_failures <= 0 and retry_after is None:
-        return 0.0
-    delay = 0.0
-    if consecutive_failures > 0:
-        delay = base * 2.0 ** min(consecutive_failures - 1, 60)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return max(0.0, min(delay, maximum))
-
-
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Retry-After as seconds from now: delta-seconds or an HTTP date; None if unreadable."""
     if not value:
@@ -217,28 +200,6 @@ def _conditional_headers(validators: Validators) -> dict[str, str]:
     return headers
 
 
-class _HostGates:
-    """One semaphore per host, created on demand and dropped when nobody uses it."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, host: str) -> AsyncIterator[None]:
-        sem, users = self._gates.get(host) or (asyncio.Semaphore(self._size), 0)
-        self._gates[host] = (sem, users + 1)
-        try:
-            async with sem:
-                yield
-        finally:
-            sem, users = self._gates[host]
-            if users <= 1:
-                del self._gates[host]
-            else:
-                self._gates[host] = (sem, users - 1)
-
-
 @dataclass(slots=True)
 class _Run:
     """The state of one fetch while it follows redirects."""
@@ -274,7 +235,7 @@ class Fetcher:
         self._policy = address_policy
         self._allow_private = limits.allow_private_addresses
         self._overall = asyncio.Semaphore(limits.concurrency)
-        self._hosts = _HostGates(limits.per_host_concurrency)
+        self._hosts: KeyedGate[str] = KeyedGate(limits.per_host_concurrency)
 
     async def fetch(
         self, url: str, validators: Validators, *, allow_private: bool | None = None

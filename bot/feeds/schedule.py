@@ -3,7 +3,7 @@
 The rule (`next_interval`), in order of precedence:
 
 1. **Failures back off.** A feed whose last poll failed, or that answered Retry-After, waits
-   `backoff_delay` (bot/feeds/fetch.py, the one backoff): base·2^(n-1), at least the
+   `backoff_delay` (bot/pacing.py, the one backoff): base·2^(n-1), at least the
    Retry-After, at most `limits.backoff_max_seconds`. Nothing below applies.
 2. **The publication rate sets the base.** The interval is `RATE_FRACTION` of the feed's
    mean gap between entries, as its entries' dates have shown it over time (`observe`: an
@@ -44,7 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.feeds.fetch import backoff_delay
+from bot.pacing import backoff_delay
 
 RATE_FRACTION = 1 / 24
 GAP_WEIGHT = 0.2

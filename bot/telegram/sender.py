@@ -47,6 +47,7 @@ from telegram.error import (
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.pacing import KeyedGate
 from bot.storage.errors import StorageError
 from bot.telegram.render import html_to_text
 
@@ -190,15 +191,13 @@ class ChatPacer:
     def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
         self._clock = clock
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+        self._locks: KeyedGate[int] = KeyedGate()  # one send at a time per chat
         self._next: dict[int, float] = {}
 
     @asynccontextmanager
     async def turn(self, chat_id: int) -> AsyncIterator[None]:
-        lock, users = self._locks.get(chat_id) or (asyncio.Lock(), 0)
-        self._locks[chat_id] = (lock, users + 1)
         try:
-            async with lock:
+            async with self._locks.hold(chat_id):
                 wait = self._next.get(chat_id, 0.0) - self._clock()
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -207,11 +206,6 @@ class ChatPacer:
                 finally:
                     self._next[chat_id] = self._clock() + self.interval
         finally:
-            lock, users = self._locks[chat_id]
-            if users <= 1:
-                del self._locks[chat_id]
-            else:
-                self._locks[chat_id] = (lock, users - 1)
             if len(self._next) > 10_000:
                 now = self._clock()
                 self._next = {c: t for c, t in self._next.items() if t > now}
