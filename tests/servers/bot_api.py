@@ -12,14 +12,14 @@ language_code), setWebhook, deleteWebhook, getWebhookInfo, close, logOut, sendCh
 Requests go to `/bot<token>/<method>` (a wrong token is a 401) with the body PTB sends
 (`bot_api_http`).
 
-Users and chats (`bot_api_chats`): `send_text` writes as a user (with a `language_code`; in
-a channel it is a channel_post; `anonymous=True` is a group's anonymous admin), `press`
-presses a button under a message (callback_query), `set_admins` says who administers a
-chat (getChatMember), `add_bot`/`remove_bot` are the my_chat_member updates of the bot
-added to or removed from a group or channel. A sendMessage records its reply target
-(reply_parameters or reply_to_message_id; a missing one is a 400), disable_notification,
-link_preview_options and the inline keyboard; `message()` is a message as it is now,
-`edits()` what was edited.
+Users and chats (`bot_api_chats`, `bot_api_members`): `send_text` writes as a user (with a
+`language_code`; in a channel it is a channel_post; `anonymous=True` is a group's anonymous
+admin), `press` presses a button under a message (callback_query), `set_admins` says who
+administers a chat (getChatMember), `add_bot`/`remove_bot` are the my_chat_member updates
+of the bot added to or removed from a group or channel. A sendMessage records its reply
+target (reply_parameters or reply_to_message_id; a missing one is a 400),
+disable_notification, link_preview_options and the inline keyboard; `message()` is a
+message as it is now, `edits()` what was edited.
 
 Like Telegram: text over 4096 UTF-16 code units after entity parsing is a 400 "message is
 too long"; parse_mode=HTML text is checked with Telegram's HTML rules (`tg_html`); too many
@@ -40,18 +40,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.servers.bot_api_chats import (
-    ANONYMOUS_ADMIN,
     CallbackAnswer,
     ChatsMixin,
     Edit,
     bool_param,
     keyboard_param,
     public,
-    user_json,
 )
 from tests.servers.bot_api_commands import CommandLists
 from tests.servers.bot_api_http import Answer, Drop, HttpFront, error, int_param, json_param, ok
 from tests.servers.bot_api_limits import FloodControl, Limits
+from tests.servers.bot_api_members import MembersMixin
 from tests.servers.bot_api_updates import UpdateQueue
 from tests.servers.tg_html import HTMLParseError, Link, parse, utf16_len
 
@@ -102,7 +101,7 @@ class _Script:
     lose_response: bool  # process the call, then drop the connection
 
 
-class BotApiServer(ChatsMixin):
+class BotApiServer(ChatsMixin, MembersMixin):
     """The fake Telegram. Thread-safe; every public method may be called from tests."""
 
     def __init__(
@@ -127,6 +126,7 @@ class BotApiServer(ChatsMixin):
         self._delays: dict[str, float] = {}
         self.command_lists = CommandLists()
         self._init_chats()
+        self._init_members()
         self.rate_limited = 0  # 429s answered because of Limits
         self._front: HttpFront | None = None
 
@@ -239,57 +239,7 @@ class BotApiServer(ChatsMixin):
             parameters={"retry_after": retry_after},
         )
 
-    # -- users writing to the bot ------------------------------------------------------
-    def send_text(
-        self,
-        chat_id: int,
-        text: str,
-        *,
-        chat_type: str | None = None,
-        user_id: int | None = None,
-        thread_id: int | None = None,
-        first_name: str = "Tester",
-        language_code: str | None = None,
-        anonymous: bool = False,
-        reply_to: int | None = None,
-    ) -> int:
-        """A message from a user into the update queue; a leading /command gets its entity.
-
-        In a channel it is a channel_post (no `from`, `sender_chat` the channel); with
-        `anonymous` it is a group's anonymous administrator (GroupAnonymousBot). Returns the
-        update id; the message is kept, so the bot can reply to it.
-        """
-        with self._cond:
-            chat = dict(self._chat(chat_id, chat_type))
-            message_id = self._take_message_id()
-            message: dict[str, Any] = {
-                "message_id": message_id,
-                "date": int(time.time()),
-                "chat": chat,
-                "text": text,
-            }
-            sender = user_id if user_id is not None else (chat_id if chat_id > 0 else 4242)
-            if chat["type"] == "channel":
-                message["sender_chat"] = chat
-            elif anonymous:
-                message["from"] = {
-                    "id": ANONYMOUS_ADMIN, "is_bot": True, "first_name": "Group",
-                    "username": "GroupAnonymousBot",
-                }  # fmt: skip
-                message["sender_chat"] = chat
-            else:
-                message["from"] = user_json(sender, first_name, language_code)
-            if text.startswith("/"):
-                length = utf16_len(text.split()[0])
-                message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
-            if thread_id is not None:
-                message.update(message_thread_id=thread_id, is_topic_message=True)
-            if reply_to is not None:
-                message["reply_to_message"] = public(self._messages[(chat_id, reply_to)])
-            self._record_message_locked(message, from_bot=False)
-        kind = "channel_post" if chat["type"] == "channel" else "message"
-        return self.updates.push({kind: message})
-
+    # -- users writing to the bot (send_text and press: bot_api_chats) ---------------------
     def inject_update(self, update: dict[str, Any]) -> int:
         """Any update payload (without update_id); returns its update_id."""
         return self.updates.push(dict(update))

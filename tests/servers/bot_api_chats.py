@@ -1,9 +1,6 @@
-"""Chats, members and messages of the Bot API test server.
-
-What the server keeps about each chat beyond its type: who administers it (getChatMember),
-the bot's own membership (my_chat_member updates; sends refused once it is removed), and the
-messages in it, users' and the bot's, so that replies find the message they answer, edits
-change the message, and a user can press a button of an inline keyboard (callback_query).
+"""Messages of the Bot API test server's chats: users' and the bot's, so that replies find
+the message they answer, edits change the message, and a user can press a button of an
+inline keyboard (callback_query).
 
 Telegram's rules kept here: callback_data is 1–64 bytes; a message the bot did not send, or
 that does not exist, cannot be edited; an edit that changes nothing is a 400 "message is not
@@ -23,36 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.servers.bot_api_http import Answer, error, int_param, json_param, ok
+from tests.servers.bot_api_members import ANONYMOUS_ADMIN, user_json
 from tests.servers.bot_api_updates import UpdateQueue
+from tests.servers.tg_html import utf16_len
 
-ANONYMOUS_ADMIN = 1087968824  # GroupAnonymousBot: the `from` of an anonymous admin's message
 MAX_CALLBACK_DATA = 64  # bytes
 MAX_ANSWER_TEXT = 200
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
 )
-_ADMIN_RIGHTS = dict.fromkeys(
-    (
-        "can_be_edited",
-        "can_manage_chat",
-        "can_delete_messages",
-        "can_manage_video_chats",
-        "can_restrict_members",
-        "can_promote_members",
-        "can_change_info",
-        "can_invite_users",
-        "can_post_stories",
-        "can_edit_stories",
-        "can_delete_stories",
-        "can_post_messages",
-        "can_edit_messages",
-        "can_pin_messages",
-    ),
-    True,
-)
-_ADMIN_RIGHTS.update(can_be_edited=False, can_promote_members=False)
-STATUSES = ("creator", "administrator", "member", "left", "kicked")
 
 
 @dataclass(frozen=True)
@@ -82,28 +59,6 @@ def bool_param(params: dict[str, Any], name: str) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"true", "1"}
     return bool(value)
-
-
-def user_json(
-    user_id: int, first_name: str = "Tester", language_code: str | None = None
-) -> dict[str, Any]:
-    user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name}
-    if language_code:
-        user["language_code"] = language_code
-    return user
-
-
-def member_json(status: str, user: dict[str, Any]) -> dict[str, Any]:
-    """A ChatMember object as Telegram sends it (every field PTB requires)."""
-    if status == "creator":
-        return {"status": status, "user": user, "is_anonymous": False}
-    if status == "administrator":
-        return {"status": status, "user": user, "is_anonymous": False, **_ADMIN_RIGHTS}
-    if status == "kicked":
-        return {"status": status, "user": user, "until_date": 0}
-    if status in ("member", "left"):
-        return {"status": status, "user": user}
-    raise ValueError(f"unknown member status {status!r}")
 
 
 def keyboard_param(params: dict[str, Any]) -> dict[str, Any] | None:
@@ -143,7 +98,7 @@ def buttons_of(markup: dict[str, Any] | None) -> list[list[tuple[str, str]]]:
 
 
 class ChatsMixin:
-    """Members, messages, edits and callback queries; mixed into BotApiServer.
+    """Messages, edits and callback queries; mixed into BotApiServer.
 
     Every method takes the server's lock; `_*_locked` helpers expect it held.
     """
@@ -155,7 +110,6 @@ class ChatsMixin:
     updates: UpdateQueue
 
     def _init_chats(self) -> None:
-        self._members: dict[int, dict[int, str]] = {}  # chat -> user -> status
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}  # current Message objects
         self._from_bot: set[tuple[int, int]] = set()
         self._edits: list[Edit] = []
@@ -171,110 +125,56 @@ class ChatsMixin:
     def _me(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    # -- test controls: members ----------------------------------------------------------
-    def set_admins(
-        self, chat_id: int, admins: list[int] | tuple[int, ...] = (), *, creator: int | None = None
-    ) -> None:
-        """These users administer the chat, and `creator` owns it (the owner stays unless
-        another is named); the other administrators become members."""
-        with self._cond:
-            self._chat(chat_id)
-            members = self._members.setdefault(chat_id, {})
-            demoted = ("administrator",) if creator is None else ("creator", "administrator")
-            for user_id, status in list(members.items()):
-                if user_id != self.bot_id and status in demoted:
-                    members[user_id] = "member"
-            for user_id in admins:
-                members[user_id] = "administrator"
-            if creator is not None:
-                members[creator] = "creator"
-
-    def set_member(self, chat_id: int, user_id: int, status: str) -> None:
-        if status not in STATUSES:
-            raise ValueError(status)
-        with self._cond:
-            self._chat(chat_id)
-            self._members.setdefault(chat_id, {})[user_id] = status
-
-    def member_status(self, chat_id: int, user_id: int) -> str:
-        with self._cond:
-            return self._status_locked(chat_id, user_id)
-
-    def add_bot(
+    # -- users writing to the bot ------------------------------------------------------
+    def send_text(
         self,
         chat_id: int,
+        text: str,
         *,
-        by: int,
-        status: str = "member",
         chat_type: str | None = None,
-        title: str | None = None,
+        user_id: int | None = None,
+        thread_id: int | None = None,
+        first_name: str = "Tester",
         language_code: str | None = None,
+        anonymous: bool = False,
+        reply_to: int | None = None,
     ) -> int:
-        """The user `by` adds the bot to a group or channel (or changes its rights): the
-        my_chat_member update Telegram sends. Returns the update id."""
-        return self._bot_membership(chat_id, by, status, chat_type, title, language_code)
+        """A message from a user into the update queue; a leading /command gets its entity.
 
-    def remove_bot(self, chat_id: int, *, by: int, status: str = "left") -> int:
-        """The bot is removed (`left`) or banned (`kicked`) by `by`: sends are refused after."""
-        return self._bot_membership(chat_id, by, status, None, None, None)
-
-    def _bot_membership(
-        self,
-        chat_id: int,
-        by: int,
-        status: str,
-        chat_type: str | None,
-        title: str | None,
-        language_code: str | None,
-    ) -> int:
-        if status not in STATUSES:
-            raise ValueError(status)
+        In a channel it is a channel_post (no `from`, `sender_chat` the channel); with
+        `anonymous` it is a group's anonymous administrator (GroupAnonymousBot). Returns the
+        update id; the message is kept, so the bot can reply to it.
+        """
         with self._cond:
-            chat = self._chat(chat_id, chat_type)
-            if title:
-                chat["title"] = title
-            old = self._status_locked(chat_id, self.bot_id, default="left")
-            self._members.setdefault(chat_id, {})[self.bot_id] = status
-            me = self._me()
-            update = {
-                "my_chat_member": {
-                    "chat": dict(chat),
-                    "from": user_json(by, language_code=language_code),
-                    "date": int(time.time()),
-                    "old_chat_member": member_json(old, me),
-                    "new_chat_member": member_json(status, me),
-                }
+            chat = dict(self._chat(chat_id, chat_type))
+            message_id = self._take_message_id()
+            message: dict[str, Any] = {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": chat,
+                "text": text,
             }
-        return int(self.updates.push(update))
-
-    def _status_locked(self, chat_id: int, user_id: int, default: str | None = None) -> str:
-        known = self._members.get(chat_id, {}).get(user_id)
-        if known is not None:
-            return known
-        if default is not None:
-            return default
-        chat = self._chats.get(chat_id, {})
-        if user_id == self.bot_id and chat.get("type") == "channel":
-            return "administrator"  # a channel the tests post to: the bot may post
-        return "member"
-
-    def _send_refusal_locked(self, chat_id: int) -> tuple[int, str] | None:
-        """Why the bot may not post in this chat now, if it may not."""
-        chat = self._chats.get(chat_id)
-        if chat is None or chat.get("type") == "private":
-            return None
-        status = self._status_locked(chat_id, self.bot_id)
-        if chat.get("type") == "channel":
-            if status in ("left", "kicked"):
-                return 403, "Forbidden: bot is not a member of the channel chat"
-            if status == "member":
-                return 400, "Bad Request: need administrator rights in the channel chat"
-            return None
-        if status == "kicked":
-            return 403, "Forbidden: bot was kicked from the group chat"
-        if status == "left":
-            return 403, "Forbidden: bot is not a member of the group chat"
-        return None
+            sender = user_id if user_id is not None else (chat_id if chat_id > 0 else 4242)
+            if chat["type"] == "channel":
+                message["sender_chat"] = chat
+            elif anonymous:
+                message["from"] = {
+                    "id": ANONYMOUS_ADMIN, "is_bot": True, "first_name": "Group",
+                    "username": "GroupAnonymousBot",
+                }  # fmt: skip
+                message["sender_chat"] = chat
+            else:
+                message["from"] = user_json(sender, first_name, language_code)
+            if text.startswith("/"):
+                length = utf16_len(text.split()[0])
+                message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+            if thread_id is not None:
+                message.update(message_thread_id=thread_id, is_topic_message=True)
+            if reply_to is not None:
+                message["reply_to_message"] = public(self._messages[(chat_id, reply_to)])
+            self._record_message_locked(message, from_bot=False)
+        kind = "channel_post" if chat["type"] == "channel" else "message"
+        return self.updates.push({kind: message})
 
     # -- test controls: messages and buttons ---------------------------------------------
     def message(self, chat_id: int, message_id: int) -> dict[str, Any]:
@@ -400,31 +300,6 @@ class ChatsMixin:
         return found
 
     # -- methods ----------------------------------------------------------------------
-    def _get_chat_member(self, params: dict[str, Any]) -> Answer:
-        chat_id, user_id = int_param(params, "chat_id"), int_param(params, "user_id")
-        if chat_id is None or user_id is None:
-            return error(400, "Bad Request: chat_id and user_id are required")
-        with self._cond:
-            if chat_id not in self._chats:
-                return error(400, "Bad Request: chat not found")
-            status = self._status_locked(chat_id, user_id)
-        user = self._me() if user_id == self.bot_id else user_json(user_id)
-        return ok(member_json(status, user))
-
-    def _get_chat_administrators(self, params: dict[str, Any]) -> Answer:
-        chat_id = int_param(params, "chat_id")
-        with self._cond:
-            if chat_id is None or chat_id not in self._chats:
-                return error(400, "Bad Request: chat not found")
-            admins = [
-                (user_id, status)
-                for user_id, status in self._members.get(chat_id, {}).items()
-                if status in ("creator", "administrator")
-            ]
-        return ok(
-            [member_json(s, self._me() if u == self.bot_id else user_json(u)) for u, s in admins]
-        )
-
     def _answer_callback_query(self, params: dict[str, Any]) -> Answer:
         query_id = str(params.get("callback_query_id") or "")
         text = params.get("text") or None
