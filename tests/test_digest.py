@@ -21,7 +21,7 @@ from bot.delivery.digest import Digests, render_digest
 from bot.i18n import Voice
 from bot.owners import make_owner
 from bot.records import Entry
-from bot.storage import items, outbox
+from bot.storage import items, outbox, subscribers
 from bot.storage.digests import DigestStory
 from bot.storage.models import Delivery, Digest, Story, Subscriber
 from bot.telegram.app import App, sender_for
@@ -222,6 +222,19 @@ def test_the_pipelines_outbox_holds_a_digest_chats_alert_from_the_start(engine: 
             ).all()
         }
     assert states == {851: "held", 852: "pending"}  # never claimed, never in an alert's way
+
+
+async def test_unsubscribing_skips_what_was_held_for_the_digest(
+    engine: Engine, ptb_app: App, bot_api: BotApiServer
+) -> None:
+    digest_chat(engine, 861)
+    add_story(engine, "Held, then unsubscribed", at=NOW - timedelta(hours=2))
+    hold(engine, NOW - timedelta(hours=1))
+    assert subscribers.unsubscribe(engine, 861)
+    assert delivery_states(engine) == ["skipped"]
+    assert subscribers.subscribe(engine, subscribers.Chat(861))  # back the next day
+    await digester(engine, ptb_app, lambda: NOW + timedelta(days=1, seconds=5)).run_once()
+    assert bot_api.sent(861) == [] and digest_rows(engine) == []  # no stale digest
 
 
 def wait(check: Callable[[], bool], *, timeout: float, what: str) -> None:

@@ -39,9 +39,13 @@ def _find(session: Session, chat_id: int, thread_id: int) -> Subscriber | None:
 
 
 def _skip_pending(session: Session, subscriber_id: int, reason: str) -> None:
+    """Unsent rows are skipped: pending ones, and those held for the chat's next digest."""
     session.execute(
         update(Delivery)
-        .where(col(Delivery.subscriber_id) == subscriber_id, col(Delivery.state) == "pending")
+        .where(
+            col(Delivery.subscriber_id) == subscriber_id,
+            col(Delivery.state).in_(["pending", "held"]),
+        )
         .values(state="skipped", last_error=reason[:500])
     )
 
