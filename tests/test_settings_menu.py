@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bot.delivery.worker import Deliverer, Policy
 from bot.i18n import Voice
 from bot.owners import make_owner
 from bot.storage import chat_settings
@@ -20,7 +21,6 @@ from bot.storage.subscribers import Chat
 from bot.telegram import settings_menu
 from bot.telegram.admins import AdminCache
 from bot.telegram.app import App, sender_for
-from bot.telegram.deliver import Deliverer, Policy
 from bot.telegram.settings_menu import Step, canonical_zone, step_for
 from tests.servers.bot_api import BotApiServer, CallbackAnswer, Limits, SentMessage
 
@@ -343,3 +343,37 @@ async def test_settings_chosen_by_keyboard_are_honoured_by_the_next_delivery(
     assert [m.plain.splitlines()[0] for m in got] == ["Army convoy ambushed near Menaka"]
     assert got[0].silent and got[0].preview_disabled
     assert not any(m.silent for m in bot_api.sent(other)[before[other] :])
+
+
+async def test_a_french_reader_sets_the_chat_in_french(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    chat = 9601
+    menu = await ask(bot_api, chat, "/parametres", language_code="fr")
+    assert menu.plain.startswith("Réglages de cette discussion")
+    labels = [text for row in bot_api.buttons(chat, menu.message_id) for text, _ in row]
+    assert "🗂 Thèmes" in labels
+    await press(bot_api, chat, menu.message_id, "set:d", language_code="fr")
+    saved = await press(bot_api, chat, menu.message_id, "set:d:h6", language_code="fr")
+    assert saved.text == "Enregistré."
+    assert stored(engine, chat).delivery_mode == "digest"
+    fr = Voice("fr")
+    every = fr.ngettext("a digest every hour", "a digest every %(hours)d hours", 6) % {"hours": 6}
+    line = fr.gettext("Delivery: %(how)s") % {"how": every}
+    assert line != "Delivery: a digest every 6 hours"  # translated
+    assert line in bot_api.message(chat, menu.message_id)["text"].splitlines()
+    zone = await ask(bot_api, chat, "/fuseau Africa/Algiers", language_code="fr")
+    assert zone.plain.startswith("Fuseau horaire\xa0: Africa/Algiers.")
+
+
+async def test_settings_in_a_forum_topic_belong_to_that_topic(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    forum, admin = -1009700, 97
+    bot_api.add_chat(forum, "supergroup", title="Newsroom", is_forum=True)
+    bot_api.set_admins(forum, [admin])
+    menu = await ask(bot_api, forum, "/settings", user_id=admin, thread_id=12)
+    assert menu.thread_id == 12
+    await press(bot_api, forum, menu.message_id, "set:s:1", user_id=admin)
+    assert chat_settings.read(engine, Chat(forum, 12)).silent
+    assert not chat_settings.read(engine, Chat(forum, 0)).silent
