@@ -108,7 +108,7 @@ def _delivery_step(arg: str) -> Step | None:
     hours = int(number)
     if arg[0] == "h" and hours in DIGEST_HOURS:
         return Step("d", {"delivery_mode": "digest", "digest_hours": hours}, N_("Saved."))
-    if arg[0] == "a" and 0 <= hours < 24:
+    if arg[0] == "a" and hours in DAILY_HOURS:
         return Step("d", {"delivery_mode": "daily", "digest_at": hours * 60}, N_("Saved."))
     return None
 
