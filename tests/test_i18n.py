@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gettext
+import re
 import tomllib
 import zoneinfo
 from collections.abc import Callable
@@ -18,13 +19,13 @@ from babel.messages.pofile import read_po
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from bot.delivery.worker import Deliverer
 from bot.i18n import Voice, catalog, chat_language, dates, translator
 from bot.i18n.dates import ago, when, when_ago
 from bot.owners import make_owner
 from bot.storage.models import Subscriber
 from bot.telegram import language, replies
 from bot.telegram.app import App, sender_for
-from bot.telegram.deliver import Deliverer
 from tests.servers.bot_api import BotApiServer, Limits, SentMessage
 from tests.servers.bot_fixtures import wait_until
 
@@ -51,6 +52,34 @@ def test_the_shipped_mo_is_the_po_compiled() -> None:
     shipped = gettext.GNUTranslations(BytesIO(catalog.mo_path("fr").read_bytes()))
     assert shipped._catalog == compiled._catalog  # type: ignore[attr-defined]
     assert len(shipped._catalog) > 100  # type: ignore[attr-defined]
+
+
+TAG = re.compile(r"</?[a-z]+[^>]*>")
+
+
+def test_translations_keep_the_html_tags_and_placeholders_of_the_english() -> None:
+    """A translation may reword, never drop a <b> or a %(name)s (Telegram refuses broken
+    HTML; a missing placeholder loses a value)."""
+    with catalog.po_path("fr").open("rb") as file:
+        po = read_po(file, locale="fr")
+    checked = 0
+    for message in po:
+        if not message.id:
+            continue
+        sources = message.id if isinstance(message.id, tuple) else (message.id,)
+        targets = message.string if isinstance(message.string, tuple) else (message.string,)
+        tags = sorted(TAG.findall(sources[-1]))
+        names = set(PLACEHOLDER.findall(sources[-1]))
+        for target in targets:
+            assert sorted(TAG.findall(target)) == tags, message.id
+            found = set(PLACEHOLDER.findall(target))
+            # a plural's singular may say "the latest" for "the latest %(count)d"
+            assert found <= names if message.pluralizable else found == names, message.id
+            checked += 1
+    assert checked > 100
+
+
+PLACEHOLDER = re.compile(r"%\(([a-z_]+)\)[sd]")
 
 
 def test_the_compiled_catalogs_are_package_data() -> None:
