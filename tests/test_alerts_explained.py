@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bot.delivery.sender import Outcome, TelegramSender
+from bot.delivery.worker import Deliverer, Policy
 from bot.i18n import Voice, translator
 from bot.owners import make_owner
 from bot.pipeline import decide_offline
@@ -26,11 +28,9 @@ from bot.storage.subscribers import Chat
 from bot.telegram import admins
 from bot.telegram.app import App, sender_for
 from bot.telegram.coverage import CoverageEditor
-from bot.telegram.deliver import Deliverer, Policy
 from bot.telegram.explain import Press, parse
-from bot.telegram.sender import Outcome, TelegramSender
 from tests.servers.bot_api import BotApiServer, CallbackAnswer, SentMessage
-from tests.servers.bot_fixtures import subscribe_chats
+from tests.servers.bot_fixtures import subscribe_chats, wait_until
 from tests.test_feedback import AFRIQUE, T0, WIRE, Stored, entry, store
 
 QUICK = Policy(backoff_base=0.05, backoff_max=0.2, idle_poll=0.05, grace=2.0)
@@ -334,6 +334,27 @@ async def test_alerts_older_than_the_horizon_are_not_edited(
         engine, sender, owner=make_owner(), clock=clock, policy=EditPolicy(horizon=3 * 86_400)
     )
     assert await nearer.run_once() == 1  # within a longer horizon it would have been
+
+
+async def test_the_editor_runs_beside_the_deliverer_and_stops_with_it(
+    engine: Engine, ptb_app: App, bot_api: BotApiServer
+) -> None:
+    subscribe_chats(engine, [445])
+    first = icj(engine)
+    clock = Clock(T0 + timedelta(minutes=1))
+    patient = Policy(idle_poll=0.05, grace=5.0)
+    worker = Deliverer(engine, sender_for(ptb_app), owner=make_owner(), policy=patient,
+                       clock=clock)  # fmt: skip
+    assert worker.editor is not None
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    await wait_until(lambda: delivery(engine, first.story_id, 445).state == "sent")
+    joins(engine, first, "lemonde", "Le Monde Afrique", 0.1)
+    clock.advance(minutes=2)
+    worker.wake()  # as the poll job does after a cycle
+    await wait_until(lambda: len(bot_api.edits(445)) == 1)
+    stop.set()
+    await asyncio.wait_for(running, timeout=2.0)  # not the editor's 5 s interval, nor grace
 
 
 # -- buttons: mute, coverage, "Not news?" ---------------------------------------------------

@@ -13,13 +13,13 @@ a message that cannot be edited any more is given up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from bot.delivery.sender import Gone, Rejected, RetryLater, Sender, Sent
 from bot.i18n import Voice
 from bot.storage import alerts
 from bot.storage.alerts import EditJob, EditPolicy
@@ -27,7 +27,6 @@ from bot.storage.models import utcnow
 from bot.storage.stories import story_views
 from bot.telegram.explain import keyboard, why_line
 from bot.telegram.render import outlets_of, render_alert
-from bot.telegram.sender import Gone, Rejected, RetryLater, Sender, Sent
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +62,14 @@ class CoverageEditor:
                     pass
             except Exception as exc:  # the database: try again at the next round
                 log.warning("coverage edits paused (%s: %s)", type(exc).__name__, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+            try:
+                await asyncio.wait(
+                    waiters, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
             self._wake.clear()
 
     async def run_once(self) -> int:
