@@ -57,7 +57,8 @@ def stored(engine: Engine, chat_id: int) -> ChatSettings:
     "data",
     [
         "", "set", "set:", "set:y", "set:s", "set:s:2", "set:p:true", "set:t:+bogus",
-        "set:t:security", "set:d:h5", "set:d:a24", "set:d:a3", "set:d:a123", "set:q:22-8", "set:q:7",
+        "set:t:security", "set:d:h5", "set:d:a24", "set:d:a3", "set:d:a123", "set:q:22-8",
+        "set:q:7",
         "set:z:Mars/Olympus", "set:z:../../etc/passwd", "set:z:Europe/London",
         "lang:fr", "set:m:x:y", "set:t:+" + "a" * 70, "set:z:Africa/Bamako\n", "sét:m",
     ],
