@@ -7,7 +7,7 @@ PostgreSQL database (a throwaway schema per run), sending through one test serve
     before   each replica paces itself alone (PTB's AIORateLimiter, 29/s)
     lease    one replica at a time sends, under a database lease with takeover (bot/role.py)
     shared   every replica takes its slots from the rate shared in the database
-             (bot/telegram/ratelimit.py), what `python -m bot run` does
+             (bot/delivery/ratelimit.py), what `python -m bot run` does
 Messages/s sustained (first to last message at the server), 429s received, the sends of
 each replica, wall time from the alert to the last row recorded. Goal: two replicas ≥ 28
 messages/s together, no 429.
@@ -24,7 +24,7 @@ alerts held for quiet hours, and the wall time until all of it is done.
 `--kill-subscribers` chats through a server whose sendMessage takes 50 ms, is killed with
 SIGKILL at a random point, and is restarted; it counts the sends Telegram had accepted but
 the database had not recorded at the kill, and the duplicates after the restart (the
-at-least-once window of bot/telegram/deliver.py).
+at-least-once window of bot/delivery/worker.py).
 
     python bench/fanout.py [--subscribers 2000] [--modes before,lease,shared] [--kill 5]
     python bench/fanout.py --mixed [--subscribers 2000] [--stories 20] [--joins 2]
@@ -56,6 +56,8 @@ from sqlalchemy.engine import Engine  # noqa: E402
 from sqlmodel import Session, col, select  # noqa: E402
 
 from bot.delivery.digest import Digests  # noqa: E402
+from bot.delivery.sender import FloodGate, Sender, TelegramSender  # noqa: E402
+from bot.delivery.worker import Deliverer, Policy  # noqa: E402
 from bot.owners import make_owner  # noqa: E402
 from bot.records import Entry  # noqa: E402
 from bot.role import LeasedRole  # noqa: E402
@@ -64,8 +66,6 @@ from bot.storage import items, stats  # noqa: E402
 from bot.storage.db import create_schema, make_engine  # noqa: E402
 from bot.storage.models import Delivery, Digest, Feed, Item, Subscriber  # noqa: E402
 from bot.telegram.app import GATE, build_application, sender_for  # noqa: E402
-from bot.telegram.deliver import Deliverer, Policy  # noqa: E402
-from bot.telegram.sender import FloodGate, Sender, TelegramSender  # noqa: E402
 from tests.servers.bot_api import BotApiServer, Limits  # noqa: E402
 from tests.servers.bot_fixtures import insert_story, settings_for, subscribe_chats  # noqa: E402
 from tests.servers.bot_process import BotProcess, write_config  # noqa: E402

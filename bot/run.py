@@ -37,7 +37,11 @@ from sqlalchemy.engine import Engine
 from telegram.error import NetworkError
 
 from bot.decide.embed import ModelUnavailable, load_embedder
+from bot.delivery.console import ConsoleSender
 from bot.delivery.digest import DIGEST_SECONDS, Digests
+from bot.delivery.ratelimit import forget_idle_chats
+from bot.delivery.sender import Sender
+from bot.delivery.worker import Deliverer, Policy
 from bot.errors import SahelWatchError
 from bot.metrics import OpsServer
 from bot.owners import make_owner
@@ -58,9 +62,6 @@ from bot.telegram.app import (
     stop_updates,
     updates_watch,
 )
-from bot.telegram.deliver import Deliverer, Policy
-from bot.telegram.ratelimit import forget_idle_chats
-from bot.telegram.sender import ConsoleSender, Sender
 from bot.telegram.updates import UPDATES_LEASE
 
 log = logging.getLogger(__name__)

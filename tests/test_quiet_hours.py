@@ -14,10 +14,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.delivery.digest import Digests
+from bot.delivery.worker import Deliverer, Policy
 from bot.owners import make_owner
 from bot.storage.models import Delivery, Digest, Story, Subscriber
 from bot.telegram.app import App, sender_for
-from bot.telegram.deliver import Deliverer, Policy
 from tests.servers.bot_api import BotApiServer
 from tests.servers.bot_fixtures import subscribe_chats
 

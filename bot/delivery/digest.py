@@ -7,7 +7,7 @@ empty period writes nothing and sends nothing), then sends the due digests: each
 rendered once (the parts are stored with the row, so a retry sends the same text), and its
 parts go out one by one, each recorded the moment Telegram accepts it; a retry, a restart
 or another replica resumes after the last part recorded. Outcomes, as for alerts
-(bot/telegram/deliver.py): a 429 waits the time asked (no attempt counted); a chat gone
+(bot/delivery/worker.py): a 429 waits the time asked (no attempt counted); a chat gone
 turns the subscriber off; a part Telegram refuses is left out and the rest go on; a network
 error or a send without an answer is retried with backoff, then the digest fails after
 `max_attempts`. A digest due in the chat's quiet hours waits until they end.
@@ -31,13 +31,7 @@ from sqlalchemy.engine import Engine
 
 from bot import topics
 from bot.decide.textcut import shorten
-from bot.i18n import Voice
-from bot.pacing import backoff
-from bot.storage import digests, subscribers
-from bot.storage.digests import ClaimedDigest, DigestStory
-from bot.storage.models import utcnow
-from bot.telegram.render import MAX_LENGTH, anchor, clean, pack
-from bot.telegram.sender import (
+from bot.delivery.sender import (
     Gone,
     Moved,
     Outcome,
@@ -47,6 +41,12 @@ from bot.telegram.sender import (
     Sent,
     Transient,
 )
+from bot.i18n import Voice
+from bot.pacing import backoff
+from bot.storage import digests, subscribers
+from bot.storage.digests import ClaimedDigest, DigestStory
+from bot.storage.models import utcnow
+from bot.telegram.render import MAX_LENGTH, anchor, clean, pack
 
 log = logging.getLogger(__name__)
 

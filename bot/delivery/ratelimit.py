@@ -22,7 +22,7 @@ does not matter.
 
 `paused_until` (on the overall row) is Telegram's flood wait: no slot is handed out before
 it, and every answer carries it, so a replica hears of a 429 another replica got at its
-next slot and closes its own `FloodGate` (bot/telegram/sender.py) for the rest of the
+next slot and closes its own `FloodGate` (bot/delivery/sender.py) for the rest of the
 wait. Each process holds at most `ahead` overall slots not yet used, so slots are not
 handed out far ahead of the sends (which would also reach Telegram during a pause
 reported after them).
@@ -40,8 +40,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from bot.delivery.sender import FloodGate
 from bot.storage.models import SendRate
-from bot.telegram.sender import FloodGate
 
 OVERALL = "telegram-overall"
 CHAT_INTERVAL = 1.0  # seconds between two messages to one private chat (Bot FAQ: about 1/s)

@@ -1,6 +1,6 @@
 """Record what became of a send on its delivery row (bot/outbox.py), by outcome.
 
-The policy for each outcome is described in bot/telegram/deliver.py; this is its writing
+The policy for each outcome is described in bot/delivery/worker.py; this is its writing
 half, synchronous (the deliverer runs it in a worker thread), raising if the database does.
 """
 
@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
+from bot.delivery.sender import Gone, Outcome, Rejected, RetryLater, Sent, Transient, Unconfirmed
 from bot.storage import outbox
 from bot.storage.outbox import Claimed
-from bot.telegram.sender import Gone, Outcome, Rejected, RetryLater, Sent, Transient, Unconfirmed
 
 if TYPE_CHECKING:
-    from bot.telegram.deliver import Policy, Tally
+    from bot.delivery.worker import Policy, Tally
 
-log = logging.getLogger("bot.telegram.deliver")
+log = logging.getLogger("bot.delivery.worker")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,17 @@
     Gone(reason)            403 blocked / deactivated / kicked, chat or topic not found
     Rejected(reason)        400 for this message: record, do not retry
     Unconfirmed(reason)     no answer in time: Telegram may have delivered it (retried at
-                            most once, see deliver.py)
+                            most once, see bot/delivery/worker.py)
     Transient(reason)       network error before delivery: retry with backoff
 
 `TelegramSender` paces each chat to one message per `chat_interval` seconds (the rate
 limiter has no per-private-chat limit), then takes the message's slot of the overall and
 the chat's rate that every replica shares through the database (`SharedRate`,
-bot/telegram/ratelimit.py).
+bot/delivery/ratelimit.py).
 After a 429 it closes the `FloodGate` for the time Telegram asked, and the shared rate for
 every replica: `GatedRequest`, the bot's HTTP layer, holds every request at the gate, just
 before the wire, so the sends already queued in the rate limiter do not all go out into the
-flood wait. `ConsoleSender` prints the message text instead (no token configured).
+flood wait. `ConsoleSender` (bot/delivery/console.py) prints the text instead.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
@@ -52,7 +52,7 @@ from bot.storage.errors import StorageError
 from bot.telegram.render import html_to_text
 
 if TYPE_CHECKING:
-    from bot.telegram.ratelimit import SharedRate
+    from bot.delivery.ratelimit import SharedRate
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,37 +339,3 @@ class TelegramSender:
         except (NetworkError, TelegramError) as exc:
             return Transient(f"{type(exc).__name__}: {exc.message}")
         return Sent(message_id)
-
-
-class ConsoleSender:
-    """Prints each alert's text (links spelled out) instead of sending it."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._count = 0
-
-    async def send(
-        self,
-        chat_id: int,
-        thread_id: int,
-        text: str,
-        *,
-        reply_to: int | None = None,
-        buttons: InlineKeyboardMarkup | None = None,
-        silent: bool = False,
-        previews: bool = True,
-    ) -> Outcome:
-        self._count += 1
-        rule = "─" * 60
-        print(f"{rule}\n{html_to_text(text)}\n{rule}", file=self._stream, flush=True)
-        return Sent(self._count)
-
-    async def edit(
-        self,
-        chat_id: int,
-        message_id: int,
-        text: str,
-        *,
-        buttons: InlineKeyboardMarkup | None = None,
-    ) -> Outcome:
-        return Sent(message_id)  # the console shows alerts once; coverage edits are not printed

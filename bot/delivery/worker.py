@@ -3,7 +3,7 @@
 One `Deliverer` per process. It keeps at most `policy.window` deliveries claimed (state
 `sending`, leased to it); each becomes a task that renders the story (cached briefly),
 waits its turn (per-chat pacing; the overall and the chat's slot shared by every replica
-through the database, bot/telegram/ratelimit.py; then PTB's AIORateLimiter: 29/s
+through the database, bot/delivery/ratelimit.py; then PTB's AIORateLimiter: 29/s
 overall, 19/min per group, see bot/telegram/app.py) and sends. Outcomes (see `sender`):
 
     Sent        → sent, with Telegram's message id, committed at once
@@ -55,18 +55,8 @@ from sqlalchemy.engine import Engine
 from telegram import InlineKeyboardMarkup
 
 from bot import metrics
-from bot.i18n import Voice
-from bot.pacing import backoff
-from bot.storage import alerts, outbox, subscribers
-from bot.storage.errors import StorageError
-from bot.storage.models import utcnow
-from bot.storage.outbox import Claimed
-from bot.storage.stories import story_views
-from bot.telegram.coverage import CoverageEditor
-from bot.telegram.explain import keyboard, why_line
-from bot.telegram.record import Held, Recorder
-from bot.telegram.render import render_alert
-from bot.telegram.sender import (
+from bot.delivery.record import Held, Recorder
+from bot.delivery.sender import (
     Gone,
     Moved,
     Outcome,
@@ -76,6 +66,16 @@ from bot.telegram.sender import (
     Transient,
     Unconfirmed,
 )
+from bot.i18n import Voice
+from bot.pacing import backoff
+from bot.storage import alerts, outbox, subscribers
+from bot.storage.errors import StorageError
+from bot.storage.models import utcnow
+from bot.storage.outbox import Claimed
+from bot.storage.stories import story_views
+from bot.telegram.coverage import CoverageEditor
+from bot.telegram.explain import keyboard, why_line
+from bot.telegram.render import render_alert
 from bot.telegram.views import StoryView
 
 log = logging.getLogger(__name__)

@@ -252,7 +252,7 @@ class Lease(SQLModel, table=True):
 
 
 class SendRate(SQLModel, table=True):
-    """A send rate shared by every replica (bot/telegram/ratelimit.py), in database-clock
+    """A send rate shared by every replica (bot/delivery/ratelimit.py), in database-clock
     seconds since the epoch: when the next message may go, and until when Telegram's flood
     control asked everyone to wait."""
 

@@ -10,7 +10,7 @@ its rows while it works. A row left `sending` by a process that died is the one 
 the request may or may not have reached Telegram. Policy: at least once. The row returns
 to `pending` (its attempt counted) when its lease expires, or at once when its owner was a
 process on this host that no longer exists; the duplicate window is therefore at most the
-requests that were on the wire when the process died (see bot/telegram/deliver.py).
+requests that were on the wire when the process died (see bot/delivery/worker.py).
 """
 
 from __future__ import annotations
@@ -311,7 +311,7 @@ def retry_later(
     """Back to pending until `at`. A 429 does not count as an attempt; other errors do.
 
     `timed_out`: Telegram did not answer, so the send may have been delivered; counted in
-    `timeouts`, which bounds how often such a row is sent again (bot/telegram/deliver.py).
+    `timeouts`, which bounds how often such a row is sent again (bot/delivery/worker.py).
     """
     with Session(engine) as session:
         settled = _settle(

@@ -8,7 +8,7 @@ its rate, and a full-size burst of requests whose sends are delayed unequally (e
 network) can reach Telegram bunched closer than allowed. With a small client burst the
 server's bucket stays nearly full and absorbs that jitter; the sustained rate is the same.
 `max_retries=0`, because a `RetryAfter` is handled by rescheduling the delivery
-(bot/telegram/deliver.py).
+(bot/delivery/worker.py).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from telegram.ext import (
     filters,
 )
 
+from bot.delivery.ratelimit import SharedRate
+from bot.delivery.sender import FloodGate, GatedRequest, TelegramSender
 from bot.errors import ConfigError
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from bot.settings import Settings
 from bot.telegram import alert_buttons, commands, language, replies
-from bot.telegram.ratelimit import SharedRate
-from bot.telegram.sender import FloodGate, GatedRequest, TelegramSender
 from bot.telegram.settings import register as register_settings
 from bot.telegram.updates import UpdatesWatch, WatchedRequest, poll_timeout
 
@@ -159,7 +159,7 @@ def build_application(settings: Settings, engine: Engine, *, seeds: tuple[str, .
 
 def sender_for(application: App) -> TelegramSender:
     """The alert sender for this Application's bot, sharing its flood gate, and the overall
-    rate with every replica on the same database (bot/telegram/ratelimit.py)."""
+    rate with every replica on the same database (bot/delivery/ratelimit.py)."""
     gate = application.bot_data[GATE]
     assert isinstance(gate, FloodGate)
     deps = application.bot_data[commands.DEPS]

@@ -20,6 +20,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot import metrics
+from bot.delivery.console import ConsoleSender
+from bot.delivery.ratelimit import OVERALL, SharedRate, forget_idle_chats
+from bot.delivery.worker import Deliverer, Policy
 from bot.owners import make_owner, owner_is_dead
 from bot.settings import Settings
 from bot.storage import outbox, subscribers
@@ -28,9 +31,6 @@ from bot.storage.errors import StorageError
 from bot.storage.models import Delivery, SendRate, Subscriber
 from bot.storage.subscribers import Chat
 from bot.telegram.app import App, build_application, sender_for
-from bot.telegram.deliver import Deliverer, Policy
-from bot.telegram.ratelimit import OVERALL, SharedRate, forget_idle_chats
-from bot.telegram.sender import ConsoleSender
 from tests.servers.bot_api import BotApiServer, Limits
 from tests.servers.bot_fixtures import insert_story, settings_for, subscribe_chats, wait_until
 from tests.servers.pg_instance import PgInstance
