@@ -220,14 +220,7 @@ class EditJob:
     chat_id: int
     message_id: int
     outlets_shown: int  # duplicate items the sent message was rendered with
-
-
-def _duplicates(story_id: object) -> object:
-    return (
-        select(func.count(col(Item.id)))
-        .where(col(Item.story_id) == story_id, col(Item.decision) == "duplicate")
-        .scalar_subquery()
-    )
+    previews: bool = True  # the chat's link preview choice, kept by the edit
 
 
 def claim_edits(
@@ -246,14 +239,21 @@ def claim_edits(
         .where(col(Item.decision) == "duplicate", col(Item.first_seen) >= since)
         .distinct()
     )
+    # each such story's duplicates counted once, not once per alert
+    counts = (
+        sql_select(col(Item.story_id).label("story_id"), func.count().label("duplicates"))
+        .where(col(Item.decision) == "duplicate", col(Item.story_id).in_(recent))
+        .group_by(col(Item.story_id))
+        .subquery()
+    )
     muted = select(StoryMute.story_id).where(
         col(StoryMute.subscriber_id) == col(Delivery.subscriber_id)
     )
     pick = (
         select(Delivery.id)
         .join(Subscriber, col(Subscriber.id) == col(Delivery.subscriber_id))
+        .join(counts, counts.c.story_id == col(Delivery.story_id))
         .where(
-            col(Delivery.story_id).in_(recent),
             col(Delivery.state) == "sent",
             col(Delivery.message_id).is_not(None),
             col(Delivery.sent_at) >= since,
@@ -264,7 +264,7 @@ def claim_edits(
             col(Subscriber.active).is_(True),
             col(Subscriber.chat_type) != "console",
             col(Delivery.story_id).not_in(muted),
-            _duplicates(Delivery.story_id) > col(Delivery.outlets_shown),
+            counts.c.duplicates > col(Delivery.outlets_shown),
         )
         .order_by(col(Delivery.sent_at), col(Delivery.id))
         .limit(policy.batch)
@@ -288,9 +288,9 @@ def claim_edits(
         ).all()
         chats = (
             {
-                sid: chat_id
-                for sid, chat_id in session.execute(
-                    select(Subscriber.id, Subscriber.chat_id).where(
+                sid: (chat_id, previews)
+                for sid, chat_id, previews in session.execute(
+                    select(Subscriber.id, Subscriber.chat_id, Subscriber.link_previews).where(
                         col(Subscriber.id).in_([r[2] for r in rows])
                     )
                 ).all()
@@ -300,7 +300,7 @@ def claim_edits(
         )
         session.commit()
     jobs = [
-        EditJob(d, s, sub, chats[sub], int(m), shown)
+        EditJob(d, s, sub, chats[sub][0], int(m), shown, bool(chats[sub][1]))
         for d, s, sub, m, shown in rows
         if m is not None
     ]
