@@ -20,7 +20,7 @@ from bot.i18n import Voice, translator
 from bot.owners import make_owner
 from bot.pipeline import decide_offline
 from bot.settings import Settings
-from bot.storage import alerts, languages
+from bot.storage import alerts, chat_settings, languages
 from bot.storage.alerts import EditPolicy
 from bot.storage.db import make_engine
 from bot.storage.models import Delivery, Feedback, Item, Story, StoryMute, Subscriber
@@ -315,6 +315,25 @@ async def test_an_alert_is_edited_when_other_outlets_join_within_bounds(
     assert row.edits == EditPolicy().max_edits == 3
     assert "Also reported by 4 outlets: " in bot_api.edits(441, alert.message_id)[-1].plain
     assert editor.edited == 3
+
+
+async def test_an_edit_keeps_the_chats_choice_of_no_link_preview(
+    engine: Engine, ptb_app: App, bot_api: BotApiServer
+) -> None:
+    subscribe_chats(engine, [447, 448])
+    chat_settings.change(engine, Chat(448), link_previews=False)
+    first = icj(engine)
+    clock = Clock(T0 + timedelta(minutes=1))
+    sender = sender_for(ptb_app)
+    await Deliverer(engine, sender, owner=make_owner(), policy=QUICK, clock=clock).drain()
+    assert alert_of(bot_api, engine, first.story_id, 448).preview_disabled
+    joins(engine, first, "lemonde", "Le Monde Afrique", 0.1)
+    clock.advance(minutes=2)
+    assert await CoverageEditor(engine, sender, owner=make_owner(), clock=clock).run_once() == 2
+    [with_preview] = bot_api.edits(447)
+    [without] = bot_api.edits(448)
+    assert json.loads(without.params["link_preview_options"]) == {"is_disabled": True}
+    assert json.loads(with_preview.params["link_preview_options"]) == {"prefer_small_media": True}
 
 
 async def test_alerts_older_than_the_horizon_are_not_edited(

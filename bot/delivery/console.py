@@ -43,5 +43,6 @@ class ConsoleSender:
         text: str,
         *,
         buttons: InlineKeyboardMarkup | None = None,
+        previews: bool = True,
     ) -> Outcome:
         return Sent(message_id)  # the console shows alerts once; coverage edits are not printed

@@ -129,6 +129,7 @@ class Sender(Protocol):
         text: str,
         *,
         buttons: InlineKeyboardMarkup | None = None,
+        previews: bool = True,
     ) -> Outcome: ...
 
 
@@ -258,13 +259,15 @@ class TelegramSender:
         text: str,
         *,
         buttons: InlineKeyboardMarkup | None = None,
+        previews: bool = True,
     ) -> Outcome:
-        """Edit a sent message's text (an edit counts against the same limits as a send).
-        A message that would not change counts as done: `Sent(message_id)`."""
+        """Edit a sent message's text (an edit counts against the same limits as a send),
+        keeping the chat's link preview choice. A message that would not change counts as
+        done: `Sent(message_id, unchanged=True)`."""
+        extra: dict[str, Any] = {"reply_markup": buttons}
+        extra["link_preview_options"] = SMALL_PREVIEW if previews else NO_PREVIEW
         async with self._pacer.turn(chat_id):
-            return await self._attempt(
-                chat_id, 0, text, ParseMode.HTML, {"reply_markup": buttons}, edit=message_id
-            )
+            return await self._attempt(chat_id, 0, text, ParseMode.HTML, extra, edit=message_id)
 
     async def _call(
         self, chat_id: int, thread_id: int, text: str, mode: str | None, extra: dict[str, Any],
@@ -272,12 +275,7 @@ class TelegramSender:
     ) -> int:  # fmt: skip
         if edit is not None:
             edited = await self._bot.edit_message_text(
-                text=text,
-                chat_id=chat_id,
-                message_id=edit,
-                parse_mode=mode,
-                link_preview_options=LinkPreviewOptions(prefer_small_media=True),
-                **extra,
+                text=text, chat_id=chat_id, message_id=edit, parse_mode=mode, **extra
             )
             return edit if isinstance(edited, bool) else edited.message_id
         message = await self._bot.send_message(

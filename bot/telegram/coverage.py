@@ -115,8 +115,9 @@ class CoverageEditor:
         v = Voice(thread.language, thread.timezone)
         text = render_alert(view, v=v, explain=why_line(view.topics, thread.follows_title, v))
         outcome = await self.sender.edit(
-            job.chat_id, job.message_id, text, buttons=keyboard(job.story_id, v)
-        )
+            job.chat_id, job.message_id, text, buttons=keyboard(job.story_id, v),
+            previews=job.previews,
+        )  # fmt: skip
         if isinstance(outcome, Sent):  # unchanged: an edit made before a crash, not counted
             self.edited += 0 if outcome.unchanged else 1
             await self._finish(job, shown, edited=not outcome.unchanged)
