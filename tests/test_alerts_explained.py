@@ -6,9 +6,12 @@ buttons under an alert (all coverage, mute, "Not news?")."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -18,7 +21,7 @@ from bot.delivery.sender import Outcome, TelegramSender
 from bot.delivery.worker import Deliverer, Policy
 from bot.i18n import Voice, translator
 from bot.owners import make_owner
-from bot.pipeline import decide_offline
+from bot.pipeline import Pipeline, decide_offline
 from bot.settings import Settings
 from bot.storage import alerts, chat_settings, languages
 from bot.storage.alerts import EditPolicy
@@ -31,7 +34,9 @@ from bot.telegram.coverage import CoverageEditor
 from bot.telegram.explain import Press, parse
 from tests.servers.bot_api import BotApiServer, CallbackAnswer, SentMessage
 from tests.servers.bot_fixtures import subscribe_chats, wait_until
+from tests.servers.feed_server import FeedServer
 from tests.test_feedback import AFRIQUE, T0, WIRE, Stored, entry, store
+from tests.test_pipeline import settings_for as pipeline_settings
 
 QUICK = Policy(backoff_base=0.05, backoff_max=0.2, idle_poll=0.05, grace=2.0)
 
@@ -374,6 +379,71 @@ async def test_the_editor_runs_beside_the_deliverer_and_stops_with_it(
     await wait_until(lambda: len(bot_api.edits(445)) == 1)
     stop.set()
     await asyncio.wait_for(running, timeout=2.0)  # not the editor's 5 s interval, nor grace
+
+
+def news_feed(items: list[tuple[str, str, str, datetime]]) -> bytes:
+    """An aggregator's feed (Google News' shape): each headline ends with " - Outlet" and
+    names its outlet in <source>. Items: (guid, headline, outlet, published)."""
+    parts = []
+    for guid, headline, outlet, when in items:
+        parts.append(
+            f"<item><title>{html.escape(headline)} - {html.escape(outlet)}</title>"
+            f"<link>https://news.test/articles/{guid}</link>"
+            f'<guid isPermaLink="false">{guid}</guid>'
+            f"<pubDate>{format_datetime(when, usegmt=True)}</pubDate>"
+            "<description>Algeria will not consent to the International Court of Justice "
+            "hearing Mali's case over the drone, its foreign ministry said.</description>"
+            f'<source url="https://{guid}.test">{html.escape(outlet)}</source></item>'
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        "<title>News aggregator</title><link>https://news.test/</link>"
+        "<description>Top stories</description>" + "".join(parts) + "</channel></rss>"
+    ).encode()
+
+
+async def test_a_poll_cycle_that_finds_another_outlet_edits_the_sent_alert(
+    engine: Engine,
+    database_url: str,
+    ptb_app: App,
+    bot_api: BotApiServer,
+    feed_server: FeedServer,
+    tmp_path: Path,
+) -> None:
+    """Through the pipeline: the outlet comes from <source>, and the same headline from
+    another outlet in a later cycle joins the story and is added to the sent alert."""
+    headline = "Algeria refuses ICJ jurisdiction in Mali drone case"
+    published = datetime.now(UTC) - timedelta(hours=2)
+    url = feed_server.add("/news.xml", news_feed([("lm", headline, "Le Monde", published)]))
+    settings = pipeline_settings(tmp_path, database_url, [("Aggregator", url)])
+    subscribe_chats(engine, [471])
+
+    async def poll() -> None:
+        pipeline = Pipeline.create(settings, engine)
+        try:
+            await pipeline.run_cycle(force=True)
+        finally:
+            await pipeline.aclose()
+
+    await poll()
+    sender = sender_for(ptb_app)
+    await Deliverer(engine, sender, owner=make_owner(), policy=QUICK).drain()
+    [alert] = bot_api.sent(471)
+    title, byline = alert.plain.splitlines()[:2]
+    assert title == headline  # without " - Le Monde"
+    assert byline.startswith("Le Monde · ")  # the outlet, not the feed ("Aggregator")
+
+    later = [("rfi", headline, "RFI", published + timedelta(minutes=20))]
+    feed_server.set_body("/news.xml", news_feed([("lm", headline, "Le Monde", published), *later]))
+    await poll()
+    with Session(engine) as session:
+        joined = session.exec(select(Item).where(Item.guid == "rfi")).one()
+    assert (joined.decision, joined.outlet) == ("duplicate", "RFI")
+    editor = CoverageEditor(engine, sender, owner=make_owner(),
+                            clock=Clock(datetime.now(UTC) + timedelta(minutes=2)))  # fmt: skip
+    assert await editor.run_once() == 1
+    [edit] = bot_api.edits(471, alert.message_id)
+    assert "Also reported by 1 outlet: RFI" in edit.plain
 
 
 # -- buttons: mute, coverage, "Not news?" ---------------------------------------------------
