@@ -210,6 +210,7 @@ async def test_a_follow_up_is_sent_as_a_reply_to_the_chats_alert(
         reply = alert_of(bot_api, engine, follow.story_id, chat)
         assert alert.reply_to is None
         assert reply.reply_to == alert.message_id  # each chat's own alert
+        assert delivery(engine, follow.story_id, chat).reply_to == alert.message_id  # recorded
         sent_as = json.loads(reply.params["reply_parameters"])  # form-encoded, as PTB sends it
         assert sent_as["allow_sending_without_reply"] is True
 

@@ -32,6 +32,7 @@ class Held:
     outcome: Outcome
     at: datetime
     outlets: int = 0  # the story's duplicate items the message was rendered with
+    reply_to: int | None = None  # the chat's earlier alert it replied to
 
 
 class Recorder:
@@ -55,6 +56,7 @@ class Recorder:
                 message_id=outcome.message_id,
                 now=now,
                 outlets_shown=result.outlets,
+                reply_to=result.reply_to,
             )
         elif isinstance(outcome, RetryLater):
             outbox.retry_later(

@@ -455,6 +455,7 @@ class Deliverer:
                 self.tally.merged += 1
                 log.info("delivery %s merged into chat %s", job.delivery_id, outcome.new_chat_id)
                 return
+            reply_to = None  # the earlier alert went to the old chat
             outcome = await self._send(job, outcome.new_chat_id, text, buttons=buttons)
             if isinstance(outcome, Moved):
                 outcome = Transient(f"chat migrated twice (to {outcome.new_chat_id})")
@@ -462,7 +463,7 @@ class Deliverer:
         self._turn_done(job)
         self._count(job, outcome, view.seen)
         # Telegram has answered: the outcome is written even if shutdown cancels this task
-        held = Held(job, outcome, self._clock(), outlets=len(view.also))
+        held = Held(job, outcome, self._clock(), outlets=len(view.also), reply_to=reply_to)
         writing = asyncio.ensure_future(self._record(held))
         self._writing.add(writing)
         writing.add_done_callback(self._writing.discard)

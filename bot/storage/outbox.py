@@ -259,10 +259,12 @@ def mark_sent(
     message_id: int,
     now: datetime | None = None,
     outlets_shown: int = 0,
+    reply_to: int | None = None,
 ) -> None:
     """Sent, with Telegram's message id. Recorded even if the lease was lost meanwhile.
     `outlets_shown`: the story's duplicate items the message was rendered with (coverage
-    edits, bot/storage/alerts.py, start from there)."""
+    edits, bot/storage/alerts.py, start from there); `reply_to`: the chat's earlier alert
+    it was sent in reply to (a follow-up)."""
     with Session(engine) as session:
         session.execute(
             update(Delivery)
@@ -273,6 +275,7 @@ def mark_sent(
                 sent_at=now or utcnow(),
                 last_error=None,
                 outlets_shown=outlets_shown,
+                reply_to=reply_to,
                 attempts=Delivery.attempts + 1,
                 lease_owner=None,
                 lease_until=None,
