@@ -6,6 +6,7 @@ clock."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -235,6 +236,41 @@ async def test_unsubscribing_skips_what_was_held_for_the_digest(
     assert subscribers.subscribe(engine, subscribers.Chat(861))  # back the next day
     await digester(engine, ptb_app, lambda: NOW + timedelta(days=1, seconds=5)).run_once()
     assert bot_api.sent(861) == [] and digest_rows(engine) == []  # no stale digest
+
+
+async def test_two_replicas_fold_and_send_a_period_once(
+    engine: Engine, ptb_app: App, bot_api: BotApiServer
+) -> None:
+    for chat in (871, 872, 873):
+        digest_chat(engine, chat)
+        add_story(engine, f"Story for {chat}", at=NOW - timedelta(hours=2))
+    hold(engine, NOW - timedelta(hours=1))
+    one, two = (digester(engine, ptb_app, lambda: NOW + timedelta(seconds=5)) for _ in range(2))
+    await asyncio.gather(one.run_once(), two.run_once())
+    assert sorted(m.chat_id for m in bot_api.sent()) == [871, 872, 873]
+    assert len(digest_rows(engine)) == 3
+    assert one.tally.sent + two.tally.sent == 3
+
+
+async def test_flood_control_delays_a_digest_without_counting_an_attempt(
+    engine: Engine, ptb_app: App, bot_api: BotApiServer
+) -> None:
+    digest_chat(engine, 881)
+    add_story(engine, "Flooded digest", at=NOW - timedelta(hours=2))
+    hold(engine, NOW - timedelta(hours=1))
+    bot_api.flood(times=1, retry_after=1)
+    now = [NOW + timedelta(seconds=5)]
+    job = digester(engine, ptb_app, lambda: now[0])
+    await job.run_once()
+    [row] = digest_rows(engine)
+    assert (row.state, row.attempts, bot_api.sent(881)) == ("pending", 0, [])
+    assert row.next_attempt_at == now[0] + timedelta(seconds=1)
+    now[0] += timedelta(seconds=2)
+    await job.run_once()
+    [message] = bot_api.sent(881)
+    assert "Flooded digest" in message.plain
+    [row] = digest_rows(engine)
+    assert (row.state, row.attempts, row.parts_sent) == ("sent", 1, 1)
 
 
 def wait(check: Callable[[], bool], *, timeout: float, what: str) -> None:
