@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -133,6 +134,7 @@ class Pipeline:
         with Session(engine) as session:
             feed_store.sync_feeds(session, self._specs)
             session.commit()
+        _freeze_long_lived()
 
     @classmethod
     def create(
@@ -630,6 +632,17 @@ def decide_offline(
     finally:
         engine.dispose()
     return verdicts
+
+
+def _freeze_long_lived() -> None:
+    """Once per process, after a collection: what the process holds by now (imports, the
+    embedding model's vocabulary, the lexicon, compiled rules: ~150,000 objects) leaves the
+    cyclic collector's sight for good (`gc.freeze`). Every full collection walked them all:
+    0.15-0.25 s of CPU in a cycle over 1,000 unchanged feeds. Their memory is still freed by
+    reference counting; only a cycle among them would stay."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 def _stored_item(row: item_store.StoryItemRow) -> StoredItem:

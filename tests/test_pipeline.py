@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from bot.decide.embed import load_embedder
 from bot.feeds.fetch import FetchOutcome, Validators
 from bot.pipeline import CycleReport, FeedResult, Pipeline
 from bot.records import Entry, Verdict
@@ -749,3 +751,16 @@ def test_a_failed_cycle_leaves_nothing_behind(
     with Session(engine) as session:
         runs = session.execute(select(PollRun).order_by(col(PollRun.id))).scalars().all()
     assert [r.error is not None for r in runs] == [True, False]
+
+
+def test_what_lives_as_long_as_the_process_is_left_out_of_full_collections(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """A built pipeline freezes what the process holds (gc.freeze), the embedding model among
+    it, so the cycles' collections no longer walk it."""
+    settings = settings_for(tmp_path, database_url, [("f", "http://127.0.0.1:9/f.xml")])
+    pipeline = Pipeline.create(settings, engine)
+    asyncio.run(pipeline.aclose())
+    assert gc.get_freeze_count() > 0
+    embedder = load_embedder()
+    assert not any(o is embedder for o in gc.get_objects())
