@@ -7,6 +7,7 @@ clock."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -118,6 +119,7 @@ async def test_a_digest_groups_the_periods_stories_by_topic_newest_first_once(
     [message] = bot_api.sent(801)
     text = message.plain
     assert "4 new developments" in text
+    assert "5 hr. ago" in text and "8 hr. ago" in text  # the time since, beside each date
     relations = text.index("Algeria–AES relations")
     security = text.index("Security")
     other = text.index("Other news")
@@ -182,7 +184,8 @@ def test_render_keeps_each_story_whole_and_within_the_limit() -> None:
                     "y " * 500, "security")
         for n in range(12)
     ]  # fmt: skip
-    parts = render_digest(stories, Voice("en", "UTC"), since=NOW - timedelta(days=1), limit=2048)
+    since = NOW - timedelta(days=1)
+    parts = render_digest(stories, Voice("en", "UTC"), since=since, now=NOW, limit=2048)
     assert len(parts) > 1
     assert all(utf16_len(p) <= 2048 for p in parts)
     assert sum(p.count("https://w.test/") for p in parts) == 12
@@ -271,6 +274,26 @@ async def test_flood_control_delays_a_digest_without_counting_an_attempt(
     assert "Flooded digest" in message.plain
     [row] = digest_rows(engine)
     assert (row.state, row.attempts, row.parts_sent) == ("sent", 1, 1)
+
+
+async def test_a_digest_cancelled_at_shutdown_is_released_not_stranded(
+    engine: Engine, ptb_app: App, bot_api: BotApiServer
+) -> None:
+    digest_chat(engine, 891)
+    add_story(engine, "Digest at shutdown", at=NOW - timedelta(hours=2))
+    hold(engine, NOW - timedelta(hours=1))
+    bot_api.set_delay("sendMessage", 2.0)
+    job = digester(engine, ptb_app, lambda: NOW + timedelta(seconds=5))
+    running = asyncio.create_task(job.run_once())
+    deadline = time.monotonic() + 10
+    while not bot_api.sent(891):  # on the wire, not answered yet
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    [row] = digest_rows(engine)
+    assert (row.state, row.lease_owner, row.parts_sent) == ("pending", None, 0)
 
 
 def wait(check: Callable[[], bool], *, timeout: float, what: str) -> None:

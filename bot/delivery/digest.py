@@ -21,6 +21,7 @@ between stories (bot/telegram/render.py `pack`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 from collections.abc import Callable, Sequence
@@ -76,12 +77,13 @@ class DigestTally:
     by_outcome: dict[str, int] = field(default_factory=dict)
 
 
-def _story_block(story: DigestStory, voice: Voice) -> str:
+def _story_block(story: DigestStory, voice: Voice, now: datetime) -> str:
     title = shorten(clean(story.title), TITLE_CHARS) or voice.gettext("Untitled")
     outlet = shorten(clean(story.outlet), OUTLET_CHARS)
+    stamp = voice.when_ago(story.published, now)
     lines = [
         f"• <b>{anchor(title, story.link)}</b>",
-        f"<i>{html.escape(outlet, quote=False)}</i> · {html.escape(voice.when(story.published))}",
+        f"<i>{html.escape(outlet, quote=False)}</i> · {html.escape(stamp)}",
     ]
     summary = shorten(clean(story.summary), SUMMARY_CHARS)
     if summary:
@@ -95,9 +97,15 @@ def _topic_of(story: DigestStory) -> str:
 
 
 def render_digest(
-    stories: Sequence[DigestStory], voice: Voice, *, since: datetime, limit: int = MAX_LENGTH
+    stories: Sequence[DigestStory],
+    voice: Voice,
+    *,
+    since: datetime,
+    now: datetime,
+    limit: int = MAX_LENGTH,
 ) -> list[str]:
-    """The digest's parts: a header, then the stories by topic, newest first in each."""
+    """The digest's parts: a header, then the stories by topic, newest first in each, each
+    dated in the chat's language and zone with the time since `now`."""
     if not stories:
         return []
     count = len(stories)
@@ -119,7 +127,7 @@ def render_digest(
             voice.gettext(topics.BY_KEY[key].label) if key != OTHER else voice.gettext("Other news")
         )
         for index, story in enumerate(members):
-            block = _story_block(story, voice)
+            block = _story_block(story, voice, now)
             blocks.append(f"<b>{html.escape(label)}</b>\n{block}" if index == 0 else block)
     return pack(blocks, header=header, limit=limit)
 
@@ -184,6 +192,13 @@ class Digests:
         self._busy.add(job.digest_id)
         try:
             await self._deliver_one(job)
+        except asyncio.CancelledError:  # shutting down: pending again (a part on the wire
+            release = asyncio.to_thread(  # when cancelled may come twice: at least once)
+                digests.release, self.engine, [job.digest_id], owner=self.owner
+            )
+            with contextlib.suppress(Exception):
+                await asyncio.shield(release)
+            raise
         except Exception as exc:  # a bug or the database: try again later, never strand it
             log.exception("digest %s crashed", job.digest_id)
             await self._retry(job, f"internal error: {type(exc).__name__}", counted=True)
@@ -194,7 +209,8 @@ class Digests:
         if job.parts:
             return job.parts
         stories = await asyncio.to_thread(digests.stories_of, self.engine, job.digest_id)
-        parts = render_digest(stories, Voice(job.language, job.timezone), since=job.period_start)
+        voice = Voice(job.language, job.timezone)
+        parts = render_digest(stories, voice, since=job.period_start, now=self._clock())
         if not await asyncio.to_thread(
             digests.save_parts, self.engine, job.digest_id, parts, owner=self.owner
         ):
