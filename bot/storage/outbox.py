@@ -2,6 +2,10 @@
 
 States: pending → sending (claimed, leased to one process) → sent | failed | skipped,
 or back to pending (retry later, released at shutdown, or recovered after a crash).
+A digest chat's row is `held` instead (written so, or set aside at its claim), then
+`digested` once its digest folds it in (bot/storage/digests.py). At the claim, the chat's
+choices may also skip a row (topics, muted story) or put it back to pending until the
+chat's quiet hours end (bot/delivery/choices.py).
 
 Claiming is one UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) … RETURNING, so
 several processes on PostgreSQL never claim the same row; on SQLite the statement holds
