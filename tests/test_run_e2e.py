@@ -90,7 +90,7 @@ def test_a_new_development_alerts_once_and_noise_never(
         time.sleep(1.5)
         assert len(bot_api.sent(1001)) == 2  # the welcome and one alert: nothing more
         latest = ask(bot_api, 1001, "/latest")
-        assert "Also reported by: World News" in latest
+        assert "Also reported by 1 outlet: World News" in latest
         assert ask(bot_api, 1001, "/latest abc").startswith("“abc” is not a number")
         assert "This chat: ✅ subscribed" in ask(bot_api, 1001, "/status")
         assert bot.stop() == 0
