@@ -102,7 +102,7 @@ def samples(items: Sequence[Item]) -> dict[str, Samples]:
     vectors = embedder.encode(
         [evidence.embed_text(i.title, i.text, policy.lead_chars) for i in items]
     )
-    titles = embedder.encode([i.title for i in items])
+    titles = embedder.encode([evidence.embed_title(i.title, policy.lead_chars) for i in items])
     probes = [
         evidence.Probe(fingerprint(i.title, i.text, i.lang), vectors[n], titles[n])
         for n, i in enumerate(items)

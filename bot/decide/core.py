@@ -112,7 +112,8 @@ def _lexical(entry: Entry, context: Context) -> tuple[Entry, MatchResult]:
 
 
 def _texts(entry: Entry, policy: Policy) -> list[str]:
-    return [evidence.embed_text(entry.title, entry.text, policy.lead_chars), entry.title]
+    title = evidence.embed_title(entry.title, policy.lead_chars)
+    return [evidence.embed_text(entry.title, entry.text, policy.lead_chars), title]
 
 
 def prepare(entries: Sequence[Entry], context: Context) -> None:

@@ -17,6 +17,7 @@ from bot.decide.dedup import DupProbe, Fingerprint, SeedPrint, seed_score
 from bot.decide.embed import Embedder, Vector
 from bot.decide.features import split_sentences
 from bot.decide.match import MatchResult
+from bot.decide.textcut import shorten
 from bot.records import Seed
 
 Matrix = npt.NDArray[np.float32]
@@ -77,7 +78,14 @@ class StoredItem:
 def embed_text(title: str, text: str, lead_chars: int) -> str:
     """The text whose meaning stands for an item: its title and the start of its lead."""
     lead = text[:lead_chars]
+    title = embed_title(title, lead_chars)
     return f"{title}. {lead}" if lead else title
+
+
+def embed_title(title: str, lead_chars: int) -> str:
+    """A title as embedded: no longer than a lead (a headline is far shorter; a feed's
+    3,000-character title would otherwise drown its meaning and cost the model time)."""
+    return shorten(title, lead_chars)
 
 
 def seed_vectors(seed: Seed, fp: SeedPrint, embedder: Embedder) -> SeedVectors:

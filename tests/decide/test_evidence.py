@@ -108,3 +108,11 @@ def test_story_features_across_languages(embedder: UsemEmbedder) -> None:
     assert f_same[4] == f_other[4] < 0.01  # five hours of a 21-day window
     legacy = evidence.StoredItem(7, 1, first.fingerprint, None, T0)  # stored before vectors
     assert evidence.story_features(same, [legacy], T0, 21)[0] == 0.0
+
+
+def test_an_oversized_title_is_bounded_before_it_is_embedded() -> None:
+    title = "Algeria shuts its airspace to Mali, code " + "7" * 3000
+    text = evidence.embed_text(title, "The ministry said so.", 400)
+    assert len(evidence.embed_title(title, 400)) <= 400
+    assert text.startswith("Algeria shuts its airspace to Mali, code")
+    assert text.endswith(". The ministry said so.") and len(text) < 450
