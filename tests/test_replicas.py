@@ -160,7 +160,9 @@ def test_two_replicas_share_the_work_and_take_over_updates(
         for path in FEEDS:
             hits = feeds.between(path, both_running, killed)
             gaps = [later - earlier for earlier, later in itertools.pairwise(hits)]
-            assert len(hits) >= 4 and min(gaps) >= 0.6 * INTERVAL, (path, gaps)
+            # a feed polled by both replicas would show two hits a few ms apart; a loaded
+            # machine delays a request after its claim by a few tenths, so a gap may shrink
+            assert len(hits) >= 4 and min(gaps) >= 0.3 * INTERVAL, (path, gaps)
             assert max(gaps) <= 2.5 * INTERVAL, (path, gaps)  # and polled every interval
         with Session(engine) as session:
             recorded = session.exec(select(func.sum(PollRun.feeds_polled))).one()
