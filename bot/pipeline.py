@@ -86,12 +86,13 @@ class FeedResult:
 class CycleReport:
     started: datetime
     finished: datetime
-    verdicts: tuple[Verdict, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()  # empty when the cycle was not asked for them
     feeds_polled: int = 0
     feeds_failed: int = 0
     new_story_ids: tuple[int, ...] = ()
     error: str | None = None  # the cycle failed as a whole: nothing of it was stored
     feed_errors: dict[str, str] = field(default_factory=dict)
+    decisions: dict[str, int] = field(default_factory=dict)  # entries decided, by decision
 
 
 class Pipeline:
@@ -145,12 +146,16 @@ class Pipeline:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def run_cycle(self, *, force: bool = False, spacing: float = 0.0) -> CycleReport:
+    async def run_cycle(
+        self, *, force: bool = False, spacing: float = 0.0, verdicts: bool = True
+    ) -> CycleReport:
         """Poll every due feed once; `force` ignores per-feed backoff.
 
         `spacing`: skip feeds that any replica began polling less than that many seconds
         ago (the scheduler passes most of the poll interval, so replicas whose cycles
         interleave share the feeds instead of each polling all of them).
+        `verdicts`: the report lists every entry's verdict (what `poll-once` prints); else
+        only their counts, so a cycle's memory does not grow with its entries (`run`).
         """
         started = utcnow()
         try:
@@ -164,7 +169,9 @@ class Pipeline:
         self._in_hand = asyncio.Semaphore(self.settings.limits.concurrency)
         try:
             results = await asyncio.gather(*(self._poll_feed(f, spool) for f in feeds))
-            report = await asyncio.to_thread(self._decide_and_store, started, results, spool)
+            report = await asyncio.to_thread(
+                self._decide_and_store, started, results, spool, verdicts=verdicts
+            )
             stored = True  # the feeds' rows were written, leases released with them
         except Exception as exc:
             return await self._failed(started, exc)
@@ -283,20 +290,33 @@ class Pipeline:
         return FeedResult(feed, outcome, declared=declared, dates=dates)
 
     def _decide_and_store(
-        self, started: datetime, results: Sequence[FeedResult], spool: EntrySpool | None = None
+        self,
+        started: datetime,
+        results: Sequence[FeedResult],
+        spool: EntrySpool | None = None,
+        *,
+        verdicts: bool = True,
     ) -> CycleReport:
         """Decide and store the entries of `results` and of `spool`, oldest first, in batches;
-        then every feed's health and next poll, in one transaction."""
+        then every feed's health and next poll, in one transaction. `verdicts`: as
+        `run_cycle`'s."""
         with nullcontext(spool) if spool is not None else EntrySpool() as entries:
             for result in results:
                 entries.add(result.feed.id, result.entries)
-            return self._store_cycle(started, results, entries)
+            return self._store_cycle(started, results, entries, keep=verdicts)
 
     def _store_cycle(
-        self, started: datetime, results: Sequence[FeedResult], entries: EntrySpool
+        self,
+        started: datetime,
+        results: Sequence[FeedResult],
+        entries: EntrySpool,
+        *,
+        keep: bool = True,
     ) -> CycleReport:
         now = utcnow()
-        verdicts: list[Verdict] = []
+        verdicts: list[Verdict] = []  # when `keep`
+        decisions: dict[str, int] = {}
+        undated: set[str] = set()  # feeds with new entries without a date
         new_ids: list[int] = []
         failed = 0
         feed_errors: dict[str, str] = {}
@@ -311,16 +331,16 @@ class Pipeline:
                 for spooled in entries.batches(self.batch_size, lambda p: _when(p, now)):
                     batch = [(feeds[feed_id], _trusted(entry, now)) for feed_id, entry in spooled]
                     for verdict in self._decide_batch(session, batch, now, entry_errors):
-                        verdicts.append(_reported(verdict))
+                        decisions[verdict.decision] = decisions.get(verdict.decision, 0) + 1
+                        if keep:
+                            verdicts.append(_reported(verdict))
                         if verdict.decision == "new" and verdict.story_id is not None:
                             new_ids.append(verdict.story_id)
+                        # an undated entry counts as published when first seen
+                        # (bot/feeds/schedule.py)
+                        if verdict.entry.published is None and verdict.decision != "seen":
+                            undated.add(verdict.entry.feed_url)
                 health = []
-                # an undated entry counts as published when first seen (bot/feeds/schedule.py)
-                undated = {
-                    v.entry.feed_url
-                    for v in verdicts
-                    if v.entry.published is None and v.decision != "seen"
-                }
                 for result in results:
                     error = result.error or entry_errors.get(result.feed.id)
                     if error is None and result.outcome.status == "failed":
@@ -352,7 +372,7 @@ class Pipeline:
                     now=finished,
                     feeds_polled=len(results),
                     feeds_failed=failed,
-                    entries=len(verdicts),
+                    entries=sum(decisions.values()),
                     new_stories=len(new_ids),
                 )
                 session.commit()
@@ -368,6 +388,7 @@ class Pipeline:
             feeds_failed=failed,
             new_story_ids=tuple(new_ids),
             feed_errors=feed_errors,
+            decisions=decisions,
         )
 
     def _decide_batch(
@@ -674,10 +695,9 @@ def _count(report: CycleReport) -> None:
     metrics.POLLS.labels(result="ok").inc()
     for name in report.feed_errors:
         metrics.FETCH_ERRORS.labels(feed=name).inc()
-    decisions: dict[str, int] = {}
-    for verdict in report.verdicts:
-        metrics.ITEMS.labels(decision=verdict.decision).inc()
-        decisions[verdict.decision] = decisions.get(verdict.decision, 0) + 1
+    decisions = report.decisions
+    for decision, n in decisions.items():
+        metrics.ITEMS.labels(decision=decision).inc(n)
     log.info(
         "poll cycle: %d feeds polled, %d failed; %s; %.1f s",
         report.feeds_polled,

@@ -88,7 +88,7 @@ class TokenRefused(SahelWatchError):
 
 
 class Cycle(Protocol):
-    async def run_cycle(self, *, spacing: float = ...) -> object: ...
+    async def run_cycle(self, *, spacing: float = ..., verdicts: bool = ...) -> object: ...
 
     async def aclose(self) -> None: ...
 
@@ -180,7 +180,9 @@ async def _serve(
     digest_senders: list[Digests] = []  # likewise
 
     async def poll() -> None:
-        report = await pipeline.run_cycle(spacing=settings.poll_interval * POLL_SPACING)
+        # counts, not every entry's verdict: the cycle's memory stays flat whatever its size
+        spacing = settings.poll_interval * POLL_SPACING
+        report = await pipeline.run_cycle(spacing=spacing, verdicts=False)
         if getattr(report, "new_story_ids", None):
             for deliverer in deliverers:
                 deliverer.wake()

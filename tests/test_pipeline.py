@@ -764,3 +764,28 @@ def test_what_lives_as_long_as_the_process_is_left_out_of_full_collections(
     assert gc.get_freeze_count() > 0
     embedder = load_embedder()
     assert not any(o is embedder for o in gc.get_objects())
+
+
+def test_a_cycle_asked_for_counts_keeps_no_verdicts(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """`run`'s cycles report each decision's count, not every entry's verdict, so their memory
+    does not grow with their entries; what they store is the same."""
+    url = feed_server.add("/wire.xml", body=rss([SEED_REPRINT, AIRSPACE, CRYPTO], title="wire"))
+    settings = settings_for(tmp_path, database_url, [("wire", url)])
+
+    async def go() -> CycleReport:
+        pipeline = Pipeline.create(settings, engine)
+        try:
+            return await pipeline.run_cycle(force=True, verdicts=False)
+        finally:
+            await pipeline.aclose()
+
+    report = asyncio.run(go())
+    assert report.verdicts == ()
+    assert report.decisions == {"seed": 1, "new": 1, "irrelevant": 1}
+    assert len(report.new_story_ids) == 1
+    assert count(engine, Item) == 3 and count(engine, Story) == 1
+    with Session(engine) as session:
+        run = session.execute(select(PollRun)).scalar_one()
+    assert (run.entries, run.new_stories) == (3, 1)
