@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.delivery import choices
-from bot.owners import owner_is_dead
+from bot.storage import leased
 from bot.storage.errors import StorageConflict
 from bot.storage.models import Delivery, Digest, Story, StoryMute, Subscriber, utcnow
 from bot.storage.outbox import choices_of
@@ -407,19 +407,7 @@ def mark_gone(
 
 def release(engine: Engine, digest_ids: Iterable[int], *, owner: str) -> None:
     """Give back digests not being sent (shutdown): pending again, no attempt counted."""
-    ids = list(digest_ids)
-    if ids:
-        _update(
-            engine,
-            and_(
-                col(Digest.id).in_(ids),
-                col(Digest.state) == "sending",
-                col(Digest.lease_owner) == owner,
-            ),
-            state="pending",
-            lease_owner=None,
-            lease_until=None,
-        )
+    leased.release(engine, Digest, digest_ids, owner=owner)
 
 
 def renew(
@@ -430,17 +418,7 @@ def renew(
     lease_seconds: float,
     now: datetime | None = None,
 ) -> None:
-    ids = list(digest_ids)
-    if ids:
-        _update(
-            engine,
-            and_(
-                col(Digest.id).in_(ids),
-                col(Digest.state) == "sending",
-                col(Digest.lease_owner) == owner,
-            ),
-            lease_until=(now or utcnow()) + timedelta(seconds=lease_seconds),
-        )
+    leased.renew(engine, Digest, digest_ids, owner=owner, lease_seconds=lease_seconds, now=now)
 
 
 def recover(
@@ -453,35 +431,8 @@ def recover(
     is_dead: Callable[[str], bool] | None = None,
 ) -> int:
     """Return interrupted digests to pending (their parts already recorded stay sent)."""
-    now = now or utcnow()
-    dead = is_dead or (lambda owner: owner_is_dead(owner, me=me))
-    working = list(busy)
-    with Session(engine) as session:
-        owners = session.exec(
-            select(Digest.lease_owner).where(col(Digest.state) == "sending").distinct()
-        ).all()
-        gone = [o for o in owners if o is not None and o != me and dead(o)]
-        stale = and_(
-            col(Digest.state) == "sending",
-            or_(
-                col(Digest.lease_until) < now,
-                col(Digest.lease_until).is_(None),
-                col(Digest.lease_owner).in_(gone),
-            ),
-            col(Digest.id).not_in(working),
-        )
-        note = "interrupted mid-send (owner died or lease expired)"
-        exhausted = session.execute(
-            update(Digest)
-            .where(stale, col(Digest.attempts) + 1 >= max_attempts)
-            .values(state="failed", last_error=note, attempts=Digest.attempts + 1,
-                    lease_owner=None, lease_until=None)
-        ).rowcount  # type: ignore[attr-defined]  # fmt: skip
-        revived = session.execute(
-            update(Digest)
-            .where(stale)
-            .values(state="pending", last_error=note, attempts=Digest.attempts + 1,
-                    next_attempt_at=now, lease_owner=None, lease_until=None)
-        ).rowcount  # type: ignore[attr-defined]  # fmt: skip
-        session.commit()
-        return int(exhausted) + int(revived)
+    note = "interrupted mid-send (owner died or lease expired)"
+    return leased.recover(
+        engine, Digest, me=me, max_attempts=max_attempts, note=note, busy=busy, now=now,
+        is_dead=is_dead,
+    )  # fmt: skip

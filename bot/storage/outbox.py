@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, update
+from sqlalchemy import ColumnElement, and_, func, update
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.delivery import choices
-from bot.owners import owner_is_dead
+from bot.storage import leased
 from bot.storage.models import Delivery, Story, StoryMute, Subscriber, utcnow
 from bot.storage.subscribers import CONSOLE, deactivate
 
@@ -369,21 +369,7 @@ def mark_gone(
 
 def release(engine: Engine, delivery_ids: Iterable[int], *, owner: str) -> int:
     """Give back rows never sent (shutdown): pending again, no attempt counted."""
-    ids = list(delivery_ids)
-    if not ids:
-        return 0
-    with Session(engine) as session:
-        result = session.execute(
-            update(Delivery)
-            .where(
-                col(Delivery.id).in_(ids),
-                col(Delivery.state) == "sending",
-                col(Delivery.lease_owner) == owner,
-            )
-            .values(state="pending", lease_owner=None, lease_until=None)
-        )
-        session.commit()
-        return int(result.rowcount)  # type: ignore[attr-defined]
+    return leased.release(engine, Delivery, delivery_ids, owner=owner)
 
 
 def renew(
@@ -395,22 +381,9 @@ def renew(
     now: datetime | None = None,
 ) -> int:
     """Extend this process's leases on the rows it is still working on; how many."""
-    ids = list(delivery_ids)
-    if not ids:
-        return 0
-    now = now or utcnow()
-    with Session(engine) as session:
-        result = session.execute(
-            update(Delivery)
-            .where(
-                col(Delivery.id).in_(ids),
-                col(Delivery.state) == "sending",
-                col(Delivery.lease_owner) == owner,
-            )
-            .values(lease_until=now + timedelta(seconds=lease_seconds))
-        )
-        session.commit()
-        return int(result.rowcount)  # type: ignore[attr-defined]
+    return leased.renew(
+        engine, Delivery, delivery_ids, owner=owner, lease_seconds=lease_seconds, now=now
+    )
 
 
 def recover(
@@ -427,49 +400,11 @@ def recover(
     Interrupted: `sending` with an expired lease, or owned by a dead local process; never
     a row in `busy` (this process is still working on it).
     """
-    now = now or utcnow()
-    dead = is_dead or (lambda owner: owner_is_dead(owner, me=me))
-    working = list(busy)
-    with Session(engine) as session:
-        owners = session.exec(
-            select(Delivery.lease_owner).where(col(Delivery.state) == "sending").distinct()
-        ).all()
-        gone = [o for o in owners if o is not None and o != me and dead(o)]
-        stale = and_(
-            col(Delivery.state) == "sending",
-            or_(
-                col(Delivery.lease_until) < now,
-                col(Delivery.lease_until).is_(None),
-                col(Delivery.lease_owner).in_(gone),
-            ),
-            col(Delivery.id).not_in(working),
-        )
-        note = "interrupted mid-send (owner died or lease expired); outcome unknown"
-        exhausted = session.execute(
-            update(Delivery)
-            .where(stale, col(Delivery.attempts) + 1 >= max_attempts)
-            .values(
-                state="failed",
-                last_error=note,
-                attempts=Delivery.attempts + 1,
-                lease_owner=None,
-                lease_until=None,
-            )
-        ).rowcount  # type: ignore[attr-defined]
-        revived = session.execute(
-            update(Delivery)
-            .where(stale)
-            .values(
-                state="pending",
-                last_error=note,
-                attempts=Delivery.attempts + 1,
-                next_attempt_at=now,
-                lease_owner=None,
-                lease_until=None,
-            )
-        ).rowcount  # type: ignore[attr-defined]
-        session.commit()
-        return int(exhausted) + int(revived)
+    note = "interrupted mid-send (owner died or lease expired); outcome unknown"
+    return leased.recover(
+        engine, Delivery, me=me, max_attempts=max_attempts, note=note, busy=busy, now=now,
+        is_dead=is_dead,
+    )  # fmt: skip
 
 
 def state_of(engine: Engine, delivery_id: int) -> str | None:
