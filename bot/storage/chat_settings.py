@@ -44,7 +44,7 @@ class ChatSettings:
 CHOICES = tuple(f.name for f in fields(ChatSettings) if f.name not in ("subscribed", "language"))
 
 
-def _find(session: Session, chat: Chat) -> Subscriber | None:
+def find(session: Session, chat: Chat) -> Subscriber | None:
     query = select(Subscriber).where(
         Subscriber.chat_id == chat.chat_id, Subscriber.thread_id == chat.thread_id
     )
@@ -63,7 +63,7 @@ def _view(row: Subscriber | None) -> ChatSettings:
 
 def read(engine: Engine, chat: Chat) -> ChatSettings:
     with Session(engine) as session:
-        return _view(_find(session, chat))
+        return _view(find(session, chat))
 
 
 def change(
@@ -73,17 +73,25 @@ def change(
     unknown = set(values) - set(CHOICES)
     if unknown:
         raise ValueError(f"not a chat setting: {', '.join(sorted(unknown))}")
+    return keep(engine, chat, reason=NOT_SUBSCRIBED, now=now, **values)
+
+
+def keep(
+    engine: Engine, chat: Chat, *, reason: str, now: datetime | None = None, **values: Any
+) -> ChatSettings:
+    """Store columns of the chat's Subscriber row, on an inactive row (`reason`) for a chat
+    not subscribed yet; the settings after."""
     now = now or utcnow()
     for _ in range(2):  # a concurrent first insert of the same chat loses once, then finds it
         with Session(engine) as session:
-            row = _find(session, chat)
+            row = find(session, chat)
             if row is None:
                 row = Subscriber(
                     chat_id=chat.chat_id,
                     thread_id=chat.thread_id,
                     chat_type=chat.chat_type,
                     active=False,
-                    deactivated_reason=NOT_SUBSCRIBED,
+                    deactivated_reason=reason,
                     created_at=now,
                 )
             moved = any(getattr(row, k) != v for k, v in values.items() if k in _RESCHEDULE)

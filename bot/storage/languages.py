@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from bot.i18n import chat_language
-from bot.storage.models import Subscriber, utcnow
+from bot.storage.chat_settings import find, keep
+from bot.storage.models import utcnow
 from bot.storage.subscribers import Chat
 
 NOT_SUBSCRIBED = "language chosen before subscribing"
@@ -33,13 +33,6 @@ class Speech:
     chosen: bool = False
 
 
-def _find(session: Session, chat: Chat) -> Subscriber | None:
-    query = select(Subscriber).where(
-        Subscriber.chat_id == chat.chat_id, Subscriber.thread_id == chat.thread_id
-    )
-    return session.exec(query).first()
-
-
 def speech(engine: Engine, chat: Chat, code: str | None, *, adopt: bool = False) -> Speech:
     """The chat's language and time zone, for a command from a user whose app says `code`.
 
@@ -47,7 +40,7 @@ def speech(engine: Engine, chat: Chat, code: str | None, *, adopt: bool = False)
     subscribed) a group does too. A stored choice always wins.
     """
     with Session(engine) as session:
-        row = _find(session, chat)
+        row = find(session, chat)
         if row is None:
             return Speech(chat_language(code))
         follows = not row.language_chosen and (adopt or row.chat_type == "private")
@@ -61,25 +54,7 @@ def speech(engine: Engine, chat: Chat, code: str | None, *, adopt: bool = False)
 
 def choose(engine: Engine, chat: Chat, language: str, *, now: datetime | None = None) -> None:
     """`/language`: the chat's language from now on, whatever its users' apps say."""
-    language = chat_language(language)
-    now = now or utcnow()
-    for _ in range(2):  # a concurrent first insert of the same chat loses once, then finds it
-        with Session(engine) as session:
-            row = _find(session, chat)
-            if row is None:
-                row = Subscriber(
-                    chat_id=chat.chat_id,
-                    thread_id=chat.thread_id,
-                    chat_type=chat.chat_type,
-                    active=False,
-                    deactivated_reason=NOT_SUBSCRIBED,
-                    created_at=now,
-                )
-            row.language, row.language_chosen, row.updated_at = language, True, now
-            session.add(row)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                continue
-            return
+    keep(
+        engine, chat, reason=NOT_SUBSCRIBED, now=now,
+        language=chat_language(language), language_chosen=True,
+    )  # fmt: skip
