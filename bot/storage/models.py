@@ -261,3 +261,14 @@ class SendRate(SQLModel, table=True):
     name: str = Field(primary_key=True)
     next_at: float = 0.0
     paused_until: float = 0.0
+
+
+class StoryCursor(SQLModel, table=True):
+    """How far a reader of every alerted story has got: the last story id it has shown. The
+    console is one (bot/delivery/console.py); it has no chat, so no outbox rows."""
+
+    __tablename__ = "story_cursor"
+
+    name: str = Field(primary_key=True)
+    position: int = Field(sa_type=BigInteger)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

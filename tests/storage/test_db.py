@@ -109,3 +109,48 @@ def test_a_subscriber_of_before_keeps_what_it_had(database_url: str) -> None:
         assert tuple(row) == ("en", "UTC", "", "instant", None, False, True)
     finally:
         engine.dispose()
+
+
+def test_the_console_pseudo_subscriber_of_before_is_deleted_with_its_rows(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    try:
+        upgrade_schema(engine, "0008")
+        when = datetime(2026, 11, 1, 12, 0)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO story (created_at, title, link, feed_name, language, summary,"
+                    " alerted) VALUES (:w, 'T', 'https://x.test/a', 'X', 'en', '', true)"
+                ),
+                {"w": when},
+            )
+            for chat_id, kind in ((0, "console"), (42, "private")):
+                conn.execute(
+                    text(
+                        "INSERT INTO subscriber (chat_id, thread_id, chat_type, active,"
+                        " created_at, updated_at) VALUES (:c, 0, :k, true, :w, :w)"
+                    ),
+                    {"c": chat_id, "k": kind, "w": when},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (story_id, subscriber_id, state, attempts,"
+                    " next_attempt_at, created_at) SELECT 1, id, 'pending', 0, :w, :w"
+                    " FROM subscriber"
+                ),
+                {"w": when},
+            )
+        upgrade_schema(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT chat_type FROM subscriber")).scalars().all() == [
+                "private"
+            ]
+            assert conn.execute(
+                text("SELECT s.chat_id FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id")
+            ).scalars().all() == [42]
+            assert conn.execute(text("SELECT count(*) FROM delivery")).scalar_one() == 1
+            assert conn.execute(text("SELECT count(*) FROM story_cursor")).scalar_one() == 0
+    finally:
+        engine.dispose()
