@@ -188,7 +188,9 @@ def test_buttons_callback_data_is_read_strictly() -> None:
     assert parse("a:cov:12") == Press("cov", 12)
     assert parse("a:fb:12:known") == Press("fb", 12, "known")
     assert parse("a:fb:12") == Press("fb", 12)
-    for forged in ("a:fb:12:spam", "a:cov:x", "a:mute:1:2", "set:s:1", "a:cov:", None, ""):
+    assert parse("a:unmute:12") == Press("unmute", 12)
+    for forged in ("a:fb:12:spam", "a:cov:x", "a:mute:1:2", "a:unmute:1:2", "set:s:1", "a:cov:",
+                   None, ""):  # fmt: skip
         assert parse(forged) is None, forged
 
 
@@ -467,8 +469,10 @@ async def test_buttons_mute_show_coverage_and_take_feedback(
     assert answer.text == "Muted: no follow-ups or updates of this story will reach this chat."
     with Session(engine) as session:
         assert len(session.exec(select(StoryMute)).all()) == 1
-    again = await asyncio.to_thread(
-        bot_api.wait_answer, bot_api.press(451, muted_alert.message_id, text="Mute this story")
+    await asyncio.to_thread(bot_api.wait_edits, 451, muted_alert.message_id)  # now "Unmute"
+    again = await answered(  # the keyboard as it was before, pressed again
+        bot_api,
+        bot_api.press(451, muted_alert.message_id, data=f"a:mute:{first.story_id}", check=False),
     )
     assert again.text == "This story is already muted here."
 
@@ -480,7 +484,9 @@ async def test_buttons_mute_show_coverage_and_take_feedback(
     assert alert_of(bot_api, engine, follow.story_id, 452).reply_to == alert.message_id
     editor = CoverageEditor(engine, sender, owner=make_owner(), clock=clock)
     assert await editor.run_once() == 1  # only the chat that did not mute it
-    assert bot_api.edits(451) == [] and len(bot_api.edits(452, alert.message_id)) == 1
+    [turned] = bot_api.edits(451)  # only its buttons, by the mute
+    assert turned.method == "editmessagereplymarkup"
+    assert len(bot_api.edits(452, alert.message_id)) == 1
 
     before = len(bot_api.sent(452))
     query = bot_api.press(452, alert.message_id, text="All coverage")
@@ -546,6 +552,86 @@ async def test_only_a_groups_administrators_mute_a_story_for_it(
     assert coverage.text is None  # anyone may read the coverage
     with Session(engine) as session:
         assert len(session.exec(select(StoryMute)).all()) == 1
+
+
+def labels(markup: dict[str, object] | None) -> list[str]:
+    rows = (markup or {}).get("inline_keyboard", [])
+    return [b["text"] for row in rows for b in row]  # type: ignore[attr-defined, union-attr]
+
+
+async def test_a_muted_alert_offers_to_unmute_and_unmuting_lets_follow_ups_through(
+    engine: Engine, running_bot: App, bot_api: BotApiServer
+) -> None:
+    subscribe_chats(engine, [456])
+    first = icj(engine)
+    clock = Clock(T0 + timedelta(hours=1))
+    await deliverer(engine, running_bot, clock).drain()
+    alert = alert_of(bot_api, engine, first.story_id, 456)
+    story = first.story_id
+
+    await answered(bot_api, bot_api.press(456, alert.message_id, text="Mute this story"))
+    [edit] = await asyncio.to_thread(bot_api.wait_edits, 456, alert.message_id)
+    assert edit.method == "editmessagereplymarkup" and edit.plain == alert.plain
+    assert labels(edit.reply_markup) == ["All coverage", "Unmute this story", "Not news?"]
+    assert [d for row in bot_api.buttons(456, alert.message_id) for _, d in row] == [
+        f"a:cov:{story}", f"a:unmute:{story}", f"a:fb:{story}",
+    ]  # fmt: skip
+
+    stale = await answered(bot_api, bot_api.press(456, alert.message_id, data=f"a:mute:{story}",
+                                                   check=False))  # fmt: skip
+    assert stale.text == "This story is already muted here."  # the keyboard already says so
+    assert len(bot_api.edits(456, alert.message_id)) == 1
+
+    unmuted = await answered(
+        bot_api, bot_api.press(456, alert.message_id, text="Unmute this story")
+    )
+    assert unmuted.text == (
+        "Unmuted: follow-ups and updates of this story will reach this chat again."
+    )
+    with Session(engine) as session:
+        assert session.exec(select(StoryMute)).all() == []
+    [_, back] = await asyncio.to_thread(bot_api.wait_edits, 456, alert.message_id, count=2)
+    assert labels(back.reply_markup) == ["All coverage", "Mute this story", "Not news?"]
+    again = await answered(bot_api, bot_api.press(456, alert.message_id, data=f"a:unmute:{story}",
+                                                  check=False))  # fmt: skip
+    assert again.text == "This story is not muted here."
+
+    follow = refusal(engine, story)
+    clock.advance(hours=2)
+    await deliverer(engine, running_bot, clock).drain()
+    assert alert_of(bot_api, engine, follow.story_id, 456).reply_to == alert.message_id
+
+
+async def test_a_french_chat_mutes_and_unmutes_in_french_and_only_admins_unmute_a_group(
+    engine: Engine, running_bot: App, bot_api: BotApiServer
+) -> None:
+    group = -1004712
+    subscribe_chats(engine, [group], chat_type="supergroup")
+    languages.choose(engine, Chat(group), "fr")
+    bot_api.set_admins(group, [900])
+    first = icj(engine)
+    await deliverer(engine, running_bot, Clock(T0 + timedelta(hours=1))).drain()
+    alert = alert_of(bot_api, engine, first.story_id, group)
+    fr = translator("fr")
+    done = await answered(bot_api, bot_api.press(
+        group, alert.message_id, text="Ne plus suivre cette affaire", user_id=900))  # fmt: skip
+    assert done.text == fr.gettext(
+        "Muted: no follow-ups or updates of this story will reach this chat."
+    )
+    [edit] = await asyncio.to_thread(bot_api.wait_edits, group, alert.message_id)
+    unmute = fr.gettext("Unmute this story")
+    assert unmute != "Unmute this story" and unmute in labels(edit.reply_markup)
+    refused = await answered(
+        bot_api, bot_api.press(group, alert.message_id, text=unmute, user_id=901)
+    )
+    assert refused.text == admins.refusal(Voice("fr")) and refused.show_alert
+    with Session(engine) as session:
+        assert len(session.exec(select(StoryMute)).all()) == 1
+    await answered(bot_api, bot_api.press(group, alert.message_id, text=unmute, user_id=900))
+    with Session(engine) as session:
+        assert session.exec(select(StoryMute)).all() == []
+    [_, back] = await asyncio.to_thread(bot_api.wait_edits, group, alert.message_id, count=2)
+    assert "Ne plus suivre cette affaire" in labels(back.reply_markup)
 
 
 async def test_a_forged_or_stale_button_changes_nothing(

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, delete, func, or_, update
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -132,6 +132,21 @@ def mute(engine: Engine, chat_id: int, thread_id: int, story_id: int) -> bool:
         except StorageConflict:  # pressed twice at once
             return False
         return True
+
+
+def unmute(engine: Engine, chat_id: int, thread_id: int, story_id: int) -> bool:
+    """The chat (topic) unmutes a story it muted; False when it had not muted it."""
+    with Session(engine) as session:
+        row = _subscriber(session, chat_id, thread_id)
+        if row is None or row.id is None:
+            return False
+        gone = session.execute(
+            delete(StoryMute).where(
+                col(StoryMute.subscriber_id) == row.id, col(StoryMute.story_id) == story_id
+            )
+        )
+        session.commit()
+        return bool(gone.rowcount)  # type: ignore[attr-defined]
 
 
 def record_feedback(engine: Engine, chat_id: int, story_id: int, verdict: str) -> bool:
@@ -262,7 +277,6 @@ def claim_edits(
             col(Delivery.next_attempt_at) <= now,
             or_(col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now),
             col(Subscriber.active).is_(True),
-            col(Subscriber.chat_type) != "console",
             col(Delivery.story_id).not_in(muted),
             counts.c.duplicates > col(Delivery.outlets_shown),
         )

@@ -6,6 +6,7 @@ Callback data (at most 64 bytes, Telegram's limit) carries the story id:
 
     a:cov:<story>            All coverage
     a:mute:<story>           Mute this story
+    a:unmute:<story>         Unmute this story (the button once the chat muted it)
     a:fb:<story>             Not news? (asks why)
     a:fb:<story>:irrelevant  … not relevant to me
     a:fb:<story>:known       … I knew it already
@@ -34,7 +35,7 @@ MAX_COVERAGE_TITLE = 200
 class Press:
     """A button pressed under an alert, read back from its callback data."""
 
-    action: str  # cov | mute | fb
+    action: str  # cov | mute | unmute | fb
     story_id: int
     verdict: str | None = None  # fb only: irrelevant | known, None to ask
 
@@ -47,7 +48,7 @@ def parse(data: str | None) -> Press | None:
     if len(parts) not in (2, 3) or not parts[1].isdigit() or len(parts[1]) > 18:
         return None
     action, story_id = parts[0], int(parts[1])
-    if action in ("cov", "mute") and len(parts) == 2:
+    if action in ("cov", "mute", "unmute") and len(parts) == 2:
         return Press(action, story_id)
     if action == "fb":
         verdict = parts[2] if len(parts) == 3 else None
@@ -76,15 +77,18 @@ def why_line(topics: Sequence[str], follows: str | None, v: Voice) -> str:
     return html.escape(tag + why, quote=False)
 
 
-def keyboard(story_id: int, v: Voice) -> InlineKeyboardMarkup:
-    """The buttons under an alert."""
+def keyboard(story_id: int, v: Voice, *, muted: bool = False) -> InlineKeyboardMarkup:
+    """The buttons under an alert; once the chat muted the story, its mute button unmutes."""
+    mute = (
+        InlineKeyboardButton(v.gettext("Unmute this story"), callback_data=f"a:unmute:{story_id}")
+        if muted
+        else InlineKeyboardButton(v.gettext("Mute this story"), callback_data=f"a:mute:{story_id}")
+    )
     return InlineKeyboardMarkup(
         [
             [
                 InlineKeyboardButton(v.gettext("All coverage"), callback_data=f"a:cov:{story_id}"),
-                InlineKeyboardButton(
-                    v.gettext("Mute this story"), callback_data=f"a:mute:{story_id}"
-                ),
+                mute,
             ],
             [InlineKeyboardButton(v.gettext("Not news?"), callback_data=f"a:fb:{story_id}")],
         ]
