@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.delivery.digest import Digests, render_digest
-from bot.i18n import Voice
+from bot.i18n import Voice, translator
 from bot.owners import make_owner
 from bot.records import Entry
 from bot.storage import items, outbox, subscribers
@@ -28,6 +28,7 @@ from bot.storage.digests import DigestStory
 from bot.storage.models import Delivery, Digest, Story, Subscriber
 from bot.telegram.app import App, sender_for
 from bot.telegram.render import utf16_len
+from bot.topics import TOPICS
 from tests.servers.bot_api import BotApiServer
 from tests.servers.bot_fixtures import subscribe_chats
 from tests.servers.bot_process import BotProcess, write_config
@@ -174,21 +175,40 @@ async def test_a_long_digest_is_split_cleanly_at_4096(
         assert shown.count(title) == 1
         assert any(title in p.plain for p in parts)
     assert "mars 2026" in shown  # dates in the chat's language
+    labels = {"Sécurité", "Politique et gouvernance", "Économie et ressources"}
+    assert {translator("fr").gettext(t.label) for t in TOPICS[1:4]} == labels
+    starts = [p.plain.splitlines()[0] for p in parts[1:]]  # every part says its topic
+    continued = {f"{label} (suite)" for label in labels}
+    assert all(first in labels | continued for first in starts), starts
+    assert any(first in continued for first in starts), starts  # a topic across a cut
     [row] = digest_rows(engine)
     assert (row.state, row.parts_sent) == ("sent", len(parts))
 
 
-def test_render_keeps_each_story_whole_and_within_the_limit() -> None:
+def test_a_part_that_starts_inside_a_topic_repeats_its_heading() -> None:
     stories = [
-        DigestStory(n, f"Title {n} " + "x" * 400, f"https://w.test/{n}", "Outlet", NOW,
-                    "y " * 500, "security")
+        DigestStory(n, f"Title {n}", f"https://w.test/{n}", "Outlet", NOW - timedelta(hours=n),
+                    "y " * 300, ("security", "humanitarian")[n // 6])
         for n in range(12)
     ]  # fmt: skip
     since = NOW - timedelta(days=1)
-    parts = render_digest(stories, Voice("en", "UTC"), since=since, now=NOW, limit=2048)
-    assert len(parts) > 1
-    assert all(utf16_len(p) <= 2048 for p in parts)
+    parts = render_digest(stories, Voice("en", "UTC"), since=since, now=NOW, limit=1400)
+    assert len(parts) >= 4 and all(utf16_len(p) <= 1400 for p in parts)
+    firsts = [p.split("\n")[0] for p in parts]
+    assert firsts[0] == "<b>Sahel Watch digest</b>: 12 new developments"
+    headings = [line for p in parts for line in p.split("\n") if line in (
+        "<b>Security</b>", "<b>Humanitarian</b>",
+        "<b>Security (continued)</b>", "<b>Humanitarian (continued)</b>",
+    )]  # fmt: skip
+    assert headings[0] == "<b>Security</b>" and headings.count("<b>Security</b>") == 1
+    assert headings.count("<b>Humanitarian</b>") == 1
+    for part, first in zip(parts[1:], firsts[1:], strict=True):  # each part names its topic
+        assert first in headings and part.split("\n")[1].startswith("• <b>"), part[:80]
+    assert "<b>Security (continued)</b>" in firsts[1:]
+    assert "<b>Humanitarian (continued)</b>" in firsts[1:]
     assert sum(p.count("https://w.test/") for p in parts) == 12
+    parts_fr = render_digest(stories, Voice("fr", "UTC"), since=since, now=NOW, limit=1400)
+    assert "<b>Sécurité (suite)</b>" in [p.split("\n")[0] for p in parts_fr]
 
 
 async def test_quiet_hours_then_a_chat_leaving_digests_gets_its_held_alerts_at_once(

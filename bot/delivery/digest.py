@@ -15,7 +15,8 @@ error or a send without an answer is retried with backoff, then the digest fails
 Rendering: the period's stories grouped by reader topic (bot/topics.py, in the menu's
 order; stories of no known topic last), newest first within a group; every feed string
 cleaned and escaped; the text packed into parts of at most 4096 UTF-16 units, cut only
-between stories (bot/telegram/render.py `pack`).
+between stories; a part that starts inside a topic repeats its heading ("Security
+(continued)").
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from bot.pacing import backoff
 from bot.storage import digests, subscribers
 from bot.storage.digests import ClaimedDigest, DigestStory
 from bot.storage.models import utcnow
-from bot.telegram.render import MAX_LENGTH, anchor, clean, pack
+from bot.telegram.render import MAX_LENGTH, anchor, clean, utf16_len
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +121,28 @@ def render_digest(
     groups: dict[str, list[DigestStory]] = {}
     for story in sorted(stories, key=lambda s: (s.published, s.story_id), reverse=True):
         groups.setdefault(_topic_of(story), []).append(story)
-    blocks: list[str] = []
+    parts: list[str] = []
+    current = header
     for key in (*topics.KEYS, OTHER):
-        members = groups.get(key, [])
         label = (
             voice.gettext(topics.BY_KEY[key].label) if key != OTHER else voice.gettext("Other news")
         )
-        for index, story in enumerate(members):
+        heading = f"<b>{html.escape(label)}</b>\n"
+        for index, story in enumerate(groups.get(key, [])):
             block = _story_block(story, voice, now)
-            blocks.append(f"<b>{html.escape(label)}</b>\n{block}" if index == 0 else block)
-    return pack(blocks, header=header, limit=limit)
+            if index == 0:
+                block = heading + block
+            candidate = f"{current}\n\n{block}"
+            if utf16_len(candidate) <= limit:
+                current = candidate
+                continue
+            parts.append(current)  # a new part: it says which topic it is in
+            if index > 0:
+                again = voice.gettext("%(topic)s (continued)") % {"topic": label}
+                block = f"<b>{html.escape(again)}</b>\n{block}"
+            current = block
+    parts.append(current)
+    return parts
 
 
 class Digests:
