@@ -60,7 +60,8 @@ SEND_LATENCY = Histogram(
 
 
 class DatabaseCollector(Collector):
-    """Stories, subscribers and deliveries by state, counted in the database at scrape time."""
+    """Stories, subscribers, deliveries and digests by state, digest parts sent and alerts held
+    (for a digest, for quiet hours), counted in the database at scrape time."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -71,8 +72,18 @@ class DatabaseCollector(Collector):
             "sahelwatch_deliveries", "Delivery rows by state", labels=["state"]
         )
         subscribers = GaugeMetricFamily("sahelwatch_subscribers", "Active subscribers")
+        digests = GaugeMetricFamily("sahelwatch_digests", "Digest rows by state", labels=["state"])
+        parts = GaugeMetricFamily(
+            "sahelwatch_digest_parts_sent", "Digest messages sent, all digests stored"
+        )
+        held = GaugeMetricFamily(
+            "sahelwatch_alerts_held",
+            "Alerts waiting for their chat's next digest or for its quiet hours to end",
+            labels=["reason"],
+        )
         try:
             counted = stats.counts(self._engine)
+            digested = stats.digest_counts(self._engine)
         except StorageError:
             log.warning("metrics: database did not answer", exc_info=False)
             return
@@ -81,9 +92,12 @@ class DatabaseCollector(Collector):
         for state, n in counted.deliveries:
             deliveries.add_metric([state], n)
         subscribers.add_metric([], counted.subscribers_active)
-        yield stories
-        yield deliveries
-        yield subscribers
+        for state, n in digested.digests:
+            digests.add_metric([state], n)
+        parts.add_metric([], digested.parts_sent)
+        held.add_metric(["digest"], digested.held_for_digest)
+        held.add_metric(["quiet_hours"], digested.held_for_quiet_hours)
+        yield from (stories, deliveries, subscribers, digests, parts, held)
 
 
 OPS_CLIENT_TIMEOUT = 10.0  # seconds a client may stay silent before its connection is closed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from datetime import timedelta
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot import metrics
-from bot.storage.models import Delivery, Story, Subscriber
+from bot.storage.models import Delivery, Digest, Story, Subscriber, utcnow
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -91,3 +92,40 @@ def test_a_silent_connection_is_closed_after_the_client_timeout(engine: Engine) 
             assert 0.2 < time.monotonic() - started < 3.0
     finally:
         server.stop()
+
+
+def test_metrics_show_digests_their_parts_and_alerts_held(engine: Engine) -> None:
+    now = utcnow()
+    minute = now.hour * 60 + now.minute
+    with Session(engine) as session:
+        for n in range(3):
+            session.add(Story(title=f"t{n}", link=f"https://x.test/{n}", feed_name="X"))
+        session.add(Subscriber(chat_id=1, delivery_mode="digest"))
+        session.add(
+            Subscriber(chat_id=2, quiet_from=(minute - 60) % 1440, quiet_to=(minute + 120) % 1440)
+        )  # in its quiet hours now
+        session.add(Subscriber(chat_id=3, quiet_from=(minute + 180) % 1440,
+                               quiet_to=(minute + 240) % 1440))  # awake now  # fmt: skip
+        session.commit()
+        session.add(Delivery(story_id=1, subscriber_id=1, state="held"))
+        session.add(Delivery(story_id=2, subscriber_id=1, state="held"))
+        session.add(Delivery(story_id=3, subscriber_id=1, state="digested"))
+        session.add(Delivery(story_id=1, subscriber_id=2, state="pending"))
+        session.add(Delivery(story_id=2, subscriber_id=2, state="sent"))
+        session.add(Delivery(story_id=1, subscriber_id=3, state="pending"))
+        day = timedelta(days=1)
+        for n, (state, parts) in enumerate((("sent", 3), ("pending", 0), ("failed", 1))):
+            end = now - n * day
+            session.add(Digest(subscriber_id=1, period_start=end - day, period_end=end,
+                               state=state, parts_sent=parts))  # fmt: skip
+        session.commit()
+    server = metrics.OpsServer("127.0.0.1", 0, engine, lambda: (True, "healthy: fine"))
+    try:
+        shown = scrape(server.port)
+    finally:
+        server.stop()
+    for state, n in (("sent", 1), ("pending", 1), ("failed", 1)):
+        assert shown[("sahelwatch_digests", (("state", state),))] == n
+    assert shown[("sahelwatch_digest_parts_sent", ())] == 4
+    assert shown[("sahelwatch_alerts_held", (("reason", "digest"),))] == 2
+    assert shown[("sahelwatch_alerts_held", (("reason", "quiet_hours"),))] == 1

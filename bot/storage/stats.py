@@ -11,8 +11,9 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bot.delivery.choices import Choices, quiet_until
 from bot.records import FeedSpec
-from bot.storage.models import Delivery, Feed, PollRun, Story, Subscriber, utcnow
+from bot.storage.models import Delivery, Digest, Feed, PollRun, Story, Subscriber, utcnow
 from bot.storage.stories import outlet
 from bot.storage.subscribers import CONSOLE
 from bot.telegram.views import FeedHealth, StatsView, StatusView
@@ -173,4 +174,50 @@ def stats_view(
         deliveries=counted.deliveries,
         feeds=tuple(feed_health(engine, specs)),
         last_poll=counted.last_poll,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DigestCounts:
+    """Digests and the alerts waiting for one (or for quiet hours), counted: `/metrics`."""
+
+    digests: tuple[tuple[str, int], ...]  # (state, count), by state
+    parts_sent: int  # digest messages on the wire, all digests
+    held_for_digest: int  # alerts held for their chat's next digest
+    held_for_quiet_hours: int  # alerts of chats in their quiet hours now, waiting for the end
+
+
+def digest_counts(engine: Engine, *, now: datetime | None = None) -> DigestCounts:
+    now = now or utcnow()
+    with Session(engine) as session:
+        by_state = session.exec(
+            select(Digest.state, func.count()).group_by(Digest.state).order_by(Digest.state)
+        ).all()
+        parts = session.exec(select(func.coalesce(func.sum(Digest.parts_sent), 0))).one()
+        held = session.exec(
+            select(func.count()).select_from(Delivery).where(col(Delivery.state) == "held")
+        ).one()
+        quiet = session.exec(  # pending alerts by the quiet hours of their chat
+            select(Subscriber.quiet_from, Subscriber.quiet_to, Subscriber.timezone, func.count())
+            .join(Delivery, col(Delivery.subscriber_id) == col(Subscriber.id))
+            .where(
+                col(Delivery.state) == "pending",
+                col(Subscriber.active).is_(True),
+                col(Subscriber.quiet_from).is_not(None),
+                col(Subscriber.quiet_to).is_not(None),
+            )
+            .group_by(
+                col(Subscriber.quiet_from), col(Subscriber.quiet_to), col(Subscriber.timezone)
+            )
+        ).all()
+    waiting = sum(
+        int(n)
+        for start, end, zone, n in quiet
+        if quiet_until(Choices(timezone=zone, quiet_from=start, quiet_to=end), now) is not None
+    )
+    return DigestCounts(
+        digests=tuple((state, int(n)) for state, n in by_state),
+        parts_sent=int(parts),
+        held_for_digest=int(held),
+        held_for_quiet_hours=waiting,
     )
