@@ -17,12 +17,13 @@ from sqlalchemy.engine import Engine
 
 from bot import backup, feedback, feedlist
 from bot.decide.embed import ModelUnavailable
+from bot.delivery.console import CURSOR
 from bot.errors import ConfigError
 from bot.feeds.schedule import duration
 from bot.logs import setup_logging
 from bot.pipeline import CycleReport, Pipeline
 from bot.settings import Settings, load_settings
-from bot.storage import stats, subscribers
+from bot.storage import cursors, stats
 from bot.storage.db import NoDatabase, create_schema, make_engine, open_existing
 from bot.storage.errors import StorageError
 from bot.storage.models import Feed
@@ -85,11 +86,12 @@ async def _poll_once(settings: Settings) -> CycleReport:
     engine = make_engine(settings.database_url)
     try:
         create_schema(engine)
-        # the same audience as `run`: the console in console mode, else the subscribers
+        # the same audience as `run`: the console's cursor in console mode (the next `run`
+        # prints what this cycle alerts), else the subscribers' outbox rows
         if settings.telegram_bot_token is None:
-            subscribers.ensure_console(engine)
+            cursors.start(engine, CURSOR)
         else:
-            subscribers.retire_console(engine)
+            cursors.drop(engine, CURSOR)
         pipeline = Pipeline.create(settings, engine)
         try:
             return await pipeline.run_cycle(force=True)

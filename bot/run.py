@@ -3,7 +3,8 @@
     scheduler ──► poll job (Pipeline.run_cycle: stories + outbox rows) ──► wakes the deliverer
               ├─► housekeeping job (renew delivery leases, recover interrupted deliveries)
               └─► digests job (fold due periods, send due digests: bot/delivery/digest.py)
-    deliverer ──► drains the outbox to Telegram (or to stdout in console mode)
+    deliverer ──► drains the outbox to Telegram (in console mode: prints each alerted story,
+                  bot/delivery/console.py)
     Telegram  ──► long polling (or webhook) for the chat commands, while this replica holds
                   the "telegram-updates" lease (bot/role.py)
 
@@ -14,8 +15,10 @@ claimed it (bot/outbox.py); only the holder of the updates lease reads Telegram 
 and another replica takes over within 1.25 × `telegram.updates_lease_seconds` when it
 dies. Every replica sends alerts.
 
-With TELEGRAM_BOT_TOKEN unset, the bot runs in console mode: a console pseudo-subscriber
-receives every alert through the same outbox path and the deliverer prints its text.
+With TELEGRAM_BOT_TOKEN unset, the bot runs in console mode: the console is one more
+sender, not a subscriber. It prints every alerted story once, in order, following its
+cursor (bot/storage/cursors.py); the outbox is left to Telegram. A run with a token drops
+that cursor, so a later console run starts from what is new then.
 
 SIGTERM or SIGINT stops it cleanly: no new poll or claim starts; a running poll cycle
 finishes (its transaction commits or rolls back whole); in-flight sends get a few seconds
@@ -37,7 +40,7 @@ from sqlalchemy.engine import Engine
 from telegram.error import NetworkError
 
 from bot.decide.embed import ModelUnavailable, load_embedder
-from bot.delivery.console import ConsoleSender
+from bot.delivery.console import CURSOR, ConsoleReader, ConsoleSender
 from bot.delivery.digest import DIGEST_SECONDS, Digests
 from bot.delivery.ratelimit import forget_idle_chats
 from bot.delivery.sender import Sender
@@ -50,7 +53,7 @@ from bot.role import LeasedRole
 from bot.scheduler import Jobs, build_scheduler
 from bot.seeds import load_seeds
 from bot.settings import Settings
-from bot.storage import subscribers
+from bot.storage import cursors
 from bot.storage.db import create_schema, make_engine
 from bot.telegram.app import (
     App,
@@ -175,6 +178,10 @@ async def _serve(
     seeds = seed_lines(settings)
     owner = make_owner()
     policy = policy or Policy(max_attempts=settings.telegram.max_send_attempts)
+    # console mode: the console's reader, its cursor started before the first poll
+    consoles = [] if settings.telegram_bot_token else [ConsoleReader(engine, ConsoleSender(out))]
+    for console in consoles:
+        await console.start()
     pipeline = _pipeline(settings, engine, owner)
     deliverers: list[Deliverer] = []  # one, once there is somewhere to send to
     digest_senders: list[Digests] = []  # likewise
@@ -186,6 +193,8 @@ async def _serve(
         if getattr(report, "new_story_ids", None):
             for deliverer in deliverers:
                 deliverer.wake()
+            for console in consoles:
+                console.wake()
 
     async def housekeeping() -> None:
         for deliverer in deliverers:
@@ -219,27 +228,23 @@ async def _serve(
     refused: list[str] = []
     try:
         sender: Sender
-        if settings.telegram_bot_token is None:
+        if consoles:
             print(CONSOLE_BANNER, file=out, flush=True)
             log.info("console mode: no TELEGRAM_BOT_TOKEN")
-            await asyncio.to_thread(subscribers.ensure_console, engine)
-            sender = ConsoleSender(out)
+            drain = asyncio.create_task(consoles[0].run(stop_delivery), name="console")
         else:
             application = build_application(settings, engine, seeds=seeds)
             if not await _connect(application, settings, stop):
                 return  # stopped before Telegram answered
-            await asyncio.to_thread(subscribers.retire_console, engine)
+            await asyncio.to_thread(cursors.drop, engine, CURSOR)  # console mode has ended
             sender = sender_for(application)
-        deliverer = Deliverer(
-            engine, sender, owner=owner, policy=policy, console=application is None
-        )
-        await deliverer.recover()  # rows a dead local process left mid-send: pending again
-        deliverers.append(deliverer)
-        if application is not None:
+            deliverer = Deliverer(engine, sender, owner=owner, policy=policy)
+            await deliverer.recover()  # rows a dead local process left mid-send: pending again
+            deliverers.append(deliverer)
             digester = Digests(engine, sender, owner=owner)
             await digester.recover()  # digests a dead local process left mid-send
             digest_senders.append(digester)
-        drain = asyncio.create_task(deliverer.run(stop_delivery), name="deliverer")
+            drain = asyncio.create_task(deliverer.run(stop_delivery), name="deliverer")
         reader = _updates_role(settings, engine, owner, application)
         reading = asyncio.create_task(reader.run(stop_roles), name="updates") if reader else None
         log.info(

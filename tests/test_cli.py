@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from importlib.metadata import version
@@ -18,11 +20,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from bot.delivery.console import CURSOR
+from bot.storage import cursors
 from bot.storage.db import make_engine
 from bot.storage.models import Delivery, Feed, Item, PollRun, Story, Subscriber
 from tests.conftest import PG_ADMIN
 from tests.servers.bot_api import BotApiServer, Limits
-from tests.servers.bot_fixtures import subscribe_chats
+from tests.servers.bot_fixtures import insert_story, subscribe_chats
 from tests.servers.bot_process import BotProcess, write_config
 from tests.servers.feed_server import FeedServer
 from tests.servers.feedgen import rss
@@ -179,20 +183,46 @@ def test_poll_once_queues_its_alerts_and_the_next_run_delivers_them(
     assert proc.returncode == 0, proc.stderr
     engine = make_engine(database_url)
     try:
-        with Session(engine) as session:
-            pending = session.execute(
-                select(col(Subscriber.chat_type), col(Delivery.state)).join(
-                    Subscriber, col(Subscriber.id) == col(Delivery.subscriber_id)
-                )
-            ).all()
-        assert pending == [("console", "pending")]
+        # the console is no subscriber: the alert waits after the console's cursor
+        assert (count(engine, Subscriber), count(engine, Delivery)) == (0, 0)
+        batch = cursors.pending(engine, CURSOR, 10)
+        assert [s.title for s in batch.stories] == [AIRSPACE["title"]]
         with BotProcess(tmp_path, config, database_url) as bot:
             bot.wait_for(AIRSPACE["title"], timeout=60)
+            wait_for_cursor(engine, lambda: not cursors.pending(engine, CURSOR, 10).stories)
             assert bot.stop() == 0
-        with Session(engine) as session:
-            states = session.execute(select(col(Delivery.state))).scalars().all()
-        assert states == ["sent"]
         assert bot.stdout().count(AIRSPACE["title"]) == 1
+        with BotProcess(tmp_path, config, database_url, tag="again") as again:  # only the new
+            insert_story(engine, title="Written while the console runs", deliver=False)
+            again.wait_for("Written while the console runs")
+            assert again.stop() == 0
+        assert AIRSPACE["title"] not in again.stdout()
+        assert (count(engine, Subscriber), count(engine, Delivery)) == (0, 0)
+    finally:
+        engine.dispose()
+
+
+def wait_for_cursor(engine: Engine, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the console's cursor did not move")
+        time.sleep(0.05)
+
+
+def test_poll_once_with_a_token_ends_console_mode(
+    tmp_path: Path, feed_server: FeedServer, database_url: str
+) -> None:
+    url = feed_server.add("/wire.xml", body=rss([], title="wire"))
+    config = write_config(tmp_path, feeds=[(url, "wire", "en")], poll_interval=3600)
+    assert sw("poll-once", cwd=tmp_path, config=config, DATABASE_URL=database_url).returncode == 0
+    engine = make_engine(database_url)
+    try:
+        assert cursors.start(engine, CURSOR) == 0  # poll-once started it
+        proc = sw("poll-once", cwd=tmp_path, config=config, DATABASE_URL=database_url,
+                  TELEGRAM_BOT_TOKEN="123:never-used")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert cursors.drop(engine, CURSOR) is False  # poll-once with a token dropped it
     finally:
         engine.dispose()
 

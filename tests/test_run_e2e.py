@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
+from bot.delivery.console import CURSOR
 from bot.health import check_health
-from bot.storage.models import Delivery
+from bot.storage import cursors
+from bot.storage.db import create_schema, make_engine
+from bot.storage.models import Delivery, StoryCursor, Subscriber
 from tests.servers.bot_api import BotApiServer, Limits
 from tests.servers.bot_fixtures import insert_story, settings_for, subscribe_chats
 from tests.servers.bot_process import REPO, BotProcess, write_config
@@ -116,6 +119,37 @@ def test_console_mode_prints_alerts_without_a_token(
     assert "<https://www.panafricawire.test/africa/2025/09/05/mali-icj-algeria-drone>" in printed
     assert printed.count(items["dev-029"]["title"]) == 1
     assert items["dev-018"]["title"] not in printed
+    engine = make_engine(database_url)
+    try:  # the console is no subscriber: no chat, no outbox row
+        with Session(engine) as session:
+            assert session.exec(select(func.count()).select_from(Subscriber)).one() == 0
+            assert session.exec(select(func.count()).select_from(Delivery)).one() == 0
+    finally:
+        engine.dispose()
+
+
+def cursor_row(engine: Engine) -> StoryCursor | None:
+    with Session(engine) as session:
+        return session.get(StoryCursor, CURSOR)
+
+
+def test_a_run_with_a_token_drops_the_console_cursor(
+    tmp_path: Path, bot_api: BotApiServer, database_url: str
+) -> None:
+    engine = make_engine(database_url)
+    try:
+        create_schema(engine)
+        cursors.start(engine, CURSOR)  # a console run was here before
+        config = write_config(tmp_path, feeds=[("http://127.0.0.1:9/none.xml", "None", "en")])
+        with BotProcess(tmp_path, config, database_url, api=bot_api) as bot:
+            wait(lambda: cursor_row(engine) is None, what="the console's cursor dropped")
+            bot.wait_for("long polling as @sahel_test_bot")
+            assert bot.stop() == 0
+        insert_story(engine, title="Sent to Telegram meanwhile")
+        assert cursors.start(engine, CURSOR) > 0  # a later console run starts fresh
+        assert cursors.pending(engine, CURSOR, 10).stories == ()
+    finally:
+        engine.dispose()
 
 
 def test_a_rejected_token_is_a_clear_error_without_the_token(

@@ -123,12 +123,10 @@ class Deliverer:
         *,
         owner: str,
         policy: Policy | None = None,
-        console: bool = False,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine, self.sender, self.owner = engine, sender, owner
         self.policy = policy or Policy()
-        self.console = console
         self.tally = Tally()
         self._clock = clock
         self._wake = asyncio.Event()
@@ -146,9 +144,8 @@ class Deliverer:
         # alerts sent by this process, (story, subscriber) -> message id: a follow-up claimed
         # with its story replies to it before the database has recorded it
         self._sent_here: dict[tuple[int, int], int] = {}
-        self.editor = (  # coverage edits of the alerts sent (bot/telegram/coverage.py)
-            None if console else CoverageEditor(engine, sender, owner=owner, clock=clock)
-        )
+        # coverage edits of the alerts sent (bot/telegram/coverage.py)
+        self.editor = CoverageEditor(engine, sender, owner=owner, clock=clock)
 
     def _retry_delay(self, attempts: int) -> float:
         return backoff(attempts, base=self.policy.backoff_base, cap=self.policy.backoff_max)
@@ -207,7 +204,6 @@ class Deliverer:
             owner=self.owner,
             limit=room,
             lease_seconds=self.policy.lease_seconds,
-            console=self.console,
             now=self._clock(),
         )
         loop = asyncio.get_running_loop()
@@ -430,7 +426,7 @@ class Deliverer:
         )
         v = Voice(thread.language, thread.timezone)
         text = render_alert(view, v=v, explain=why_line(view.topics, thread.follows_title, v))
-        buttons = None if self.console else keyboard(view.story_id, v)
+        buttons = keyboard(view.story_id, v)
         await self._my_turn(job)
         reply_to, wait = self._reply_to(job, thread)
         if wait:  # the alert it follows up is on its way: send this one after it, as a reply

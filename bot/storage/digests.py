@@ -33,7 +33,7 @@ from bot.storage import leased
 from bot.storage.errors import StorageConflict
 from bot.storage.models import Delivery, Digest, Story, StoryMute, Subscriber, utcnow
 from bot.storage.outbox import choices_of
-from bot.storage.subscribers import CONSOLE, deactivate
+from bot.storage.subscribers import deactivate
 
 _ERROR_CHARS = 500
 
@@ -53,7 +53,6 @@ def _due_chats(now: datetime) -> ColumnElement[bool]:
     )
     return and_(
         col(Subscriber.active).is_(True),
-        col(Subscriber.chat_type) != CONSOLE,
         or_(
             and_(
                 digest_mode,

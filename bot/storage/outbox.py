@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 from bot.delivery import choices
 from bot.storage import leased
 from bot.storage.models import Delivery, Story, StoryMute, Subscriber, utcnow
-from bot.storage.subscribers import CONSOLE, deactivate
+from bot.storage.subscribers import deactivate
 
 _ERROR_CHARS = 500
 
@@ -54,13 +54,11 @@ class Claimed:
     language: str = "en"
 
 
-def _due(now: datetime, console: bool) -> ColumnElement[bool]:
-    kind = col(Subscriber.chat_type) == CONSOLE if console else col(Subscriber.chat_type) != CONSOLE
+def _due(now: datetime) -> ColumnElement[bool]:
     return and_(
         col(Delivery.state) == "pending",
         col(Delivery.next_attempt_at) <= now,
         col(Subscriber.active).is_(True),
-        kind,
     )
 
 
@@ -74,10 +72,9 @@ def claim(
     owner: str,
     limit: int,
     lease_seconds: float,
-    console: bool = False,
     now: datetime | None = None,
 ) -> list[Claimed]:
-    """Lease up to `limit` due deliveries for Telegram, or for the console, oldest due first
+    """Lease up to `limit` due deliveries, oldest due first
     and, among those, in the stories' publication order (the order they are returned in).
 
     Each chat's choices are applied in the same transaction (bot/delivery/choices.py): a row
@@ -92,8 +89,8 @@ def claim(
     with Session(engine) as session:
         for _ in range(MAX_ROUNDS):
             want = limit - len(claimed)
-            rows = _lease(session, owner, want, lease_seconds, console, now)
-            claimed += _apply_choices(session, owner, rows, now, console)
+            rows = _lease(session, owner, want, lease_seconds, now)
+            claimed += _apply_choices(session, owner, rows, now)
             if len(rows) < want or len(claimed) >= limit:
                 break
         session.commit()
@@ -102,14 +99,14 @@ def claim(
 
 
 def _lease(
-    session: Session, owner: str, limit: int, lease_seconds: float, console: bool, now: datetime
+    session: Session, owner: str, limit: int, lease_seconds: float, now: datetime
 ) -> list[_Row]:
     published = func.coalesce(col(Story.published), col(Story.created_at))
     pick = (
         select(Delivery.id)
         .join(Subscriber, col(Subscriber.id) == col(Delivery.subscriber_id))
         .join(Story, col(Story.id) == col(Delivery.story_id))
-        .where(_due(now, console))
+        .where(_due(now))
         .order_by(col(Delivery.next_attempt_at), published, col(Delivery.id))
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)
@@ -134,7 +131,7 @@ def _lease(
 
 
 def _apply_choices(
-    session: Session, owner: str, rows: Sequence[_Row], now: datetime, console: bool
+    session: Session, owner: str, rows: Sequence[_Row], now: datetime
 ) -> list[tuple[datetime, Claimed]]:
     """Settle the rows the chats' choices set aside; the rest, to send now."""
     if not rows:
@@ -158,13 +155,12 @@ def _apply_choices(
         ).all()
     }
     muted: dict[int, set[int]] = {}
-    if not console:
-        for subscriber_id, story_id in session.execute(
-            select(StoryMute.subscriber_id, StoryMute.story_id).where(
-                col(StoryMute.subscriber_id).in_(list(chats))
-            )
-        ).all():
-            muted.setdefault(int(subscriber_id), set()).add(int(story_id))
+    for subscriber_id, story_id in session.execute(
+        select(StoryMute.subscriber_id, StoryMute.story_id).where(
+            col(StoryMute.subscriber_id).in_(list(chats))
+        )
+    ).all():
+        muted.setdefault(int(subscriber_id), set()).add(int(story_id))
     follows = _follows(session, stories) if muted else {}
     out: list[tuple[datetime, Claimed]] = []
     held: list[int] = []
@@ -174,16 +170,12 @@ def _apply_choices(
         chat = chats[subscriber_id]
         topics, follows_id, published = stories.get(story_id, ("", None, now))
         choice = choices_of(chat)
-        decision: choices.Triage = (
-            choices.Send(silent=False, previews=True)
-            if console
-            else choices.triage(
-                choice,
-                choices.StoryFacts(story_id, topics, follows_id),
-                now,
-                muted=muted.get(subscriber_id, ()),
-                follows=follows,
-            )
+        decision = choices.triage(
+            choice,
+            choices.StoryFacts(story_id, topics, follows_id),
+            now,
+            muted=muted.get(subscriber_id, ()),
+            follows=follows,
         )
         if isinstance(decision, choices.Skip):
             skipped.setdefault(decision.reason, []).append(delivery_id)

@@ -15,7 +15,6 @@ from bot.delivery.choices import Choices, quiet_until
 from bot.records import FeedSpec
 from bot.storage.models import Delivery, Digest, Feed, PollRun, Story, Subscriber, utcnow
 from bot.storage.stories import outlet
-from bot.storage.subscribers import CONSOLE
 from bot.telegram.views import FeedHealth, StatsView, StatusView
 
 DAY = timedelta(hours=24)
@@ -25,7 +24,7 @@ DAY = timedelta(hours=24)
 class Counts:
     """What is stored, counted: `/stats` shows it, `/metrics` exports it."""
 
-    subscribers_active: int  # real chats, the console excluded
+    subscribers_active: int
     subscribers_inactive: int
     stories_alerted: int
     stories_not_alerted: int
@@ -39,11 +38,9 @@ class Counts:
 
 
 def subscriber_counts(session: Session) -> tuple[int, int]:
-    """(active, inactive) real subscribers, the console excluded."""
+    """(active, inactive) subscribers."""
     rows = session.exec(
-        select(Subscriber.active, func.count())
-        .where(Subscriber.chat_type != CONSOLE)
-        .group_by(col(Subscriber.active))
+        select(Subscriber.active, func.count()).group_by(col(Subscriber.active))
     ).all()
     by_state = {bool(active): int(n) for active, n in rows}
     return by_state.get(True, 0), by_state.get(False, 0)

@@ -3,8 +3,8 @@
 A subscriber is a chat plus a forum topic (`thread_id`, 0 for none). Subscribing twice or
 unsubscribing twice changes nothing and says so. Turning a subscriber off also skips its
 pending deliveries in the same transaction, so the outbox never sends to a chat that left.
-The console pseudo-subscriber (`chat_type == "console"`, chat id 0) receives the alerts of
-a bot run without a token; it is retired when the bot runs with one.
+Every subscriber is a real chat: the console of a bot run without a token is no subscriber
+(it follows the alerted stories through a cursor, bot/delivery/console.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from sqlmodel import Session, col, select
 
 from bot.storage.errors import StorageConflict
 from bot.storage.models import Delivery, Subscriber, utcnow
-
-CONSOLE = "console"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,27 +175,3 @@ def _merge_deliveries(session: Session, old_id: int, new_id: int | None, new_cha
             .where(col(Delivery.subscriber_id) == old_id, unsent)
             .values(subscriber_id=new_id)
         )
-
-
-def ensure_console(engine: Engine) -> int:
-    """The console pseudo-subscriber, active; its id."""
-    subscribe(engine, Chat(0, 0, CONSOLE))
-    with Session(engine) as session:
-        row = _find(session, 0, 0)
-        assert row is not None and row.id is not None
-        return row.id
-
-
-def retire_console(engine: Engine) -> bool:
-    """Turn the console pseudo-subscriber off (the bot now has a token)."""
-    with Session(engine) as session:
-        row = session.exec(
-            select(Subscriber).where(
-                Subscriber.chat_type == CONSOLE, col(Subscriber.active).is_(True)
-            )
-        ).first()
-        if row is None:
-            return False
-        _turn_off(session, row, "console mode ended", utcnow())
-        session.commit()
-        return True

@@ -335,21 +335,6 @@ async def test_shutdown_finishes_or_releases_nothing_half_done(
     assert states.count("pending") > 0
 
 
-async def test_console_mode_prints_and_records(
-    engine: Engine, add_story: Callable[..., int]
-) -> None:
-    subscribers.ensure_console(engine)
-    subscribe_chats(engine, [9500])  # a Telegram subscriber: not the console's to deliver
-    add_story(title="Console <story> & co", link="https://wire.test/c")
-    out = io.StringIO()
-    console = Deliverer(engine, ConsoleSender(out), owner=make_owner(), policy=FAST, console=True)
-    await console.drain()
-    assert "Console <story> & co <https://wire.test/c>" in out.getvalue()
-    states = sorted(r.state for r in rows(engine))
-    assert states == ["pending", "sent"]
-    assert subscribers.retire_console(engine) is True
-
-
 def test_unsubscribe_skips_pending_rows(engine: Engine, add_story: Callable[..., int]) -> None:
     subscribe_chats(engine, [9600])
     add_story()

@@ -12,7 +12,6 @@ from bot import metrics
 from bot.records import FeedSpec
 from bot.storage import stats
 from bot.storage.models import Delivery, Feed, Story, Subscriber, utcnow
-from bot.storage.subscribers import CONSOLE
 
 
 def test_counts_are_what_stats_and_metrics_show(engine: Engine) -> None:
@@ -25,7 +24,6 @@ def test_counts_are_what_stats_and_metrics_show(engine: Engine) -> None:
         session.add(old)
         session.add(Subscriber(chat_id=1))
         session.add(Subscriber(chat_id=2, active=False))
-        session.add(Subscriber(chat_id=0, chat_type=CONSOLE))
         session.add(Feed(url="https://x.test/feed", name="X", last_status="ok"))
         session.commit()
         for story_id, subscriber_id, state in (
