@@ -61,6 +61,7 @@ def stored(engine: Engine, chat_id: int) -> ChatSettings:
         "set:q:7",
         "set:z:Mars/Olympus", "set:z:../../etc/passwd", "set:z:Europe/London",
         "lang:fr", "set:m:x:y", "set:t:+" + "a" * 70, "set:z:Africa/Bamako\n", "sét:m",
+        "set:l:de", "set:l:FR", "set:l:fr:x", "set:l:", "set:l:français",
     ],
 )  # fmt: skip
 def test_callback_data_outside_the_keyboard_is_refused(data: str) -> None:
@@ -81,9 +82,14 @@ def test_each_button_sets_what_it_says() -> None:
     assert step_for("set:q:off", now).changes == {"quiet_from": None, "quiet_to": None}  # type: ignore[union-attr]
     assert step_for("set:s:1", now).changes == {"silent": True}  # type: ignore[union-attr]
     assert step_for("set:p:0", now).changes == {"link_previews": False}  # type: ignore[union-attr]
+    assert step_for("set:l", now) == Step("l")
+    assert step_for("set:l:fr", now) == Step("m", {"language": "fr"}, "Language saved.")
     # every button of every page is understood, and fits Telegram's 64 bytes
     view = ChatSettings()
-    for page in ("m", "t", "d", "a", "q", "z"):
+    main = [b.callback_data for row in settings_menu.keyboard(view, "m", Voice()).inline_keyboard
+            for b in row]  # fmt: skip
+    assert "set:l" in main
+    for page in ("m", "t", "d", "a", "q", "z", "l"):
         for row in settings_menu.keyboard(view, page, Voice()).inline_keyboard:
             for button in row:
                 data = str(button.callback_data)
@@ -365,6 +371,48 @@ async def test_a_french_reader_sets_the_chat_in_french(
     assert line in bot_api.message(chat, menu.message_id)["text"].splitlines()
     zone = await ask(bot_api, chat, "/fuseau Africa/Algiers", language_code="fr")
     assert zone.plain.startswith("Fuseau horaire\xa0: Africa/Algiers.")
+
+
+async def test_the_language_is_chosen_on_the_settings_keyboard(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    chat = 9602
+    menu = await ask(bot_api, chat, "/settings", language_code="en")
+    assert "Language: English" in menu.plain.splitlines()
+    assert ("🌐 Language", "set:l") in [b for row in bot_api.buttons(chat, menu.message_id)
+                                      for b in row]  # fmt: skip
+    await press(bot_api, chat, menu.message_id, "set:l")
+    page = bot_api.message(chat, menu.message_id)["text"]
+    assert page.endswith("Language of this chat: replies, alerts, digests and the command menu.")
+    assert bot_api.buttons(chat, menu.message_id) == [
+        [("✅ English", "set:l:en"), ("▫️ Français", "set:l:fr")], [("« Back", "set:m")],
+    ]  # fmt: skip
+    saved = await press(bot_api, chat, menu.message_id, "set:l:fr")
+    assert saved.text == "Langue enregistrée."
+    assert stored(engine, chat).language == "fr"
+    shown = bot_api.message(chat, menu.message_id)["text"]
+    assert shown.startswith("Réglages de cette discussion")  # the menu speaks French at once
+    assert "Langue\xa0: Français" in shown.splitlines()
+    french = [c["command"] for c in bot_api.commands_for({"type": "chat", "chat_id": chat})]
+    assert "aide" in french  # the chat's command menu follows
+    again = await ask(bot_api, chat, "/settings", language_code="en")  # chosen wins over the app
+    assert again.plain.startswith("Réglages de cette discussion")
+    await press(bot_api, chat, again.message_id, "set:l", language_code="en")
+    back = await press(bot_api, chat, again.message_id, "set:l:en", language_code="en")
+    assert back.text == "Language saved." and stored(engine, chat).language == "en"
+
+
+async def test_only_a_groups_administrators_change_its_language_by_keyboard(
+    running_bot: App, bot_api: BotApiServer, engine: Engine
+) -> None:
+    group, admin, member = -9203, 75, 76
+    bot_api.set_admins(group, [admin])
+    menu = await ask(bot_api, group, "/settings", user_id=admin)
+    await press(bot_api, group, menu.message_id, "set:l", user_id=admin)
+    refused = await press(bot_api, group, menu.message_id, "set:l:fr", user_id=member)
+    assert refused.show_alert and stored(engine, group).language == "en"
+    allowed = await press(bot_api, group, menu.message_id, "set:l:fr", user_id=admin)
+    assert allowed.text == "Langue enregistrée." and stored(engine, group).language == "fr"
 
 
 async def test_settings_in_a_forum_topic_belong_to_that_topic(

@@ -18,6 +18,7 @@ from pathlib import Path
 DOMAIN = "sahelwatch"
 LOCALES = Path(__file__).parent / "locales"
 LANGUAGES = ("en", "fr")
+LANGUAGE_NAMES = {"en": "English", "fr": "Français"}  # each in its own language
 DEFAULT_LANGUAGE = "en"
 
 Translator = gettext.NullTranslations

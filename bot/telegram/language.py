@@ -21,7 +21,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
-from bot.i18n import LANGUAGES, Voice
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, Voice
 from bot.storage import languages
 from bot.telegram import replies
 from bot.telegram.commands import Context, answer, deps, voice, where
@@ -29,7 +29,6 @@ from bot.telegram.commands import Context, answer, deps, voice, where
 log = logging.getLogger(__name__)
 
 LANGUAGE_CALLBACK = "lang:"  # callback data of the /language keyboard: "lang:fr"
-LANGUAGE_NAMES = {"en": "English", "fr": "Français"}
 
 
 def language_keyboard() -> InlineKeyboardMarkup:

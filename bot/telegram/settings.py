@@ -3,7 +3,8 @@ administrators.
 
 /settings answers with the chat's settings and a keyboard (bot/telegram/settings_menu.py);
 each press stores what the button says on the chat's Subscriber row
-(bot/storage/chat_settings.py) and edits that same message to show the result. /timezone
+(bot/storage/chat_settings.py; the language as /language stores it, with the chat's command
+menu) and edits that same message to show the result, in the chat's language. /timezone
 Area/City takes any IANA zone zoneinfo knows; alone, it shows the zone keyboard.
 
 The gate (`register`, handler group -1, which runs before the commands) stops a member who
@@ -39,10 +40,10 @@ from telegram.ext import (
 
 from bot.decide.textcut import shorten
 from bot.i18n import Voice
-from bot.storage import chat_settings
+from bot.storage import chat_settings, languages
 from bot.storage.models import utcnow
 from bot.storage.subscribers import Chat
-from bot.telegram import admins, commands, replies, settings_menu
+from bot.telegram import admins, commands, language, replies, settings_menu
 from bot.telegram.commands import NO_PREVIEW, REPLY_RETRIES, Context
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,15 @@ async def settings_button(update: Update, context: Context) -> None:
     if step is None:
         await query.answer(v.gettext("This button is no longer valid: send /settings again."))
         return
-    if step.changes:
-        view = await asyncio.to_thread(chat_settings.change, engine, chat, **step.changes)
+    changes = dict(step.changes)
+    chosen = changes.pop("language", None)
+    if chosen is not None:  # as /language does: stored, the reply and the menu in it
+        await asyncio.to_thread(languages.choose, engine, chat, chosen)
+        await language.chat_menu(context, chat.chat_id, chosen)
+        v = Voice(chosen, v.timezone)
+        view = await asyncio.to_thread(chat_settings.read, engine, chat)
+    if changes:
+        view = await asyncio.to_thread(chat_settings.change, engine, chat, **changes)
     markup: InlineKeyboardMarkup | None = None
     if step.page == "x":
         text = settings_menu.summary(view, v, now=utcnow())

@@ -14,6 +14,7 @@ twice, or pressing an old keyboard, does what the button says.
     set:z | set:z:Africa/Bamako    time zone page | that zone (one of ZONES)
     set:s:1 | set:s:0              silent notifications on | off
     set:p:1 | set:p:0              link previews on | off
+    set:l | set:l:fr               language page | that language (one of bot.i18n.LANGUAGES)
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from zoneinfo import ZoneInfo, available_timezones
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import topics
-from bot.i18n import N_, Voice
+from bot.i18n import LANGUAGE_NAMES, LANGUAGES, N_, Voice
 from bot.storage.chat_settings import ChatSettings
 from bot.storage.models import utcnow
 
 MAX_DATA = 64
-_DATA = re.compile(r"set:([mxtdqzsp])(?::([A-Za-z0-9_+/-]{1,48}))?")
+_DATA = re.compile(r"set:([mxtdqzspl])(?::([A-Za-z0-9_+/-]{1,48}))?")
 ZONES = (
     "Africa/Bamako",
     "Africa/Niamey",
@@ -79,6 +80,8 @@ def step_for(data: str, now: ChatSettings) -> Step | None:
         return _quiet_step(arg)
     if kind == "z":
         return Step("m", {"timezone": arg}, N_("Time zone saved.")) if arg in ZONES else None
+    if kind == "l":
+        return Step("m", {"language": arg}, N_("Language saved.")) if arg in LANGUAGES else None
     if kind in "sp" and arg in ("0", "1"):
         name = "silent" if kind == "s" else "link_previews"
         return Step("m", {name: arg == "1"}, N_("Saved."))
@@ -202,6 +205,8 @@ def summary(view: ChatSettings, v: Voice, *, now: datetime | None = None) -> str
         % {"how": v.gettext("silent") if view.silent else v.gettext("with sound")},
         v.gettext("Link previews: %(state)s")
         % {"state": v.gettext("on") if view.link_previews else v.gettext("off")},
+        v.gettext("Language: %(language)s")
+        % {"language": LANGUAGE_NAMES.get(view.language, view.language)},
     ]
     return "\n".join(lines)
 
@@ -216,6 +221,7 @@ _PROMPTS = {
         "then arrive; none is lost."
     ),
     "z": N_("Time zone: for quiet hours, digests and dates. Any other: /timezone Area/City"),
+    "l": N_("Language of this chat: replies, alerts, digests and the command menu."),
 }
 
 
@@ -267,6 +273,9 @@ def keyboard(view: ChatSettings, page: str, v: Voice) -> InlineKeyboardMarkup:
     elif page == "z":
         zones = [_button(_mark(view.timezone == z, z), f"set:z:{z}") for z in ZONES]
         rows = [zones[i : i + 2] for i in range(0, len(zones), 2)]
+    elif page == "l":
+        rows = [[_button(_mark(view.language == code, LANGUAGE_NAMES[code]), f"set:l:{code}")
+                 for code in LANGUAGES]]  # fmt: skip
     else:
         sound = v.gettext("Silent: on") if view.silent else v.gettext("Silent: off")
         previews = v.gettext("Previews: on") if view.link_previews else v.gettext("Previews: off")
@@ -279,6 +288,7 @@ def keyboard(view: ChatSettings, page: str, v: Voice) -> InlineKeyboardMarkup:
                 [_button(("🔕 " if view.silent else "🔔 ") + sound,
                          f"set:s:{0 if view.silent else 1}"),
                  _button("🔗 " + previews, f"set:p:{0 if view.link_previews else 1}")],
+                [_button("🌐 " + v.gettext("Language"), "set:l")],
                 [_button("✔️ " + v.gettext("Done"), "set:x")],
             ]
         )  # fmt: skip
