@@ -602,6 +602,29 @@ async def test_a_muted_alert_offers_to_unmute_and_unmuting_lets_follow_ups_throu
     assert alert_of(bot_api, engine, follow.story_id, 456).reply_to == alert.message_id
 
 
+async def test_coverage_edits_wait_while_a_story_is_muted_and_resume_when_unmuted(
+    engine: Engine, running_bot: App, bot_api: BotApiServer
+) -> None:
+    subscribe_chats(engine, [457])
+    first = icj(engine)
+    clock = Clock(T0 + timedelta(hours=1))
+    await deliverer(engine, running_bot, clock).drain()
+    alert = alert_of(bot_api, engine, first.story_id, 457)
+    await answered(bot_api, bot_api.press(457, alert.message_id, text="Mute this story"))
+    await asyncio.to_thread(bot_api.wait_edits, 457, alert.message_id)
+    joins(engine, first, "lemonde", "Le Monde Afrique", 1.5)
+    clock.advance(hours=2)
+    editor = CoverageEditor(engine, sender_for(running_bot), owner=make_owner(), clock=clock)
+    assert await editor.run_once() == 0  # muted: the alert is left as it is
+    await answered(bot_api, bot_api.press(457, alert.message_id, text="Unmute this story"))
+    await asyncio.to_thread(bot_api.wait_edits, 457, alert.message_id, count=2)
+    assert await editor.run_once() == 1  # the outlet that joined meanwhile
+    edit = bot_api.edits(457, alert.message_id)[-1]
+    assert edit.method == "editmessagetext"
+    assert "Also reported by 1 outlet: Le Monde Afrique" in edit.plain
+    assert labels(edit.reply_markup) == ["All coverage", "Mute this story", "Not news?"]
+
+
 async def test_a_french_chat_mutes_and_unmutes_in_french_and_only_admins_unmute_a_group(
     engine: Engine, running_bot: App, bot_api: BotApiServer
 ) -> None:
