@@ -148,8 +148,7 @@ def check_health(settings: Settings, *, now: datetime | None = None) -> tuple[bo
     except NoDatabase as exc:
         return False, f"unhealthy: {exc}"
     except StorageError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        return False, f"unhealthy: database does not answer ({type(cause).__name__})"
+        return False, no_answer(exc)
     try:
         with Session(engine) as session:
             probe = Probe(session, settings, now or utcnow())
@@ -159,10 +158,14 @@ def check_health(settings: Settings, *, now: datetime | None = None) -> tuple[bo
                     return False, f"unhealthy: {reason}"
             return True, healthy_line(probe)
     except StorageError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        return False, f"unhealthy: database does not answer ({type(cause).__name__})"
+        return False, no_answer(exc)
     finally:
         engine.dispose()
+
+
+def no_answer(exc: StorageError) -> str:
+    """The driver's error kind and first line ("Connection refused"); libpq names no password."""
+    return f"unhealthy: database does not answer ({exc})"
 
 
 def healthy_line(probe: Probe) -> str:

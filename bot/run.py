@@ -20,7 +20,11 @@ sender, not a subscriber. It prints every alerted story once, in order, followin
 cursor (bot/storage/cursors.py); the outbox is left to Telegram. A run with a token drops
 that cursor, so a later console run starts from what is new then.
 
-SIGTERM or SIGINT stops it cleanly: no new poll or claim starts; a running poll cycle
+While the database cannot be reached at start (PostgreSQL still starting), it waits: one
+line per attempt with the reason, retried with backoff; `health` says the database does not
+answer meanwhile. A setting that cannot work (a bad DATABASE_URL) is not retried.
+
+SIGTERM or SIGINT stops it cleanly, at any stage (waiting for the database included): no new poll or claim starts; a running poll cycle
 finishes (its transaction commits or rolls back whole); in-flight sends get a few seconds
 to finish and be recorded, and whatever was claimed but not sent goes back to pending.
 """
@@ -36,7 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from telegram.error import NetworkError
 
 from bot.decide.embed import ModelUnavailable, load_embedder
@@ -46,15 +50,17 @@ from bot.delivery.ratelimit import forget_idle_chats
 from bot.delivery.sender import Sender
 from bot.delivery.worker import Deliverer, Policy
 from bot.errors import SahelWatchError
+from bot.logs import redact
 from bot.metrics import OpsServer
 from bot.owners import make_owner
 from bot.pacing import backoff_delay
 from bot.role import LeasedRole
 from bot.scheduler import Jobs, build_scheduler
 from bot.seeds import load_seeds
-from bot.settings import Settings
+from bot.settings import Settings, sqlalchemy_url
 from bot.storage import cursors
 from bot.storage.db import create_schema, make_engine
+from bot.storage.errors import StorageUnavailable
 from bot.telegram.app import (
     App,
     build_application,
@@ -74,6 +80,9 @@ POLL_SETTLE_SECONDS = 8.0  # under the 10 s a container stop allows
 # maximum (an outage of minutes is retried within seconds of its end, a long one each 5 min)
 TELEGRAM_RETRY_BASE = 2.0
 TELEGRAM_RETRY_MAX = 300.0
+# The database unreachable at start: retried after 1, 2, 4 … s, then every 30 s
+DATABASE_RETRY_BASE = 1.0
+DATABASE_RETRY_MAX = 30.0
 # A feed that any replica began polling within this part of the interval is not due yet:
 # below the 90 % a replica's own cycles can come early (scheduler jitter is 0..10 %), above
 # the 50 % at which two replicas with interleaved cycles could each poll it once.
@@ -162,14 +171,49 @@ async def run(
     stop = stop or asyncio.Event()
     out = out or sys.stdout
     quiet_libraries()
-    await asyncio.to_thread(load_embedder)  # no model, no decisions: fail before anything runs
-    engine = make_engine(settings.database_url)
-    try:
-        await asyncio.to_thread(create_schema, engine)
-        with _signals(stop):
-            await _serve(settings, engine, stop, out, policy)
-    finally:
-        engine.dispose()
+    # SIGTERM and SIGINT set `stop` from here on (not asyncio.run's SIGINT, which cancels the
+    # task wherever it is, a database call in a thread included): every stage below honours it
+    with _signals(stop):
+        log.info("starting")
+        await asyncio.to_thread(load_embedder)  # no model, no decisions: fail before anything
+        engine = make_engine(settings.database_url)
+        try:
+            if await _migrate(engine, settings, stop):
+                await _serve(settings, engine, stop, out, policy)
+            else:
+                log.info("stopped")
+        finally:
+            engine.dispose()
+
+
+async def _migrate(engine: Engine, settings: Settings, stop: asyncio.Event) -> bool:
+    """Bring the schema up to date; while the database cannot be reached (a compose stack
+    whose database starts after the bot), retry with the one backoff, a line per attempt.
+    False when `stop` came first. Any other database error raises at once."""
+    url = make_url(sqlalchemy_url(settings.database_url))
+    where = url.render_as_string(hide_password=True)
+    secrets = (url.password,) if isinstance(url.password, str) else ()
+    failures = 0
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(create_schema, engine)
+            if failures:
+                log.info("reached the database after %d failed attempt(s)", failures)
+            return not stop.is_set()
+        except StorageUnavailable as exc:
+            failures += 1
+            delay = backoff_delay(
+                failures, base=DATABASE_RETRY_BASE, maximum=DATABASE_RETRY_MAX, retry_after=None
+            )
+            log.warning(
+                "cannot reach the database at %s (%s); retrying in %.0f s",
+                where,
+                redact(str(exc), secrets),
+                delay,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+    return False
 
 
 async def _serve(

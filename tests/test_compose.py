@@ -21,8 +21,8 @@ What the test adds to the compose file, in an override file of its own:
 podman-compose runs podman with `--runtime runc` (crun refuses this host's cgroups).
 
 Podman 4.3 (Debian bookworm) has no `podman wait --condition=healthy`, so podman-compose
-starts the bot without waiting for the database's health; `run` exits on a database that
-does not answer yet and the restart policy starts it again. Without systemd, health checks
+starts the bot without waiting for the database's health; `run` then waits for the
+database itself (tests/test_run_wait.py). Without systemd, health checks
 run only when asked: the test runs `podman healthcheck run` on both.
 """
 

@@ -6,15 +6,17 @@ Every engine made by `bot.storage.db.make_engine` turns a database error (SQLAlc
 project's error and never import SQLAlchemy's.
 
 StorageError
-└── StorageConflict  a constraint refused the row (`IntegrityError`): the storage
-                     functions that expect one (a replica inserted the same row first)
-                     catch this kind only
+├── StorageConflict     a constraint refused the row (`IntegrityError`): the storage
+│                       functions that expect one (a replica inserted the same row first)
+│                       catch this kind only
+└── StorageUnavailable  the database cannot be reached, or is busy (`OperationalError`,
+                        `InterfaceError`): worth trying again later, as `run` does at start
 """
 
 from __future__ import annotations
 
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from bot.errors import SahelWatchError
 
@@ -41,11 +43,17 @@ class StorageConflict(StorageError):
     """A unique or other constraint refused the row (SQLAlchemy's `IntegrityError`)."""
 
 
+class StorageUnavailable(StorageError):
+    """The server refused or dropped the connection, or the database is locked or busy."""
+
+
 def translate(context: ExceptionContext) -> BaseException | None:
     """SQLAlchemy's `handle_error` hook: the `StorageError` to raise instead, or None."""
     exc = context.sqlalchemy_exception
     if isinstance(exc, IntegrityError):
         return StorageConflict.of(exc)
+    if isinstance(exc, OperationalError | InterfaceError):
+        return StorageUnavailable.of(exc)
     if isinstance(exc, DBAPIError):
         return StorageError.of(exc)
     return None
