@@ -20,7 +20,7 @@ from bot.decide.embed import ModelUnavailable
 from bot.delivery.console import CURSOR
 from bot.errors import ConfigError
 from bot.feeds.schedule import duration
-from bot.logs import setup_logging
+from bot.logs import quiet_migrations, setup_logging
 from bot.pipeline import CycleReport, Pipeline
 from bot.settings import Settings, load_settings
 from bot.storage import cursors, stats
@@ -288,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     token = settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else ""
     setup_logging(settings.log_format, settings.log_level, secrets=(token,))
+    if args.func not in (cmd_run, cmd_db_upgrade):  # the commands that migrate for the operator
+        quiet_migrations()  # evaluate, poll-once, feeds add …: a temporary or side migration
     try:
         code: int = args.func(settings, args)
     except ConfigError as exc:

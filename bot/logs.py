@@ -62,3 +62,10 @@ def setup_logging(fmt: str = "text", level: str = "INFO", secrets: tuple[str, ..
     # httpx logs every request URL at INFO; Bot API URLs contain the token.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
+
+
+def quiet_migrations() -> None:
+    """Alembic's INFO lines ("Running upgrade …") off, for commands where migrating is a side
+    effect; `run` and `db upgrade` keep them. Warnings still show."""
+    logger = logging.getLogger("alembic")
+    logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))

@@ -3,6 +3,7 @@ environment, against the loopback feed server and a real database (SQLite and Po
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -338,3 +339,23 @@ def test_run_retries_an_unreachable_telegram_polls_meanwhile_then_delivers(
         finally:
             api.stop()
     assert api.token not in bot.output and "Traceback" not in bot.output
+
+
+def test_evaluate_prints_no_migration_chatter(tmp_path: Path, config: Path) -> None:
+    """evaluate migrates a temporary database: alembic's INFO lines are not the operator's."""
+    item = {
+        "id": "quiet-1",
+        "feed": "wire-en",
+        "lang": "en",
+        "title": "Niger opens a new border post with Algeria at Assamaka",
+        "summary": "<p>The post handles trucks and travellers, officials said.</p>",
+        "link": "https://wire.test/assamaka-post",
+        "published": format_datetime(NOW - timedelta(hours=1), usegmt=True),
+        "labels": {"relevant": True, "kind": "new_development"},
+    }
+    (tmp_path / "items.json").write_text(json.dumps([item]), encoding="utf-8")
+    proc = sw("evaluate", "items.json", cwd=tmp_path, config=config, LOG_LEVEL="INFO")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("## items.json: 1 items")
+    assert "Running upgrade" not in proc.stdout + proc.stderr, proc.stderr
+    assert "alembic" not in proc.stderr, proc.stderr
