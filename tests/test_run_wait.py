@@ -18,6 +18,8 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_ADMIN
 from tests.servers.bot_process import BotProcess, write_config
+from tests.servers.feed_server import FeedServer
+from tests.servers.feedgen import rss
 from tests.servers.pg_instance import free_port
 
 pytestmark = pytest.mark.slow
@@ -168,3 +170,20 @@ def test_a_signal_during_start_stops_cleanly(
         assert bot.process is not None and bot.process.wait(timeout=60) == 0
     assert "Traceback" not in bot.output and "running:" not in bot.output
     assert bot.output.count("bot.run: stopped") == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_whole_process_group_stops_cleanly(
+    tmp_path: Path, feed_server: FeedServer, sig: signal.Signals
+) -> None:
+    """Ctrl-C in a terminal reaches the parse workers too: they leave it to the bot."""
+    item = {"title": "Rain expected over the coast", "link": "https://wire.test/rain"}
+    url = feed_server.add("/wire.xml", body=rss([item]), content_type="application/rss+xml")
+    config = write_config(tmp_path, feeds=[(url, "Wire", "en")], poll_interval=60)
+    database = f"sqlite:///{tmp_path / 'sahel.db'}"
+    with BotProcess(tmp_path, config, database, session=True) as bot:
+        bot.wait_for("poll cycle: 1 feeds polled, 0 failed")  # a parse worker waits, idle
+        bot.signal_group(sig)
+        assert bot.process is not None and bot.process.wait(timeout=30) == 0
+    assert "Traceback" not in bot.output and "KeyboardInterrupt" not in bot.output, bot.output
+    assert bot.output.rstrip().endswith("bot.run: stopped")

@@ -20,6 +20,11 @@ Limits, set by the worker on itself:
   pipe when idle, and while busy a thread watches a pidfd of the bot (Linux 5.3+;
   elsewhere the CPU limit still ends it). No core files.
 
+The fork server is a fresh interpreter that imports the parser (and the main module) before
+it forks anything, and a process that asks it for a worker waits until it has: 0.1-0.35 s
+with the event loop blocked, if the first parse starts it. `start_fork_server` starts it
+ahead (the pipeline does when it is built), so it gets ready while nothing waits for it.
+
 The caller awaits the answer on the pipe without blocking the event loop; if it is
 cancelled (shutdown), or the worker outlives a generous wall-clock backstop, the worker
 is killed at once, so shutdown never waits on a parse.
@@ -41,6 +46,7 @@ import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -91,6 +97,9 @@ def _exit_with(bot: int) -> None:
 
 def _serve(bot: int, conn: Connection) -> None:
     """The worker: parse each job sent on `conn` within its CPU budget, until EOF."""
+    # Ctrl-C in a terminal signals the whole process group: the bot decides when a parse
+    # stops (it closes the pipe, or kills the worker), not a KeyboardInterrupt in here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with(bot)
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -145,6 +154,11 @@ class _Worker:
 
 _IDLE: list[_Worker] = []  # warm workers, shared by every event loop
 _BUSY: dict[int, _Worker] = {}  # by pid
+
+
+def start_fork_server() -> None:
+    """Start the fork server if it is not running, without waiting for it to be ready."""
+    forkserver.ensure_running()
 
 
 def busy_workers() -> tuple[int, ...]:

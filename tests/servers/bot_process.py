@@ -64,8 +64,10 @@ class BotProcess:
         token: str | None = None,
         log_level: str = "INFO",
         tag: str = "bot",
+        session: bool = False,
     ) -> None:
         self.folder = folder
+        self.session = session  # a session (and process group) of its own: `signal_group`
         self.env = {
             **os.environ,
             "SAHEL_WATCH_CONFIG": str(config),
@@ -94,6 +96,7 @@ class BotProcess:
                 env=self.env,
                 stdout=out,
                 stderr=err,
+                start_new_session=self.session,
             )
         finally:
             out.close()
@@ -124,6 +127,11 @@ class BotProcess:
     def send_signal(self, sig: signal.Signals) -> None:
         assert self.process is not None
         self.process.send_signal(sig)
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        """`sig` to the bot and every process it started, as Ctrl-C in a terminal does."""
+        assert self.process is not None and self.session
+        os.killpg(self.process.pid, sig)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Send `sig` and wait for the exit status."""
