@@ -24,9 +24,10 @@ While the database cannot be reached at start (PostgreSQL still starting), it wa
 line per attempt with the reason, retried with backoff; `health` says the database does not
 answer meanwhile. A setting that cannot work (a bad DATABASE_URL) is not retried.
 
-SIGTERM or SIGINT stops it cleanly, at any stage (waiting for the database included): no new poll or claim starts; a running poll cycle
-finishes (its transaction commits or rolls back whole); in-flight sends get a few seconds
-to finish and be recorded, and whatever was claimed but not sent goes back to pending.
+SIGTERM or SIGINT stops it cleanly, at any stage (waiting for the database included): no
+new poll or claim starts; a running poll cycle finishes (its transaction commits or rolls
+back whole); in-flight sends get a few seconds to finish and be recorded, and whatever was
+claimed but not sent goes back to pending.
 """
 
 from __future__ import annotations
