@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 from bot.settings import sqlalchemy_url
 from bot.storage import models  # noqa: F401 - registers the tables on SQLModel.metadata
 from bot.storage.errors import StorageError, translate
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATION_LOCK_KEY = 0x5A4E1_0002
 
@@ -76,14 +78,20 @@ def open_existing(database_url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Bring the schema to the newest migration (creates it on an empty database)."""
-    upgrade_schema(engine)
+    """Bring the schema to the newest migration (creates it on an empty database).
+
+    A database already there is seen with one query and Alembic is not imported: Alembic
+    and its templates hold 13 MB that a long-running process would keep for nothing."""
+    if schema_revision(engine) != head_revision():
+        upgrade_schema(engine)
 
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -95,22 +103,47 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
 
     On PostgreSQL an advisory lock keeps two replicas starting together from racing.
     """
+    from alembic import command
+
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         command.upgrade(alembic_config(connection), revision)
 
 
+@cache
 def head_revision() -> str | None:
-    """The newest migration this code ships."""
+    """The newest migration this code ships: the one revision no other revises, read from
+    the scripts' `revision` and `down_revision` assignments (Alembic's own reading when the
+    history branches)."""
+    revises: dict[str, str | None] = {}
+    for script in sorted((MIGRATIONS / "versions").glob("*.py")):
+        names: dict[str, Any] = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(
+                node.value, ast.Constant
+            ):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        names[target.id] = node.value.value
+        if isinstance(names.get("revision"), str):
+            revises[names["revision"]] = names.get("down_revision")
+    heads = set(revises) - set(revises.values())
+    if len(heads) == 1 and list(revises.values()).count(None) == 1:
+        return heads.pop()
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def schema_revision(engine: Engine) -> str | None:
+    """The migration the database is at; None for an empty database."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return None if version is None else str(version)
 
 
 def is_postgres(session: Session) -> bool:

@@ -154,3 +154,33 @@ def test_the_console_pseudo_subscriber_of_before_is_deleted_with_its_rows(
             assert conn.execute(text("SELECT count(*) FROM story_cursor")).scalar_one() == 0
     finally:
         engine.dispose()
+
+
+def test_the_head_read_from_the_scripts_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    from bot.storage.db import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_a_database_at_the_head_is_opened_without_alembic(database_url: str) -> None:
+    import subprocess
+    import sys
+
+    engine = make_engine(database_url)
+    try:
+        assert schema_revision(engine) is None  # empty
+        upgrade_schema(engine)
+        assert schema_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+    probe = (
+        "import sys\n"
+        "from bot.storage.db import create_schema, make_engine, schema_revision\n"
+        f"engine = make_engine({database_url!r})\n"
+        "create_schema(engine)\n"
+        "print(schema_revision(engine), 'alembic' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [head_revision(), "False"]
