@@ -12,9 +12,10 @@ it shows every alerted story once, in order, and moves its cursor after showing 
              learns it lost and reads again
     drop     the row gone (the bot now runs with a token): a later start is fresh
 
-Story ids are the order. On SQLite one writer at a time commits its stories in id order.
-On PostgreSQL two processes writing stories at once may commit a lower id after a higher
-one was read; a reader that has moved past it does not show it.
+Story ids are the order, and they commit in that order: stories are written only by a
+cycle's decide-and-store transaction, which holds the deciding lock until it commits
+(`items.lock_for_decisions`: an advisory transaction lock on PostgreSQL, the one writer on
+SQLite), so no story with a lower id can appear after a reader has moved past it.
 """
 
 from __future__ import annotations
