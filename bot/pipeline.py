@@ -47,9 +47,10 @@ from bot.decide.evidence import StoredItem
 from bot.decide.policy import DEFAULT
 from bot.errors import ParseError
 from bot.feeds import catalog
-from bot.feeds.bounded import parse_bounded
+from bot.feeds.bounded import parse_bounded, start_fork_server
 from bot.feeds.fetch import Fetcher, FetchOutcome, expires_in, make_client, max_age
 from bot.feeds.guard import AddressPolicy, is_public_address
+from bot.feeds.lanes import in_lanes, origin
 from bot.feeds.schedule import Bounds, Signals, next_interval, observe
 from bot.owners import make_owner, owner_is_dead
 from bot.records import Decision, Entry, FeedSpec, Verdict
@@ -109,10 +110,10 @@ class Pipeline:
         address_policy: AddressPolicy = is_public_address,
         batch_size: int = BATCH_ENTRIES,
     ) -> None:
+        start_fork_server()  # it imports the parser while the rest is built (bounded.py)
         self.settings = settings
         self.batch_size = max(1, batch_size)
         self._batch: item_store.ItemBatch | None = None  # while a batch is decided: its items
-        self._in_hand = asyncio.Semaphore(settings.limits.concurrency)  # feeds being polled
         self.engine = engine
         self.owner = owner or make_owner()  # the lease owner of the feeds it claims
         self._client = client or make_client(settings.limits)
@@ -165,11 +166,18 @@ class Pipeline:
             return await self._failed(started, exc)
         stored = False
         spool = EntrySpool()  # the entries wait on disk, not in memory, for the last feed
-        # a body waits for a parser while holding its place: parsing is slower than fetching,
-        # and bodies queued for the parsers made a cycle's memory grow with its feeds
-        self._in_hand = asyncio.Semaphore(self.settings.limits.concurrency)
+        limits = self.settings.limits
         try:
-            results = await asyncio.gather(*(self._poll_feed(f, spool) for f in feeds))
+            # a lane stays with its host, on the connection its last answer left open; its
+            # body waits for a parser while it holds its place: parsing is slower than
+            # fetching, and bodies queued for the parsers made a cycle's memory grow
+            results = await in_lanes(
+                feeds,
+                lambda feed: origin(feed.url),
+                lambda feed: self._poll_feed(feed, spool),
+                lanes=limits.concurrency,
+                per_key=limits.per_host_concurrency,
+            )
             report = await asyncio.to_thread(
                 self._decide_and_store, started, results, spool, verdicts=verdicts
             )
@@ -244,8 +252,7 @@ class Pipeline:
     ) -> FeedResult:
         """Fetch and parse one feed; whatever goes wrong is this feed's error alone."""
         try:
-            async with self._in_hand:
-                return await self._fetch_and_parse(feed, spool)
+            return await self._fetch_and_parse(feed, spool)
         except Exception as exc:
             reason = _reason(exc)
             log.warning("feed %s: not polled: %s", feed.name, reason, exc_info=True)

@@ -181,6 +181,54 @@ async def test_real_feeds_give_the_same_entries_bounded() -> None:
         assert got == expected, path.name
 
 
+_FORK_SERVER_SCRIPT = """
+import asyncio, os
+from pathlib import Path
+from bot.feeds.bounded import parse_bounded, start_fork_server
+from bot.records import FeedSpec
+from tests.servers import feedgen
+
+def fork_servers():
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"multiprocessing.forkserver" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+print(fork_servers(), flush=True)
+start_fork_server()
+before = fork_servers()
+spec = FeedSpec(url="https://x.test/", name="x")
+body = feedgen.rss([{"id": "g", "title": "Story", "link": "https://x.test/1"}])
+parsed = asyncio.run(parse_bounded(body, {}, spec, max_entries=5, cpu_seconds=5))
+print(before, len(parsed.entries), fork_servers() == before, flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_the_fork_server_starts_before_the_first_parse() -> None:
+    """Started ahead (the pipeline does it when it is built), the fork server imports the
+    parser while nothing waits for it; the first parse then forks its worker from it."""
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", _FORK_SERVER_SCRIPT],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0] == "[]"  # none before
+    servers, entries, same = out[1].rsplit(" ", 2)
+    assert len(servers.strip("[]").split(",")) == 1 and servers != "[]"
+    assert (entries, same) == ("1", "True")
+
+
 _ORPHAN_SCRIPT = """
 import asyncio
 from bot.feeds.bounded import busy_workers, parse_bounded

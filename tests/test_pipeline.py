@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -83,11 +84,16 @@ OLD_SUMMIT = {
 
 
 def settings_for(
-    tmp_path: Path, database_url: str, feeds: list[tuple[str, str]], **top: Any
+    tmp_path: Path,
+    database_url: str,
+    feeds: list[tuple[str, str]],
+    limits: dict[str, Any] | None = None,
+    **top: Any,
 ) -> Settings:
     lines = [f'seeds_dir = "{REPO / "seeds"}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in top.items()]
     lines += ["[limits]", "total_timeout = 3.0", "read_timeout = 2.0", "max_body_bytes = 2000000"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in (limits or {}).items()]
     for name, url in feeds:
         lines += ["[[feeds]]", f'url = "{url}"', f'name = "{name}"']
     path = tmp_path / "config.toml"
@@ -185,6 +191,52 @@ def test_cycle_decides_stores_and_skips_unchanged_feeds(
     with Session(engine) as session:
         runs = session.execute(select(PollRun)).scalars().all()
     assert len(runs) == 3 and all(r.finished_at is not None for r in runs)
+
+
+def test_a_cycle_reuses_each_hosts_connection(
+    feed_server_factory: Callable[..., FeedServer],
+    tmp_path: Path,
+    database_url: str,
+    engine: Engine,
+) -> None:
+    """12 hosts, 4 feeds each, one request per host at a time, 12 in flight: a feed goes
+    on the connection its host's last answer left open, so 48 requests use 12 connections
+    (the pool closed every idle connection past 10 in the pool: 48 connections)."""
+    server = feed_server_factory(latency=0.02, hosts=12)
+    feeds = [(f"f{n}", server.url(f"/f{n}.xml", host=n % 12)) for n in range(48)]
+    for name, _url in feeds:
+        server.add(f"/{name}.xml", body=rss([], title=name))
+    limits = {"concurrency": 12, "per_host_concurrency": 1}
+    report = cycle(settings_for(tmp_path, database_url, feeds, limits=limits), engine)
+
+    stats = server.stats()
+    assert report.feeds_polled == 48 and report.feeds_failed == 0
+    assert stats.requests == 48 and stats.max_in_flight == 12
+    assert set(stats.max_in_flight_by_host.values()) == {1}
+    assert stats.connections == 12
+
+
+def test_a_feed_waits_for_its_hosts_turn_without_holding_a_place(
+    feed_server_factory: Callable[..., FeedServer],
+    tmp_path: Path,
+    database_url: str,
+    engine: Engine,
+) -> None:
+    """Listed first, a host's many feeds take no more places than its host allows: with 4
+    in flight and 2 per host, the other host's feeds start in the first round, not once
+    the first host's feeds are all but done."""
+    server = feed_server_factory(latency=0.1, hosts=2)
+    feeds = [(f"a{n}", server.url(f"/a{n}.xml", host=0)) for n in range(12)]
+    feeds += [(f"b{n}", server.url(f"/b{n}.xml", host=1)) for n in range(4)]
+    for name, _url in feeds:
+        server.add(f"/{name}.xml", body=rss([], title=name))
+    limits = {"concurrency": 4, "per_host_concurrency": 2}
+    report = cycle(settings_for(tmp_path, database_url, feeds, limits=limits), engine)
+
+    assert report.feeds_polled == 16 and report.feeds_failed == 0
+    first_round = server.requests()[:4]
+    assert sorted(r.host for r in first_round) == ["127.0.0.1"] * 2 + ["127.0.0.2"] * 2
+    assert server.stats().max_in_flight_by_host == {"127.0.0.1": 2, "127.0.0.2": 2}
 
 
 def test_broken_feeds_do_not_stop_the_cycle(
@@ -789,3 +841,32 @@ def test_a_cycle_asked_for_counts_keeps_no_verdicts(
     with Session(engine) as session:
         run = session.execute(select(PollRun)).scalar_one()
     assert (run.entries, run.new_stories) == (3, 1)
+
+
+def test_a_feed_that_fails_to_parse_keeps_no_body_for_the_rest_of_the_cycle(
+    feed_server: FeedServer, tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """The cycle holds every feed's result until it stores them: a result that kept its body
+    made a cycle over 1,000 unparseable feeds hold 186 MB of bodies."""
+    page = b"<html><body>" + b"<p>not a feed</p>" * 10_000 + b"</body></html>"
+    url = feed_server.add("/page", body=page, content_type="text/html")
+    settings = settings_for(tmp_path, database_url, [("page", url)])
+    held: list[FeedResult] = []
+
+    class Watching(Pipeline):
+        def _decide_and_store(self, started: Any, results: Any, *args: Any, **kw: Any) -> Any:
+            held.extend(results)
+            return super()._decide_and_store(started, results, *args, **kw)
+
+    async def go() -> CycleReport:
+        pipeline = Watching(settings, engine)
+        try:
+            return await pipeline.run_cycle(force=True)
+        finally:
+            await pipeline.aclose()
+
+    report = asyncio.run(go())
+    assert set(report.feed_errors) == {"page"}
+    (result,) = held
+    assert result.error and result.outcome.status == "changed"
+    assert result.outcome.body is None

@@ -88,13 +88,15 @@ class FetchOutcome:
 
 def make_client(limits: Limits) -> httpx.AsyncClient:
     """The one shared client: our timeouts, pool size, User-Agent and address guard."""
-    # In-flight requests are bounded by Fetcher's semaphores. httpcore's pool checks
-    # every idle connection (a poll() each) against every connection on each request,
-    # so many idle keep-alive connections cost more CPU than new connections save:
-    # 1,000 fetches at concurrency 100 took 10 s of CPU with 50 kept alive, 2 s with 10.
+    # In-flight requests are bounded by Fetcher's semaphores. Every connection may stay
+    # open: httpcore 1.0's pool closes an idle connection as soon as it holds more
+    # connections than `max_keepalive_connections` (it counts them all, not the idle ones),
+    # so with 10 of 50 no connection was ever reused: a connect and a close per request.
+    # A cycle's lanes stay with their host (bot/feeds/lanes.py), so few connections are
+    # idle at a time; each costs a poll() per request while it is.
     pool = httpx.Limits(
         max_connections=limits.concurrency,
-        max_keepalive_connections=min(10, limits.concurrency),
+        max_keepalive_connections=limits.concurrency,
         keepalive_expiry=15.0,
     )
     timeout = httpx.Timeout(

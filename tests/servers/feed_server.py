@@ -14,8 +14,9 @@ in memory); redirect; answer any status with any headers (429 + Retry-After ...)
 With ``hosts=n`` the same routes answer on 127.0.0.1 ... 127.0.0.n (same port), so
 per-host limits can be exercised. Every request is counted and logged (host, path,
 status, headers; logged before the client can see the answer), with the peak number of
-requests in flight overall and per host. "In flight" runs from arrival until the
-answer starts, so with a latency set it never exceeds the client's real concurrency.
+requests in flight overall and per host and the connections accepted. "In flight" runs
+from arrival until the answer starts, so with a latency set it never exceeds the client's
+real concurrency.
 Status 0 in the log means the server stopped before answering.
 """
 
@@ -33,6 +34,7 @@ from email.message import Message
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 
 Body = bytes | Callable[[int], bytes]
 CHUNK = 64 * 1024
@@ -75,6 +77,7 @@ class ServerStats:
     by_status: Mapping[int, int]
     max_in_flight: int
     max_in_flight_by_host: Mapping[str, int]
+    connections: int = 0  # accepted, over all hosts: a client that reuses them opens few
 
 
 @lru_cache(maxsize=4096)
@@ -249,6 +252,10 @@ class _Listener(ThreadingHTTPServer):
         self.owner = owner
         super().__init__(address, _Handler)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.owner._connected()
+        super().process_request(request, client_address)
+
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients that hang up mid-body (the point of several routes) are normal
 
@@ -359,6 +366,7 @@ class FeedServer:
             self._in_flight: Counter[str] = Counter()
             self._max_by_host: Counter[str] = Counter()
             self._max_in_flight = 0
+            self._connections = 0
             self._log: deque[RequestRecord] = deque(maxlen=20_000)
 
     def _begin(self, host: str, path: str) -> int:
@@ -368,6 +376,10 @@ class FeedServer:
             self._max_by_host[host] = max(self._max_by_host[host], self._in_flight[host])
             self._max_in_flight = max(self._max_in_flight, sum(self._in_flight.values()))
             return self._hits[path]
+
+    def _connected(self) -> None:
+        with self._lock:
+            self._connections += 1
 
     def _settle(self, host: str) -> None:
         with self._lock:
@@ -397,4 +409,5 @@ class FeedServer:
                 by_status=dict(self._statuses),
                 max_in_flight=self._max_in_flight,
                 max_in_flight_by_host=dict(self._max_by_host),
+                connections=self._connections,
             )
