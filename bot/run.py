@@ -46,7 +46,7 @@ from telegram.error import NetworkError
 
 from bot.decide.embed import ModelUnavailable, load_embedder
 from bot.delivery.console import CURSOR, ConsoleReader, ConsoleSender
-from bot.delivery.digest import DIGEST_SECONDS, Digests
+from bot.delivery.digest import DIGEST_SECONDS, DigestPolicy, Digests
 from bot.delivery.ratelimit import forget_idle_chats
 from bot.delivery.sender import Sender
 from bot.delivery.worker import Deliverer, Policy
@@ -286,7 +286,8 @@ async def _serve(
             deliverer = Deliverer(engine, sender, owner=owner, policy=policy)
             await deliverer.recover()  # rows a dead local process left mid-send: pending again
             deliverers.append(deliverer)
-            digester = Digests(engine, sender, owner=owner)
+            digest_policy = DigestPolicy(max_unconfirmed=policy.max_unconfirmed)  # one rule
+            digester = Digests(engine, sender, owner=owner, policy=digest_policy)
             await digester.recover()  # digests a dead local process left mid-send
             digest_senders.append(digester)
             drain = asyncio.create_task(deliverer.run(stop_delivery), name="deliverer")

@@ -1,6 +1,7 @@
 """Digests (bot/delivery/digest.py, bot/storage/digests.py): a digest chat's alerts held, folded
 at the period's end into one digest grouped by topic, newest first, split cleanly at 4096
-characters, delivered once (across a kill -9 too); an empty period sends nothing. Through the
+characters, delivered once (across a kill -9 too), a part Telegram does not answer at most
+twice (across a restart too); an empty period sends nothing. Through the
 real PTB client and the Bot API test server, on SQLite and PostgreSQL, with an injected
 clock."""
 
@@ -19,14 +20,16 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bot import metrics
 from bot.delivery.digest import Digests, render_digest
 from bot.i18n import Voice, translator
 from bot.owners import make_owner
 from bot.records import Entry
+from bot.settings import Settings
 from bot.storage import items, outbox, subscribers
 from bot.storage.digests import DigestStory
 from bot.storage.models import Delivery, Digest, Story, Subscriber
-from bot.telegram.app import App, sender_for
+from bot.telegram.app import App, build_application, sender_for
 from bot.telegram.render import utf16_len
 from bot.topics import TOPICS
 from tests.servers.bot_api import BotApiServer
@@ -360,3 +363,59 @@ def test_a_digest_is_delivered_once_across_kill_9_and_restart(
     assert duplicates == accepted - done <= 1  # only a part on the wire at the kill repeats
     assert texts[:done] == parts[:done]  # resumed after the parts recorded
     assert bot_api.rate_limited == 0
+
+
+def unconfirmed(then: str) -> float:
+    return (
+        metrics.REGISTRY.get_sample_value("sahelwatch_unconfirmed_sends_total", {"then": then})
+        or 0.0
+    )
+
+
+async def test_a_digest_part_telegram_does_not_answer_is_sent_at_most_twice_across_a_restart(
+    engine: Engine, make_settings: Callable[..., Settings], bot_api: BotApiServer
+) -> None:
+    """Telegram delivers but answers too late: the part goes out once more (the count is on
+    the row, so a restart of the sender does not reset it), then it is not sent again and
+    the rest of the digest goes on."""
+    application = build_application(
+        make_settings(bot_api, telegram={"send_timeout": 0.5}), engine, seeds=()
+    )
+    await application.initialize()
+    digest_chat(engine, 901)
+    for n in range(16):  # two parts
+        add_story(engine, f"Unanswered story {n:02d}", topics="security",
+                  at=NOW - timedelta(hours=9, minutes=-n), summary="Context " * 60)  # fmt: skip
+    hold(engine, NOW - timedelta(hours=1))
+    bot_api.set_delay("sendMessage", 2.0)  # delivered, answered after the client gave up
+    retried, failed = unconfirmed("retried"), unconfirmed("failed")
+    now = [NOW + timedelta(seconds=5)]
+    try:
+        first = Digests(engine, sender_for(application), owner=make_owner(), clock=lambda: now[0])
+        await first.run_once()  # part 1 unanswered: pending again, its count stored
+        [row] = digest_rows(engine)
+        parts = json.loads(row.parts)
+        assert len(parts) == 2
+        assert (row.state, row.parts_sent, row.timeouts) == ("pending", 0, 1)
+        assert [m.text for m in bot_api.sent(901)] == parts[:1]
+
+        now[0] += timedelta(hours=1)  # the sender restarts
+        second = Digests(engine, sender_for(application), owner=make_owner(), clock=lambda: now[0])
+        await second.run_once()  # part 1 unanswered again: not sent again; part 2 unanswered
+        [row] = digest_rows(engine)
+        assert (row.state, row.parts_sent, row.timeouts) == ("pending", 1, 1)
+        assert unconfirmed("failed") == failed + 1
+
+        bot_api.set_delay("sendMessage", 0.0)
+        now[0] += timedelta(hours=1)
+        third = Digests(engine, sender_for(application), owner=make_owner(), clock=lambda: now[0])
+        await third.run_once()
+    finally:
+        await application.shutdown()
+    assert [m.text for m in bot_api.sent(901)] == [parts[0], parts[0], parts[1], parts[1]]
+    [row] = digest_rows(engine)
+    assert (row.state, row.parts_sent, row.timeouts) == ("sent", 2, 0)
+    assert unconfirmed("retried") == retried + 2  # part 1 once, part 2 once
+    assert unconfirmed("failed") == failed + 1  # part 1, given up
+    assert (first.tally.unconfirmed, second.tally.unconfirmed, third.tally.unconfirmed) == (1, 2, 0)
+    assert third.tally.sent == 1

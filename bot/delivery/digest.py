@@ -9,8 +9,14 @@ parts go out one by one, each recorded the moment Telegram accepts it; a retry, 
 or another replica resumes after the last part recorded. Outcomes, as for alerts
 (bot/delivery/worker.py): a 429 waits the time asked (no attempt counted); a chat gone
 turns the subscriber off; a part Telegram refuses is left out and the rest go on; a network
-error or a send without an answer is retried with backoff, then the digest fails after
-`max_attempts`. A digest due in the chat's quiet hours waits until they end.
+error is retried with backoff, then the digest fails after `max_attempts`. A part without
+an answer within `telegram.send_timeout` may have been delivered, so it follows the alerts'
+once-only rule (`max_unconfirmed`, the alerts' own value): sent again once, with backoff
+(the row's `timeouts` count survives restarts); unanswered again, it is not sent again and
+the rest of the digest goes on, as after a refused part: the reader most likely has it, and
+the parts after it are messages of their own that failing the digest would lose. Both are
+counted in sahelwatch_unconfirmed_sends_total ("retried", then "failed"), the part given up
+is logged once with the reason. A digest due in the chat's quiet hours waits until they end.
 
 Rendering: the period's stories grouped by reader topic (bot/topics.py, in the menu's
 order; stories of no known topic last), newest first within a group; every feed string
@@ -31,7 +37,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from bot import topics
+from bot import metrics, topics
 from bot.decide.textcut import shorten
 from bot.delivery.sender import (
     Gone,
@@ -42,7 +48,9 @@ from bot.delivery.sender import (
     Sender,
     Sent,
     Transient,
+    Unconfirmed,
 )
+from bot.delivery.worker import Policy
 from bot.i18n import Voice
 from bot.pacing import backoff
 from bot.storage import digests, subscribers
@@ -64,6 +72,7 @@ class DigestPolicy:
     lease_seconds: float = 60.0
     concurrency: int = 8  # digests sent at once (their parts one after another)
     max_attempts: int = 8
+    max_unconfirmed: int = Policy.max_unconfirmed  # the alerts' rule: one more send at most
     backoff_base: float = 2.0
     backoff_max: float = 600.0
 
@@ -75,6 +84,7 @@ class DigestTally:
     sent: int = 0  # digests completed
     parts: int = 0  # messages sent
     failed: int = 0
+    unconfirmed: int = 0  # sends Telegram did not answer in time
     by_outcome: dict[str, int] = field(default_factory=dict)
 
 
@@ -236,6 +246,7 @@ class Digests:
         if parts is None:
             return
         chat_id = job.chat_id
+        timeouts = job.timeouts  # unanswered sends of the first part to go; 0 for the next
         for index in range(job.parts_sent, len(parts)):
             outcome = await self._send(job, chat_id, parts[index])
             if isinstance(outcome, Moved):
@@ -248,33 +259,63 @@ class Digests:
                     outcome = Transient(f"chat migrated twice (to {outcome.new_chat_id})")
             name = type(outcome).__name__
             self.tally.by_outcome[name] = self.tally.by_outcome.get(name, 0) + 1
-            if isinstance(outcome, Sent | Rejected):
-                if isinstance(outcome, Rejected):  # this part only: the others still go
-                    log.warning("digest %s part %d refused by Telegram: %s",
-                                job.digest_id, index + 1, outcome.reason)  # fmt: skip
-                else:
-                    self.tally.parts += 1
-                await asyncio.to_thread(
-                    digests.part_sent, self.engine, job.digest_id, parts_sent=index + 1
-                )
-                continue
-            if isinstance(outcome, RetryLater):
-                await self._retry(job, outcome.reason, counted=False, after=outcome.seconds)
-            elif isinstance(outcome, Gone):
-                log.info("chat %s is gone (%s): subscriber turned off", chat_id, outcome.reason)
-                await asyncio.to_thread(
-                    digests.mark_gone,
-                    self.engine,
-                    job.digest_id,
-                    owner=self.owner,
-                    subscriber_id=job.subscriber_id,
-                    reason=outcome.reason,
-                )
-            else:  # Transient, Unconfirmed: backoff, then give up after max_attempts
-                await self._retry(job, outcome.reason, counted=True)
-            return
+            if isinstance(outcome, Unconfirmed):
+                timeouts += 1
+                if not await self._unconfirmed(job, index, timeouts, outcome):
+                    return  # to be sent once more later (or the attempts ran out)
+            elif isinstance(outcome, Rejected):  # this part only: the others still go
+                log.warning("digest %s part %d refused by Telegram: %s",
+                            job.digest_id, index + 1, outcome.reason)  # fmt: skip
+            elif isinstance(outcome, Sent):
+                self.tally.parts += 1
+            else:
+                await self._stop(job, chat_id, outcome)
+                return
+            await asyncio.to_thread(
+                digests.part_sent, self.engine, job.digest_id, parts_sent=index + 1
+            )
+            timeouts = 0
         await asyncio.to_thread(digests.mark_sent, self.engine, job.digest_id, now=self._clock())
         self.tally.sent += 1
+
+    async def _stop(self, job: ClaimedDigest, chat_id: int, outcome: Outcome) -> None:
+        """The digest cannot go on now: a 429, a chat gone, or an error to retry."""
+        if isinstance(outcome, RetryLater):
+            await self._retry(job, outcome.reason, counted=False, after=outcome.seconds)
+        elif isinstance(outcome, Gone):
+            log.info("chat %s is gone (%s): subscriber turned off", chat_id, outcome.reason)
+            await asyncio.to_thread(
+                digests.mark_gone,
+                self.engine,
+                job.digest_id,
+                owner=self.owner,
+                subscriber_id=job.subscriber_id,
+                reason=outcome.reason,
+            )
+        elif isinstance(outcome, Transient):  # backoff, then give up after max_attempts
+            await self._retry(job, outcome.reason, counted=True)
+        else:  # Sent, Rejected and Unconfirmed go on; Moved is followed before
+            raise TypeError(f"a digest does not stop on {outcome!r}")
+
+    async def _unconfirmed(
+        self, job: ClaimedDigest, index: int, timeouts: int, outcome: Unconfirmed
+    ) -> bool:
+        """Part `index` went `timeouts` times without an answer (maybe delivered): True when
+        it is not to be sent again; else it is sent once more later (or attempts ran out)."""
+        self.tally.unconfirmed += 1
+        last = timeouts >= self.policy.max_unconfirmed
+        out_of_attempts = job.attempts + 1 >= self.policy.max_attempts
+        then = "failed" if last or out_of_attempts else "retried"
+        metrics.UNCONFIRMED_SENDS.labels(then=then).inc()
+        if last:
+            log.warning("digest %s part %d: %d sends without an answer, maybe delivered; not "
+                        "sent again (%s)", job.digest_id, index + 1, timeouts,
+                        outcome.reason)  # fmt: skip
+            return True
+        log.warning("digest %s part %d: no answer from Telegram; sending once more (%s)",
+                    job.digest_id, index + 1, outcome.reason)  # fmt: skip
+        await self._retry(job, outcome.reason, counted=True, timed_out=True)
+        return False
 
     async def _send(self, job: ClaimedDigest, chat_id: int, text: str) -> Outcome:
         return await self.sender.send(
@@ -282,7 +323,13 @@ class Digests:
         )
 
     async def _retry(
-        self, job: ClaimedDigest, reason: str, *, counted: bool, after: float | None = None
+        self,
+        job: ClaimedDigest,
+        reason: str,
+        *,
+        counted: bool,
+        after: float | None = None,
+        timed_out: bool = False,
     ) -> None:
         attempts = job.attempts + (1 if counted else 0)
         if counted and attempts >= self.policy.max_attempts:
@@ -309,4 +356,5 @@ class Digests:
             at=self._clock() + timedelta(seconds=delay),
             error=reason,
             count_attempt=counted,
+            timed_out=timed_out,
         )

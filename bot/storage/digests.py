@@ -11,9 +11,12 @@ longer wants (topics changed, story muted) are skipped rather than folded.
 Delivery: `claim` leases due rows (pending, due) like bot/storage/outbox.py; the sender
 stores the parts as rendered the first time (`save_parts`), then records each part the
 moment Telegram accepts it (`part_sent`), so a retry, a restart or another replica resumes
-after the last part recorded; the only part that can go out twice is the one on the wire
-when a process dies (at least once, as for alerts). `recover` returns rows whose lease
-lapsed, or whose owner was a process on this host that died, to pending.
+after the last part recorded; a part can go out twice only when it is on the wire as a
+process dies (at least once, as for alerts), or when Telegram did not answer it: `timeouts`
+counts the unanswered sends of the next part (`retry_later(timed_out=True)`; `part_sent`
+sets it back to 0), so the sender sends it again at most once, across restarts too.
+`recover` returns rows whose lease lapsed, or whose owner was a process on this host that
+died, to pending.
 """
 
 from __future__ import annotations
@@ -209,6 +212,7 @@ class ClaimedDigest:
     parts: tuple[str, ...]  # as stored; empty until first rendered
     parts_sent: int
     attempts: int
+    timeouts: int  # unanswered sends of part number parts_sent + 1
 
 
 def claim(
@@ -271,6 +275,7 @@ def claim(
                 parts=tuple(json.loads(digest.parts)) if digest.parts else (),
                 parts_sent=digest.parts_sent,
                 attempts=digest.attempts,
+                timeouts=digest.timeouts,
             )
             for digest, chat in rows
         ]
@@ -340,12 +345,14 @@ def save_parts(engine: Engine, digest_id: int, parts: Sequence[str], *, owner: s
 
 
 def part_sent(engine: Engine, digest_id: int, *, parts_sent: int) -> None:
-    """Telegram accepted part number `parts_sent` (1-based): recorded even if the lease
-    was lost meanwhile, and never moved backwards."""
+    """Part number `parts_sent` (1-based) is done with (accepted, refused, or left
+    unanswered as often as allowed): recorded even if the lease was lost meanwhile, and never
+    moved backwards. The next part starts without unanswered sends."""
     _update(
         engine,
         and_(col(Digest.id) == digest_id, col(Digest.parts_sent) < parts_sent),
         parts_sent=parts_sent,
+        timeouts=0,
     )
 
 
@@ -363,8 +370,17 @@ def mark_sent(engine: Engine, digest_id: int, *, now: datetime | None = None) ->
 
 
 def retry_later(
-    engine: Engine, digest_id: int, *, owner: str, at: datetime, error: str, count_attempt: bool
+    engine: Engine,
+    digest_id: int,
+    *,
+    owner: str,
+    at: datetime,
+    error: str,
+    count_attempt: bool,
+    timed_out: bool = False,
 ) -> bool:
+    """Back to pending until `at`. `timed_out`: Telegram did not answer the next part, which
+    may have been delivered; counted in `timeouts`, which bounds how often it is sent again."""
     return _update(
         engine,
         _mine(digest_id, owner),
@@ -372,6 +388,7 @@ def retry_later(
         next_attempt_at=at,
         last_error=error[:_ERROR_CHARS],
         attempts=Digest.attempts + (1 if count_attempt else 0),
+        timeouts=Digest.timeouts + (1 if timed_out else 0),
         lease_owner=None,
         lease_until=None,
     )

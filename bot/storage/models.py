@@ -198,6 +198,8 @@ class Digest(SQLModel, table=True):
     # the parts as first rendered (a JSON list of Telegram HTML), so a retry resumes the same
     parts: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
     attempts: int = 0
+    # sends of the next part (number parts_sent + 1) Telegram did not answer: maybe delivered
+    timeouts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = _when()
