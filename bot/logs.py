@@ -62,6 +62,8 @@ def setup_logging(fmt: str = "text", level: str = "INFO", secrets: tuple[str, ..
     # httpx logs every request URL at INFO; Bot API URLs contain the token.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
+    # newer Alembic releases log each of their plugins at INFO before migrating: noise
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
 
 
 def quiet_migrations() -> None:

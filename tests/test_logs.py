@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from bot.logs import JsonFormatter, RedactingFilter, redact
+from bot.logs import JsonFormatter, RedactingFilter, redact, setup_logging
 
 TOKEN = "123456789:AAHfakeTokenValue_abcdefghijklmnop"
 
@@ -39,3 +39,20 @@ def test_json_formatter_one_object_per_line() -> None:
     line = JsonFormatter().format(record)
     data = json.loads(line)
     assert data["message"] == "hello world" and data["level"] == "INFO" and "\n" not in line
+
+
+def test_alembic_plugin_lines_are_quiet_and_migrations_are_not(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging()
+        logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.x")
+        logging.getLogger("alembic.runtime.migration").info("Running upgrade 0001 -> 0002")
+        err = capsys.readouterr().err
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert "setup plugin" not in err
+    assert "Running upgrade 0001 -> 0002" in err
