@@ -149,6 +149,7 @@ def test_image_metadata(image: str) -> None:
     assert config["Cmd"] == ["run"]
     assert "/data" in config["Volumes"]
     assert "DATABASE_URL=sqlite:////data/sahel-watch.db" in config["Env"]
+    assert "SAHEL_WATCH_MODEL_CACHE=/opt/sahel-watch/model" in config["Env"]  # prepared at build
     assert inspected["Healthcheck"]["Test"] == ["CMD", "python", "-m", "bot", "health"]
     help_run = podman("run", "--rm", *ULIMITS, image, "--help")
     for command in ("run", "health", "poll-once", "feeds", "db"):
@@ -214,6 +215,8 @@ def test_container_smoke(image: str, container_name: str, tmp_path: Path) -> Non
     assert not state.get("OOMKilled")
     assert "Traceback" not in log, box.tail(120)
     assert TOKEN not in log, "the bot token reached the container log"
+    # the model's token table prepared in the image is read by the unprivileged user
+    assert "cannot be written" not in log and "embedding model loaded" in log, box.tail(120)
     timings["total"] = time.monotonic() - started
     print("\ncontainer smoke test timings:")
     for what, seconds in timings.items():
