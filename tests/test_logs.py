@@ -46,6 +46,9 @@ def test_alembic_plugin_lines_are_quiet_and_migrations_are_not(
 ) -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    alembic = logging.getLogger("alembic")
+    alembic_level = alembic.level  # other commands run in this process may have quietened it
+    alembic.setLevel(logging.NOTSET)
     try:
         setup_logging()
         logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.x")
@@ -54,5 +57,6 @@ def test_alembic_plugin_lines_are_quiet_and_migrations_are_not(
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+        alembic.setLevel(alembic_level)
     assert "setup plugin" not in err
     assert "Running upgrade 0001 -> 0002" in err
