@@ -21,8 +21,8 @@ is logged once with the reason. A digest due in the chat's quiet hours waits unt
 Rendering: the period's stories grouped by reader topic (bot/topics.py, in the menu's
 order; stories of no known topic last), newest first within a group; every feed string
 cleaned and escaped; the text packed into parts of at most 4096 UTF-16 units, cut only
-between stories; a part that starts inside a topic repeats its heading ("Security
-(continued)").
+between stories (bot/telegram/render.py `pack`); a part that starts inside a topic repeats
+its heading ("Security (continued)").
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from bot.pacing import backoff
 from bot.storage import digests, subscribers
 from bot.storage.digests import ClaimedDigest, DigestStory
 from bot.storage.models import utcnow
-from bot.telegram.render import MAX_LENGTH, anchor, clean, utf16_len
+from bot.telegram.render import MAX_LENGTH, anchor, clean, pack
 
 log = logging.getLogger(__name__)
 
@@ -131,28 +131,22 @@ def render_digest(
     groups: dict[str, list[DigestStory]] = {}
     for story in sorted(stories, key=lambda s: (s.published, s.story_id), reverse=True):
         groups.setdefault(_topic_of(story), []).append(story)
-    parts: list[str] = []
-    current = header
+    blocks: list[str] = []
+    openers: list[str] = []  # a block that opens a part says which topic it is in
     for key in (*topics.KEYS, OTHER):
         label = (
             voice.gettext(topics.BY_KEY[key].label) if key != OTHER else voice.gettext("Other news")
         )
-        heading = f"<b>{html.escape(label)}</b>\n"
+        again = voice.gettext("%(topic)s (continued)") % {"topic": label}
         for index, story in enumerate(groups.get(key, [])):
             block = _story_block(story, voice, now)
             if index == 0:
-                block = heading + block
-            candidate = f"{current}\n\n{block}"
-            if utf16_len(candidate) <= limit:
-                current = candidate
-                continue
-            parts.append(current)  # a new part: it says which topic it is in
-            if index > 0:
-                again = voice.gettext("%(topic)s (continued)") % {"topic": label}
-                block = f"<b>{html.escape(again)}</b>\n{block}"
-            current = block
-    parts.append(current)
-    return parts
+                blocks.append(f"<b>{html.escape(label)}</b>\n{block}")
+                openers.append(blocks[-1])
+            else:
+                blocks.append(block)
+                openers.append(f"<b>{html.escape(again)}</b>\n{block}")
+    return pack(blocks, header=header, limit=limit, openers=openers)
 
 
 class Digests:

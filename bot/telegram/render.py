@@ -227,19 +227,25 @@ def outlets_of(story: StoryView, also_count: int | None = None) -> int:
 
 
 def pack(
-    blocks: Sequence[str], *, header: str = "", limit: int = MAX_LENGTH, sep: str = "\n\n"
+    blocks: Sequence[str],
+    *,
+    header: str = "",
+    limit: int = MAX_LENGTH,
+    sep: str = "\n\n",
+    openers: Sequence[str] | None = None,
 ) -> list[str]:
-    """Join blocks (each within `limit`) with `sep` into as few messages as fit, in order."""
+    """Join blocks (each within `limit`) with `sep` into as few messages as fit, in order.
+    `openers[i]`: block i as written when it opens a message (a heading said again, say)."""
     messages: list[str] = []
     current = header
-    for block in blocks:
+    for index, block in enumerate(blocks):
         candidate = f"{current}{sep}{block}" if current else block
         if utf16_len(candidate) <= limit:
             current = candidate
             continue
         if current:
             messages.append(current)
-        current = block
+        current = block if openers is None else openers[index]
     if current:
         messages.append(current)
     return messages
